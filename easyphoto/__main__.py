@@ -1,0 +1,5 @@
+"""`python -m easyphoto ...` (see easyphoto.cli)."""
+
+from easyphoto.cli import main
+
+raise SystemExit(main())

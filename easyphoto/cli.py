@@ -1,0 +1,95 @@
+"""Command line: `python -m easyphoto <command>`. The same operations as the UI and the API, for batch work.
+
+Errors the user can act on (EasyPhotoError) print as one message with a hint and exit with status 2; anything
+else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from easyphoto import __version__
+from easyphoto.context import AppContext, standalone_context
+from easyphoto.errors import EasyPhotoError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m easyphoto",
+        description="EasyPhoto: identity LoRA training and studio portraits (standalone and batch use).",
+    )
+    parser.add_argument("--version", action="version", version=f"EasyPhoto {__version__}")
+    parser.add_argument("--data-dir", help="data folder (default: $EASYPHOTO_DATA_DIR or ~/easyphoto)")
+    parser.add_argument("--models-dir", help="models folder (default: <data dir>/models)")
+    parser.add_argument("--offline", action="store_true", help="never touch the network")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    serve = commands.add_parser("serve", help="start the web UI and REST API without the WebUI")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=7861, help="port; 0 picks a free one (default: 7861)")
+    serve.add_argument("--no-ui", action="store_true", help="REST API only")
+    serve.add_argument("--token", help="require 'Authorization: Bearer TOKEN' on API calls")
+    serve.add_argument("--smoke", action="store_true", help="start, query /health once, print it and exit")
+    serve.set_defaults(run=_serve)
+
+    info = commands.add_parser("info", help="show version, folders and which optional components are installed")
+    info.set_defaults(run=_info)
+
+    models = commands.add_parser("models", help="model files: what is present and where missing ones go")
+    models_commands = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
+    listing = models_commands.add_parser("list", help="list every model file with its state")
+    listing.add_argument("--group", help="only this group (face, controlnet)")
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
+    listing.set_defaults(run=_models_list)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    ctx = standalone_context(args.data_dir, args.models_dir, args.offline)
+    try:
+        return int(args.run(ctx, args) or 0)
+    except EasyPhotoError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _serve(ctx: AppContext, args: argparse.Namespace) -> int:
+    from easyphoto.app import serve
+
+    return serve(ctx, host=args.host, port=args.port, with_ui=not args.no_ui, token=args.token, smoke=args.smoke)
+
+
+def _info(ctx: AppContext, _args: argparse.Namespace) -> int:
+    import importlib.util
+
+    components = ["torch", "diffusers", "peft", "gradio", "onnxruntime", "dlib", "mediapipe", "cv2"]
+    found = {name: importlib.util.find_spec(name) is not None for name in components}
+    print(json.dumps({**ctx.describe(), "components": found}, indent=2))
+    return 0
+
+
+def _models_list(ctx: AppContext, args: argparse.Namespace) -> int:
+    from easyphoto import weights
+
+    statuses = weights.status_all(ctx.paths, args.group)
+    if args.json:
+        print(json.dumps([s.to_dict() for s in statuses], indent=2))
+        return 0
+    rows = [(s.entry.id, s.state, s.entry.licence, s.found_at) for s in statuses]
+    _print_table(("id", "state", "licence", "path"), rows)
+    missing = [s for s in statuses if s.state != "present"]
+    if missing:
+        print(f"\n{len(missing)} missing; to add them by hand:")
+        for s in missing:
+            print(weights.how_to_fetch(s))
+    return 0
+
+
+def _print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
+    for row in (header, *rows):
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())

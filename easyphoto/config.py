@@ -1,0 +1,205 @@
+"""Typed, versioned configuration: one model per operation, the single source of parameters and defaults.
+
+The UI builds its controls from these models (`field_specs`), the API validates requests with them and the CLI
+parses into them. They run on pydantic 1.10 (A1111 1.10.x ships it) and pydantic 2.x (Forge), so only the small
+portable subset is used here and the few version-specific calls live in `ConfigModel`.
+
+Defaults follow the reference extension (shared/reference/easyphoto-reference.md §3.4, §3.6) unless a later
+measurement says otherwise; each field's description says what it does.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import pydantic
+from pydantic import BaseModel, Field
+
+PYDANTIC_V2 = pydantic.VERSION.startswith("2")
+CONFIG_VERSION = 1
+DEFAULT_CAPTION = "easyphoto_face, easyphoto, 1person"
+
+
+def _cross_field_check(check: Callable[[Mapping[str, Any]], None]):
+    """Wrap `check(values)` (raises ValueError) as a whole-model validator for pydantic 1 and 2."""
+    if PYDANTIC_V2:
+
+        def after(self):
+            check(self.__dict__)
+            return self
+
+        return pydantic.model_validator(mode="after")(after)
+
+    def root(cls, values):
+        check(values)
+        return values
+
+    return pydantic.root_validator(skip_on_failure=True, allow_reuse=True)(root)
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """What a UI needs to build one control, derived from the model's JSON schema (same on pydantic 1 and 2)."""
+
+    name: str
+    title: str
+    kind: str  # "bool" | "int" | "float" | "str" | "choice"
+    default: Any
+    description: str = ""
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple = ()
+    optional: bool = False
+
+
+class ConfigModel(BaseModel):
+    """Base for every config: unknown keys are errors (a typo must not be silently ignored)."""
+
+    if PYDANTIC_V2:
+        model_config = pydantic.ConfigDict(extra="forbid", validate_assignment=True)
+    else:
+
+        class Config:
+            extra = "forbid"
+            validate_assignment = True
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]):
+        """Validate a plain dict (API body, saved JSON, CLI values) into the model; raises ValidationError."""
+        data = dict(data)
+        data.pop("config_version", None)  # written by to_dict(); version 1 needs no migration
+        return cls.model_validate(data) if PYDANTIC_V2 else cls.parse_obj(data)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict, with the config version so saved files can be migrated later."""
+        data = self.model_dump(mode="json") if PYDANTIC_V2 else json.loads(self.json())
+        return {"config_version": CONFIG_VERSION, **data}
+
+    def updated(self, **changes: Any):
+        """A validated copy with some fields changed (model_copy/copy skip validation on both versions)."""
+        return type(self).from_dict({**self.to_dict(), **changes})
+
+    @classmethod
+    def json_schema(cls) -> dict[str, Any]:
+        return cls.model_json_schema() if PYDANTIC_V2 else cls.schema()
+
+    @classmethod
+    def field_specs(cls) -> list[FieldSpec]:
+        schema = cls.json_schema()
+        return [_field_spec(name, prop, schema) for name, prop in schema.get("properties", {}).items()]
+
+
+def _field_spec(name: str, prop: dict[str, Any], schema: dict[str, Any]) -> FieldSpec:
+    optional = False
+    if "anyOf" in prop:  # pydantic 2 writes Optional[X] as anyOf [X, null]
+        non_null = [p for p in prop["anyOf"] if p.get("type") != "null"]
+        optional = len(non_null) < len(prop["anyOf"])
+        prop = {**non_null[0], **{k: v for k, v in prop.items() if k != "anyOf"}}
+    if "$ref" in prop or "allOf" in prop:  # an Enum/Literal placed in definitions
+        ref = (prop.get("$ref") or prop["allOf"][0]["$ref"]).rsplit("/", 1)[-1]
+        defs = schema.get("$defs") or schema.get("definitions") or {}
+        prop = {**defs.get(ref, {}), **{k: v for k, v in prop.items() if k not in ("$ref", "allOf")}}
+    if "const" in prop and "enum" not in prop:
+        prop = {**prop, "enum": [prop["const"]]}
+    kind = "choice" if "enum" in prop else {"boolean": "bool", "integer": "int", "number": "float"}.get(
+        prop.get("type", "string"), "str"
+    )
+    return FieldSpec(
+        name=name,
+        title=prop.get("title", name.replace("_", " ").capitalize()),
+        kind=kind,
+        default=prop.get("default"),
+        description=prop.get("description", ""),
+        minimum=prop.get("minimum", prop.get("exclusiveMinimum")),
+        maximum=prop.get("maximum", prop.get("exclusiveMaximum")),
+        choices=tuple(prop.get("enum", ())),
+        optional=optional,
+    )
+
+
+FaceStack = Literal["auto", "insightface", "dlib", "mediapipe"]
+
+
+class Settings(ConfigModel):
+    """Extension-wide settings (WebUI: Settings → EasyPhoto; standalone: <data root>/settings.json)."""
+
+    face_stack: FaceStack = Field(
+        "auto",
+        title="Face models",
+        description="auto = insightface ONNX models when their weights are present, else dlib (offline, CC0).",
+    )
+    offline: bool = Field(
+        False,
+        title="Offline mode",
+        description="Never download; missing weights are listed with the path to put them at.",
+    )
+    unload_host_model_for_training: bool = Field(
+        True,
+        title="Free VRAM for training",
+        description="Move the WebUI's loaded checkpoint to the CPU while a LoRA trains, and back afterwards.",
+    )
+    max_upload_megapixels: float = Field(
+        64.0,
+        ge=1.0,
+        le=400.0,
+        title="Largest accepted photo (megapixels)",
+        description="Larger images are refused with a message instead of being decoded (decompression bombs).",
+    )
+
+
+class TrainConfig(ConfigModel):
+    """Everything that decides how one identity LoRA is prepared and trained (reference §3.1–3.5)."""
+
+    resolution: int = Field(512, ge=256, le=2048, multiple_of=64, description="Training image size in pixels.")
+    crop_ratio: float = Field(3.0, ge=1.0, le=6.0, description="Crop around the face: box size × this ratio.")
+    caption: str = Field(DEFAULT_CAPTION, min_length=1, max_length=500, description="Fixed caption of every photo.")
+    rank: int = Field(128, ge=1, le=1024, description="LoRA rank.")
+    network_alpha: int = Field(64, ge=1, le=1024, description="LoRA alpha (scale = alpha / rank); ≤ rank.")
+    learning_rate: float = Field(1e-4, gt=0, le=1e-2, description="UNet learning rate.")
+    text_encoder_learning_rate: float = Field(5e-5, ge=0, le=1e-2, description="Text encoder learning rate.")
+    train_text_encoder: bool = Field(True, description="Also train LoRA on the text encoder.")
+    batch_size: int = Field(1, ge=1, le=64, description="Images per step.")
+    gradient_accumulation_steps: int = Field(4, ge=1, le=64, description="Steps accumulated per optimizer update.")
+    steps_per_photo: int = Field(200, ge=1, le=10000, description="Training steps per kept photo.")
+    max_train_steps: int = Field(800, ge=1, le=100000, description="Upper bound on training steps.")
+    validation: bool = Field(True, description="Score checkpoints by face identity and merge the best.")
+    validation_every: int = Field(100, ge=1, le=100000, description="Steps between checkpoints/validations.")
+    seed: int | None = Field(None, ge=0, le=2**32 - 1, description="Random seed; empty = random per training.")
+
+    check_alpha_at_most_rank = _cross_field_check(
+        lambda v: _require(v["network_alpha"] <= v["rank"], "network_alpha must be ≤ rank")
+    )
+
+    def train_steps(self, photo_count: int) -> int:
+        """Reference rule: min(steps_per_photo × photos, max_train_steps)."""
+        return min(self.steps_per_photo * max(photo_count, 1), self.max_train_steps)
+
+
+class PortraitConfig(ConfigModel):
+    """Parameters of the two-pass portrait pipeline (reference §3.6); extended by the portrait issue."""
+
+    lora_weight: float = Field(0.9, ge=0.0, le=2.0, description="Weight of the identity LoRA in the prompt.")
+    crop_ratio: float = Field(3.0, ge=1.0, le=6.0, description="Template crop around the face: box × this ratio.")
+    short_side: int = Field(512, ge=256, le=2048, multiple_of=32, description="Short side of the processed crop.")
+    first_steps: int = Field(50, ge=1, le=150, description="Sampling steps of pass 1.")
+    first_denoising_strength: float = Field(0.45, ge=0.0, le=1.0, description="Denoising strength of pass 1.")
+    second_steps: int = Field(20, ge=1, le=150, description="Sampling steps of pass 2 (face ring refinement).")
+    second_denoising_strength: float = Field(0.30, ge=0.0, le=1.0, description="Denoising strength of pass 2.")
+    cfg_scale: float = Field(7.0, ge=1.0, le=30.0, description="Classifier-free guidance scale.")
+    sampler: str = Field("DPM++ 2M SDE", min_length=1, description="Sampler name as the host names it.")
+    scheduler: str = Field("Karras", min_length=1, description="Noise schedule label (WebUI ≥1.9).")
+    face_fusion_before: float = Field(0.6, ge=0.0, le=1.0, description="Fusion blend ratio before pass 1.")
+    face_fusion_after: float = Field(0.6, ge=0.0, le=1.0, description="Fusion blend ratio after pass 1.")
+    color_shift_middle: bool = Field(True, description="LAB colour transfer after pass 1.")
+    color_shift_last: bool = Field(True, description="LAB colour transfer after pass 2.")
+    seed: int = Field(-1, ge=-1, le=2**32 - 1, description="-1 = random.")
+    additional_prompt: str = Field("", max_length=2000, description="Appended to the positive prompt.")
+    additional_negative_prompt: str = Field("", max_length=2000, description="Appended to the negative prompt.")
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)

@@ -1,0 +1,76 @@
+"""What every front end (WebUI tab, REST API, standalone server, CLI) needs to know about where it runs.
+
+Built once per front end by `backends.webui.make_context()` (inside the WebUI) or `standalone_context()`.
+Operations receive it instead of reading globals, so the same code serves every host and is testable.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from easyphoto import __version__
+from easyphoto.config import Settings
+from easyphoto.store import IdentityStore, Paths, atomic_write_json, read_json
+
+log = logging.getLogger("easyphoto")
+Flavour = Literal["a1111", "forge", "standalone"]
+
+
+@dataclass(frozen=True)
+class HostInfo:
+    flavour: Flavour
+    version: str = ""  # the host's own version string (WebUI git tag), empty when unknown
+
+    def to_dict(self) -> dict[str, str]:
+        return {"flavour": self.flavour, "version": self.version}
+
+
+@dataclass
+class AppContext:
+    paths: Paths
+    host: HostInfo
+    load_settings: Callable[[], Settings] = field(default=Settings)
+    force_offline: bool = False  # --easyphoto-offline / --offline: wins over the setting
+
+    @property
+    def settings(self) -> Settings:
+        return self.load_settings()
+
+    @property
+    def offline(self) -> bool:
+        return self.force_offline or self.settings.offline
+
+    @property
+    def identities(self) -> IdentityStore:
+        return IdentityStore(self.paths)
+
+    def describe(self) -> dict:
+        return {"version": __version__, "host": self.host.to_dict(), "offline": self.offline, "paths": self.paths.to_dict()}
+
+
+def standalone_context(
+    data_dir: Path | str | None = None, models_dir: Path | str | None = None, offline: bool = False
+) -> AppContext:
+    """Context for `python -m easyphoto ...`: settings live in <data root>/settings.json."""
+    paths = Paths.standalone(data_dir, models_dir)
+    return AppContext(paths, HostInfo("standalone", __version__), lambda: load_settings_file(paths), offline)
+
+
+def load_settings_file(paths: Paths) -> Settings:
+    """Standalone settings; a damaged or outdated file falls back to defaults with a warning, never a crash."""
+    file = paths.data_root / "settings.json"
+    if not file.exists():
+        return Settings()
+    try:
+        return Settings.from_dict(read_json(file))
+    except Exception as exc:  # a bad settings file must not stop the app from starting
+        log.warning("EasyPhoto: ignoring %s (%s); using default settings", file, exc)
+        return Settings()
+
+
+def save_settings_file(paths: Paths, settings: Settings) -> Path:
+    return atomic_write_json(paths.data_root / "settings.json", settings.to_dict())

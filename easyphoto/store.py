@@ -1,0 +1,255 @@
+"""Where EasyPhoto keeps its data, and the only code that writes it (ARCHITECTURE.md §3).
+
+    <data root>/identities/<id>/photos/        uploads, EXIF-rotated, never modified
+    <data root>/identities/<id>/dataset/       processed training images + captions
+    <data root>/identities/<id>/report.json    per-photo decisions
+    <data root>/identities/<id>/checkpoints/   LoRA checkpoints during training (resumable)
+    <data root>/identities/<id>/validation/    validation images + scores
+    <data root>/identities/<id>/identity.json  final: LoRA file, reference face, embedding stats, config
+    <data root>/jobs/<job-id>.json             job records
+    <data root>/outputs/<date>/                generated images
+    <lora dir>/<id>.safetensors                the exported LoRA (the WebUI's Lora folder)
+
+Identity ids become file names and `<lora:id:w>` prompt tokens, so they are restricted to a safe slug, checked
+here before any path is built. Every write goes through a temp file in the same folder plus `os.replace`, so a
+killed process leaves either the old file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import tempfile
+import unicodedata
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from easyphoto.errors import EasyPhotoError, IdentityNotFound, InvalidIdentityId
+
+MAX_ID_LENGTH = 64
+_ID_RE = re.compile(r"[a-z0-9](?:[a-z0-9_-]*[a-z0-9])?")
+# Device names Windows refuses as file names, whatever the extension.
+_WINDOWS_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)), *(f"lpt{i}" for i in range(1, 10))}
+
+
+def suggest_identity_id(name: str) -> str:
+    """A valid id close to a free-form name ("Zoë Smith" → "zoe_smith"), for error messages and UI defaults."""
+    ascii_name = unicodedata.normalize("NFKD", str(name)).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "_", ascii_name.lower()).strip("_-")[:MAX_ID_LENGTH].strip("_-")
+    if not slug or slug in _WINDOWS_RESERVED:
+        slug = f"person_{slug}" if slug else "person"
+    return slug
+
+
+def validate_identity_id(value: object) -> str:
+    """Return `value` if it is a safe identity id, else raise InvalidIdentityId saying why and what would work."""
+    if not isinstance(value, str) or not value:
+        raise InvalidIdentityId("The identity id is empty.", hint="Use lowercase letters, digits, '_' or '-'.")
+    if len(value) > MAX_ID_LENGTH:
+        raise InvalidIdentityId(
+            f"The identity id is {len(value)} characters long; at most {MAX_ID_LENGTH} are allowed.",
+            hint=f"Try '{suggest_identity_id(value)}'.",
+        )
+    if not _ID_RE.fullmatch(value):
+        bad = sorted({c for c in value if not (c.isascii() and (c.islower() or c.isdigit() or c in "_-"))})
+        reason = f"contains {', '.join(repr(c) for c in bad)}" if bad else "must start and end with a letter or digit"
+        raise InvalidIdentityId(
+            f"The identity id {value!r} {reason}.",
+            hint=f"Use lowercase letters, digits, '_' or '-', e.g. '{suggest_identity_id(value)}'.",
+        )
+    if value in _WINDOWS_RESERVED:
+        raise InvalidIdentityId(f"The identity id {value!r} is a reserved device name on Windows.", hint="Add a suffix.")
+    return value
+
+
+# ---------------------------------------------------------------------------------------------- atomic writes
+
+
+@contextlib.contextmanager
+def atomic_path(target: Path | str) -> Iterator[Path]:
+    """Yield a temp path next to `target`; on success it replaces `target` atomically, on error it is removed.
+
+    For writers that want a file name (safetensors.save_file, PIL.Image.save) rather than bytes.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        yield tmp
+        _fsync_file(tmp)
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def atomic_write_bytes(target: Path | str, data: bytes) -> Path:
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(data)
+    return Path(target)
+
+
+def atomic_write_text(target: Path | str, text: str) -> Path:
+    return atomic_write_bytes(target, text.encode("utf-8"))
+
+
+def atomic_write_json(target: Path | str, data: Any) -> Path:
+    text = json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False)
+    return atomic_write_text(target, text + "\n")
+
+
+def read_json(path: Path | str) -> Any:
+    """Read a JSON file we wrote; a damaged file raises an error naming it instead of a bare JSONDecodeError."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise EasyPhotoError(
+            f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}).",
+            hint="The file was damaged outside EasyPhoto; restore it from a backup or delete it.",
+            phase="store",
+        ) from exc
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+# ---------------------------------------------------------------------------------------------- paths
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Every folder EasyPhoto reads or writes, resolved once per host (WebUI or standalone)."""
+
+    data_root: Path  # our own data: identities, jobs, outputs
+    models_root: Path  # our own weights: face/segmentation/fusion models
+    lora_dir: Path  # the host's Lora folder (exported identity LoRAs go here)
+    controlnet_dir: Path  # the host's ControlNet model folder
+    checkpoints_dir: Path  # base checkpoints (models/Stable-diffusion)
+
+    @classmethod
+    def standalone(cls, data_dir: Path | str | None = None, models_dir: Path | str | None = None) -> Paths:
+        """Standalone layout mirrors the WebUI's, so the same manifest destinations work in both."""
+        base = Path(data_dir or os.environ.get("EASYPHOTO_DATA_DIR") or Path.home() / "easyphoto").expanduser()
+        models = Path(models_dir or base / "models").expanduser()
+        return cls(
+            data_root=base / "easyphoto",
+            models_root=models / "easyphoto",
+            lora_dir=models / "Lora",
+            controlnet_dir=models / "ControlNet",
+            checkpoints_dir=models / "Stable-diffusion",
+        )
+
+    @property
+    def identities_dir(self) -> Path:
+        return self.data_root / "identities"
+
+    @property
+    def jobs_dir(self) -> Path:
+        return self.data_root / "jobs"
+
+    @property
+    def outputs_dir(self) -> Path:
+        return self.data_root / "outputs"
+
+    @property
+    def templates_dir(self) -> Path:
+        return self.data_root / "templates"
+
+    def to_dict(self) -> dict[str, str]:
+        return {name: str(getattr(self, name)) for name in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True)
+class IdentityLayout:
+    """The files of one identity."""
+
+    identity_id: str
+    root: Path
+    lora_file: Path
+
+    @property
+    def photos(self) -> Path:
+        return self.root / "photos"
+
+    @property
+    def dataset(self) -> Path:
+        return self.root / "dataset"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def validation(self) -> Path:
+        return self.root / "validation"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report.json"
+
+    @property
+    def identity_json(self) -> Path:
+        return self.root / "identity.json"
+
+
+class IdentityStore:
+    """Create, list and delete identities; every id is validated before it touches the file system."""
+
+    def __init__(self, paths: Paths):
+        self.paths = paths
+
+    def layout(self, identity_id: str) -> IdentityLayout:
+        identity_id = validate_identity_id(identity_id)
+        root = self.paths.identities_dir / identity_id
+        # The slug rules already exclude separators and dots; this guards against a symlinked identities folder.
+        if root.resolve().parent != self.paths.identities_dir.resolve():
+            raise InvalidIdentityId(f"The identity folder for {identity_id!r} resolves outside {self.paths.identities_dir}.")
+        return IdentityLayout(identity_id, root, self.paths.lora_dir / f"{identity_id}.safetensors")
+
+    def exists(self, identity_id: str) -> bool:
+        return self.layout(identity_id).root.is_dir()
+
+    def get(self, identity_id: str) -> IdentityLayout:
+        layout = self.layout(identity_id)
+        if not layout.root.is_dir():
+            raise IdentityNotFound(
+                f"No identity named {identity_id!r}.",
+                hint=f"Known identities: {', '.join(self.list()) or 'none yet'}.",
+            )
+        return layout
+
+    def create(self, identity_id: str, *, exist_ok: bool = False) -> IdentityLayout:
+        layout = self.layout(identity_id)
+        if layout.root.exists() and not exist_ok:
+            raise InvalidIdentityId(
+                f"An identity named {identity_id!r} already exists.",
+                hint="Pick another id, or delete the existing identity first.",
+            )
+        for folder in (layout.photos, layout.dataset, layout.checkpoints, layout.validation):
+            folder.mkdir(parents=True, exist_ok=True)
+        return layout
+
+    def list(self) -> list[str]:
+        if not self.paths.identities_dir.is_dir():
+            return []
+        names = (p.name for p in self.paths.identities_dir.iterdir() if p.is_dir())
+        return sorted(n for n in names if _ID_RE.fullmatch(n) and len(n) <= MAX_ID_LENGTH)
+
+    def delete(self, identity_id: str) -> None:
+        """Remove the identity folder and its exported LoRA. The folder is renamed first, so a crash midway never
+        leaves a half-deleted identity that still looks valid."""
+        layout = self.get(identity_id)
+        trash = Path(tempfile.mkdtemp(prefix=f".trash-{identity_id}-", dir=self.paths.identities_dir))
+        os.replace(layout.root, trash / identity_id)
+        if layout.lora_file.exists():
+            layout.lora_file.unlink()
+        shutil.rmtree(trash)

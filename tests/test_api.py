@@ -1,0 +1,69 @@
+"""The REST API of the standalone app through FastAPI's TestClient (same router as inside the WebUI)."""
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from easyphoto import __version__, api
+from easyphoto.app import create_app
+from easyphoto.context import standalone_context
+from easyphoto.errors import IdentityNotFound
+
+
+@pytest.fixture
+def ctx(tmp_path):
+    return standalone_context(tmp_path)
+
+
+def test_health_reports_version_and_host(ctx):
+    client = TestClient(create_app(ctx, with_ui=False))
+    body = client.get("/easyphoto/v1/health").json()
+    assert body == {"name": "EasyPhoto", "version": __version__, "api": "v1",
+                    "host": {"flavour": "standalone", "version": __version__}, "offline": False}
+
+
+def test_offline_flag_is_reported(tmp_path):
+    client = TestClient(create_app(standalone_context(tmp_path, offline=True), with_ui=False))
+    assert client.get("/easyphoto/v1/health").json()["offline"] is True
+
+
+def test_models_route_lists_manifest_states(ctx):
+    client = TestClient(create_app(ctx, with_ui=False))
+    rows = client.get("/easyphoto/v1/models", params={"group": "controlnet"}).json()
+    assert {r["id"] for r in rows} == {"controlnet-canny", "controlnet-openpose", "controlnet-tile", "controlnet-color"}
+    assert all(r["state"] == "missing" and r["path"].startswith(str(ctx.paths.controlnet_dir)) for r in rows)
+
+
+def test_openapi_schema_is_published(ctx):
+    schema = TestClient(create_app(ctx, with_ui=False)).get("/openapi.json").json()
+    assert "/easyphoto/v1/health" in schema["paths"] and "/easyphoto/v1/models" in schema["paths"]
+
+
+def test_token_is_required_when_configured(ctx):
+    client = TestClient(create_app(ctx, with_ui=False, token="s3cret"))
+    assert client.get("/easyphoto/v1/health").status_code == 401
+    assert client.get("/easyphoto/v1/health", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert client.get("/easyphoto/v1/health", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+
+
+def test_install_is_idempotent_and_errors_become_json(ctx):
+    app = FastAPI()
+    assert api.install(app, ctx) is True
+    assert api.install(app, ctx) is False
+    paths = [r.path for r in app.routes if r.path.startswith(api.API_PREFIX)]
+    assert sorted(paths) == ["/easyphoto/v1/health", "/easyphoto/v1/models"]
+
+    @app.get("/boom")
+    def boom():
+        raise IdentityNotFound("No identity named 'x'.", hint="Create it first.")
+
+    response = TestClient(app).get("/boom")
+    assert response.status_code == 404
+    assert response.json() == {"error": "IdentityNotFound", "phase": "identity",
+                               "message": "No identity named 'x'.", "hint": "Create it first."}
+
+
+def test_standalone_app_with_ui_keeps_api_routes_reachable(ctx):
+    client = TestClient(create_app(ctx, with_ui=True))
+    assert client.get("/easyphoto/v1/health").status_code == 200
+    assert client.get("/").status_code == 200  # the Gradio page
