@@ -64,6 +64,7 @@ def test_install_is_idempotent_and_errors_become_json(ctx):
 
 
 def test_standalone_app_with_ui_keeps_api_routes_reachable(ctx):
+    pytest.importorskip("gradio", reason="the Python 3.10 check runs without gradio")
     client = TestClient(create_app(ctx, with_ui=True))
     assert client.get("/easyphoto/v1/health").status_code == 200
     assert client.get("/").status_code == 200  # the Gradio page

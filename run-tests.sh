@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Install and run the whole test suite, the way CI does (README: "Run the tests").
+#
+#   bash run-tests.sh              both WebUI pin sets (A1111 1.10.x and Forge), lint, Python 3.10 check
+#   bash run-tests.sh a1111        one pin set only (also: forge, py310, lint)
+#   PYTEST_ARGS="-k store" bash run-tests.sh a1111
+#
+# Each pin set gets its own virtual environment under $EASYPHOTO_VENVS (default .venvs/): torch 2.13.0 (CPU) is
+# installed first and every later pip call is constrained to it, so nothing pulls a CUDA build. A venv is reused
+# only while its requirement files are unchanged (a clean clone, as in CI, always builds fresh ones).
+set -euo pipefail
+cd "$(dirname "$0")"
+ROOT=$(pwd)
+VENVS=${EASYPHOTO_VENVS:-$ROOT/.venvs}
+PYTHON=${PYTHON:-python3.11}
+PY310=${PY310:-python3.10}
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=(lint a1111 forge py310)
+export PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
+summary=()
+
+log() { printf '\n=== %s\n' "$*"; }
+
+# venv NAME PYTHON REQUIREMENT-FILE... : create or reuse .venvs/NAME with those requirements installed.
+venv() {
+  local name=$1 python=$2; shift 2
+  local dir=$VENVS/$name stamp
+  stamp=$(cat "$@" | sha256sum | cut -c1-16)
+  if [ -f "$dir/.stamp" ] && [ "$(cat "$dir/.stamp")" = "$stamp" ]; then return 0; fi
+  log "creating $dir"
+  rm -rf "$dir"
+  "$python" -m venv "$dir"
+  "$dir/bin/pip" install -q --upgrade pip
+  if grep -qx 'torch==2.13.0' "$@" 2>/dev/null; then "$dir/bin/pip" install -q torch==2.13.0; fi
+  "$dir/bin/pip" install -q -c requirements/constraints.txt $(printf -- '-r %s ' "$@")
+  echo "$stamp" > "$dir/.stamp"
+}
+
+run_pinset() {
+  local pinset=$1 start=$SECONDS
+  venv "$pinset" "$PYTHON" requirements/constraints.txt "requirements/$pinset.txt" requirements/test.txt
+  log "pytest, $pinset pin set"
+  EASYPHOTO_PINSET=$pinset "$VENVS/$pinset/bin/python" -m pytest tests ${PYTEST_ARGS:-} -p no:cacheprovider \
+    -o cache_dir="$VENVS/.pytest-cache" --durations=10
+  summary+=("$pinset: ok in $((SECONDS - start)) s")
+}
+
+run_lint() {
+  venv lint "$PYTHON" requirements/lint.txt
+  log "ruff"
+  "$VENVS/lint/bin/ruff" check .
+  summary+=("lint: ok")
+}
+
+# A1111 runs Python 3.10, for which there is no torch wheel here: compile everything and run the torch-free tests.
+run_py310() {
+  local start=$SECONDS
+  venv py310 "$PY310" requirements/py310.txt
+  log "Python 3.10: compile and torch-free tests"
+  "$VENVS/py310/bin/python" -m compileall -q easyphoto scripts install.py preload.py bench tests
+  "$VENVS/py310/bin/python" -m pytest -p no:cacheprovider \
+    tests/test_config.py tests/test_store.py tests/test_weights.py tests/test_install_plan.py tests/test_api.py \
+    tests/test_cli.py tests/test_layering.py
+  summary+=("py310: ok in $((SECONDS - start)) s")
+}
+
+for target in "${targets[@]}"; do
+  case $target in
+    a1111|forge) run_pinset "$target" ;;
+    lint) run_lint ;;
+    py310) run_py310 ;;
+    *) echo "unknown target $target (a1111, forge, py310, lint)" >&2; exit 2 ;;
+  esac
+done
+log "summary"; printf '%s\n' "${summary[@]}"
