@@ -121,6 +121,7 @@ def _field_spec(name: str, prop: dict[str, Any], schema: dict[str, Any]) -> Fiel
 
 
 FaceStack = Literal["auto", "insightface", "dlib", "mediapipe"]
+FaceChoice = Literal["largest", "best_match"]
 
 
 class Settings(ConfigModel):
@@ -153,8 +154,26 @@ class Settings(ConfigModel):
 class TrainConfig(ConfigModel):
     """Everything that decides how one identity LoRA is prepared and trained (reference §3.1–3.5)."""
 
+    # --- photo selection (reference §3.1, with thresholds instead of "top 15")
+    face_choice: FaceChoice = Field(
+        "largest",
+        description="Photos with several faces: use the largest face, or the face that best matches the others.",
+    )
+    min_face_px: int = Field(128, ge=32, le=2048, description="Smallest accepted face (shorter box side, pixels).")
+    min_sharpness: float = Field(25.0, ge=0.0, le=5000.0, description="Blur gate: Laplacian variance of the face.")
+    max_yaw: float = Field(50.0, ge=0.0, le=90.0, description="Largest accepted head turn (degrees).")
+    max_roll: float = Field(45.0, ge=0.0, le=90.0, description="Largest accepted head tilt (degrees).")
+    min_brightness: float = Field(35.0, ge=0.0, le=255.0, description="Darkest accepted face (mean luminance).")
+    max_brightness: float = Field(230.0, ge=0.0, le=255.0, description="Brightest accepted face (mean luminance).")
+    remove_duplicates: bool = Field(True, description="Keep one photo of near-identical pairs (the better one).")
+    identity_check: bool = Field(True, description="Drop photos whose face is a different person than the rest.")
+    max_photos: int | None = Field(None, ge=1, le=200, description="Keep at most this many (best first); empty = all.")
+    # --- dataset preparation (reference §3.2-3.3)
     resolution: int = Field(512, ge=256, le=2048, multiple_of=64, description="Training image size in pixels.")
     crop_ratio: float = Field(3.0, ge=1.0, le=6.0, description="Crop around the face: box size × this ratio.")
+    matting: bool = Field(True, description="Put the person on a plain white background (person matte).")
+    retouch: bool = Field(False, description="Smooth skin slightly (classical bilateral filter on the skin mask).")
+    upscale_small: bool = Field(True, description="Upscale crops smaller than the resolution (Lanczos + sharpen).")
     caption: str = Field(DEFAULT_CAPTION, min_length=1, max_length=500, description="Fixed caption of every photo.")
     rank: int = Field(128, ge=1, le=1024, description="LoRA rank.")
     network_alpha: int = Field(64, ge=1, le=1024, description="LoRA alpha (scale = alpha / rank); ≤ rank.")
@@ -171,6 +190,9 @@ class TrainConfig(ConfigModel):
 
     check_alpha_at_most_rank = _cross_field_check(
         lambda v: _require(v["network_alpha"] <= v["rank"], "network_alpha must be ≤ rank")
+    )
+    check_brightness_range = _cross_field_check(
+        lambda v: _require(v["min_brightness"] < v["max_brightness"], "min_brightness must be < max_brightness")
     )
 
     def train_steps(self, photo_count: int) -> int:

@@ -1,0 +1,151 @@
+"""Image operations shared by training and portraits; first of all, loading untrusted uploads safely.
+
+`load_photo` never crashes on a bad upload: every failure is an `UnreadableImage` whose message says, in words, why
+the file was refused (empty, not an image, truncated, too large, ...). Sizes are checked from the header before
+any pixel is decoded, so a 20000×20000 "decompression bomb" costs nothing. Whatever decodes is returned as 8-bit
+RGB, upright (EXIF orientation applied), with notes on what was converted.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from easyphoto.errors import EasyPhotoError
+
+DEFAULT_MAX_BYTES = 50 * 1024 * 1024
+DEFAULT_MAX_MEGAPIXELS = 64.0
+MIN_SIDE = 32  # below this there is no usable face
+
+
+class UnreadableImage(EasyPhotoError):
+    phase = "photos"
+    http_status = 422
+
+
+@dataclass
+class LoadedImage:
+    image: Image.Image  # RGB, 8-bit, upright
+    notes: list[str] = field(default_factory=list)  # conversions applied, in words
+    original_mode: str = ""
+    original_size: tuple[int, int] = (0, 0)
+
+
+def load_photo(
+    source: Path | str | bytes,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_megapixels: float = DEFAULT_MAX_MEGAPIXELS,
+    min_side: int = MIN_SIDE,
+) -> LoadedImage:
+    """Decode an uploaded photo into upright 8-bit RGB, or raise UnreadableImage saying why not."""
+    data = _read_bytes(source, max_bytes)
+    name = source.name if isinstance(source, Path) else (Path(source).name if isinstance(source, str) else "upload")
+    image = _open(data, name)
+    width, height = image.size
+    if width * height > max_megapixels * 1_000_000:
+        raise UnreadableImage(
+            f"{name}: {width}×{height} pixels ({width * height / 1e6:.0f} MP) is larger than the {max_megapixels:g} MP "
+            "limit; it was not decoded.",
+            hint="Resize the photo, or raise 'Largest accepted photo' in the settings if it is genuine.",
+        )
+    loaded = LoadedImage(image, original_mode=image.mode, original_size=(width, height))
+    if getattr(image, "is_animated", False):
+        loaded.notes.append(f"animated ({getattr(image, 'n_frames', '?')} frames): the first frame is used")
+        image.seek(0)
+    image = _decode(image, name)
+    image = _upright(image, loaded.notes)
+    loaded.image = _to_rgb8(image, loaded.notes)
+    if min(loaded.image.size) < min_side:
+        raise UnreadableImage(
+            f"{name}: {loaded.image.width}×{loaded.image.height} pixels is too small to hold a usable face "
+            f"(at least {min_side} px per side).",
+        )
+    return loaded
+
+
+def _read_bytes(source: Path | str | bytes, max_bytes: int) -> bytes:
+    if isinstance(source, bytes):
+        data = source
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise UnreadableImage(f"{path.name}: file not found or not a regular file.")
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise UnreadableImage(f"{path.name}: {size / 1e6:.0f} MB is over the {max_bytes / 1e6:.0f} MB upload limit.")
+        data = path.read_bytes()
+    if not data:
+        raise UnreadableImage("The file is empty (0 bytes).", hint="Upload the photo again.")
+    if len(data) > max_bytes:
+        raise UnreadableImage(f"{len(data) / 1e6:.0f} MB is over the {max_bytes / 1e6:.0f} MB upload limit.")
+    return data
+
+
+def _open(data: bytes, name: str) -> Image.Image:
+    # Image.open reads the header only; MAX_IMAGE_PIXELS is disabled here because we apply our own limit above
+    # with a clearer message, and PIL's own check would only warn below 2× its limit.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            return Image.open(io.BytesIO(data))
+        except UnidentifiedImageError:
+            raise UnreadableImage(
+                f"{name}: not an image PIL can read (the content is not JPEG, PNG, WebP, GIF, BMP or TIFF).",
+                hint="Check that the file really is a photo; renaming a file does not change its format.",
+            ) from None
+        except Image.DecompressionBombError as exc:
+            raise UnreadableImage(f"{name}: refused as a decompression bomb ({exc}).") from None
+
+
+def _decode(image: Image.Image, name: str) -> Image.Image:
+    previous = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated upload is reported, not silently padded with grey
+    try:
+        image.load()
+        return image
+    except (OSError, SyntaxError, ValueError) as exc:
+        reason = "truncated (the file ends before the image data does)" if "truncated" in str(exc) else str(exc)
+        raise UnreadableImage(f"{name}: the image data is damaged: {reason}.", hint="Upload the photo again.") from None
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = previous
+
+
+def _upright(image: Image.Image, notes: list[str]) -> Image.Image:
+    orientation = image.getexif().get(0x0112, 1) if hasattr(image, "getexif") else 1
+    if orientation not in (None, 1):
+        notes.append(f"rotated upright (EXIF orientation {orientation})")
+        return ImageOps.exif_transpose(image)
+    return image
+
+
+def _to_rgb8(image: Image.Image, notes: list[str]) -> Image.Image:
+    mode = image.mode
+    if mode == "RGB":
+        return image
+    if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        notes.append(f"{mode} high-bit-depth image scaled to 8 bits")
+        array = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if mode.startswith("I;16") else max(float(array.max()), 1.0)
+        array = np.clip(array / top * 255.0, 0, 255).astype(np.uint8)
+        return Image.fromarray(array, "L").convert("RGB")
+    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in image.info):
+        notes.append("transparent areas composited onto white")
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if mode == "CMYK":
+        notes.append("CMYK converted to RGB")
+    elif mode not in ("L", "P", "1"):
+        notes.append(f"{mode} converted to RGB")
+    return image.convert("RGB")
+
+
+def to_array(image: Image.Image) -> np.ndarray:
+    """HxWx3 uint8 RGB array (contiguous), the form the face models take."""
+    return np.ascontiguousarray(np.asarray(image.convert("RGB"), dtype=np.uint8))

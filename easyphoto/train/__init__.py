@@ -1,0 +1,1 @@
+"""Training: photo selection → dataset → LoRA training → validation → merge → export."""
