@@ -38,6 +38,16 @@ def build_parser() -> argparse.ArgumentParser:
     info = commands.add_parser("info", help="show version, folders and which optional components are installed")
     info.set_defaults(run=_info)
 
+    photos = commands.add_parser("photos", help="check which photos of a person are usable for training")
+    photos_commands = photos.add_subparsers(dest="photos_command", metavar="ACTION", required=True)
+    check = photos_commands.add_parser("check", help="decide, for each photo in DIR, kept or dropped and why")
+    check.add_argument("folder", metavar="DIR", help="folder of photos (read only; nothing is written there)")
+    check.add_argument("--face-stack", choices=["auto", "insightface", "dlib", "mediapipe"], default=None,
+                       help="face models to use (default: the setting, normally auto)")
+    check.add_argument("--max-photos", type=int, default=None, help="keep at most this many")
+    check.add_argument("--json", action="store_true", help="print the full report as JSON")
+    check.set_defaults(run=_photos_check)
+
     models = commands.add_parser("models", help="model files: what is present and where missing ones go")
     models_commands = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
     listing = models_commands.add_parser("list", help="list every model file with its state")
@@ -70,6 +80,33 @@ def _info(ctx: AppContext, _args: argparse.Namespace) -> int:
     found = {name: importlib.util.find_spec(name) is not None for name in components}
     print(json.dumps({**ctx.describe(), "components": found}, indent=2))
     return 0
+
+
+def _photos_check(ctx: AppContext, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from easyphoto.config import TrainConfig
+    from easyphoto.face import stacks
+    from easyphoto.train.photos import list_photos, select_photos
+
+    folder = Path(args.folder)
+    if not folder.is_dir():
+        raise EasyPhotoError(f"{folder} is not a folder.", hint="Pass the folder that holds the photos.", phase="photos")
+    stack = stacks.load(args.face_stack or ctx.settings.face_stack, ctx.paths)
+    config = TrainConfig(max_photos=args.max_photos)
+    report = select_photos(list_photos(folder), stack, config, max_megapixels=ctx.settings.max_upload_megapixels)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+        return 0
+    rows = [
+        (d.file, "kept" if d.kept else "dropped", "" if d.similarity is None else f"{d.similarity:.2f}",
+         f"{d.quality.face_px:.0f}" if d.quality else "", "; ".join(filter(None, [d.reason, *d.notes])))
+        for d in report.decisions
+    ]
+    _print_table(("photo", "decision", "similarity", "face px", "reason / notes"), rows)
+    print(f"\n{len(report.kept)} of {len(report.decisions)} kept; reference face: {report.reference or 'none'}; "
+          f"face stack: {stack.name}")
+    return 0 if report.kept else 1
 
 
 def _models_list(ctx: AppContext, args: argparse.Namespace) -> int:

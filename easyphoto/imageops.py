@@ -9,6 +9,7 @@ RGB, upright (EXIF orientation applied), with notes on what was converted.
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,13 +79,17 @@ def _read_bytes(source: Path | str | bytes, max_bytes: int) -> bytes:
             raise UnreadableImage(f"{path.name}: file not found or not a regular file.")
         size = path.stat().st_size
         if size > max_bytes:
-            raise UnreadableImage(f"{path.name}: {size / 1e6:.0f} MB is over the {max_bytes / 1e6:.0f} MB upload limit.")
+            raise UnreadableImage(f"{path.name}: {_human(size)} is over the {_human(max_bytes)} upload limit.")
         data = path.read_bytes()
     if not data:
         raise UnreadableImage("The file is empty (0 bytes).", hint="Upload the photo again.")
     if len(data) > max_bytes:
-        raise UnreadableImage(f"{len(data) / 1e6:.0f} MB is over the {max_bytes / 1e6:.0f} MB upload limit.")
+        raise UnreadableImage(f"{_human(len(data))} is over the {_human(max_bytes)} upload limit.")
     return data
+
+
+def _human(size: int) -> str:
+    return f"{size / 1e6:.1f} MB" if size >= 1e6 else f"{size / 1e3:.0f} KB"
 
 
 def _open(data: bytes, name: str) -> Image.Image:
@@ -99,8 +104,13 @@ def _open(data: bytes, name: str) -> Image.Image:
                 f"{name}: not an image PIL can read (the content is not JPEG, PNG, WebP, GIF, BMP or TIFF).",
                 hint="Check that the file really is a photo; renaming a file does not change its format.",
             ) from None
-        except Image.DecompressionBombError as exc:
-            raise UnreadableImage(f"{name}: refused as a decompression bomb ({exc}).") from None
+        except Image.DecompressionBombError as exc:  # PIL refuses headers above 2× its own limit by itself
+            claimed = re.search(r"\((\d+) pixels\)", str(exc))
+            size = f"{int(claimed.group(1)) / 1e6:.0f} MP" if claimed else "an enormous size"
+            raise UnreadableImage(
+                f"{name}: the header claims {size}, a decompression bomb; it was not decoded.",
+                hint="Resize the photo to a normal size and upload it again.",
+            ) from None
 
 
 def _decode(image: Image.Image, name: str) -> Image.Image:

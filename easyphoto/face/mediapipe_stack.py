@@ -22,6 +22,11 @@ def available() -> bool:
 
 
 def _solutions():
+    import os
+
+    # mediapipe's C++ core logs every graph start to stderr; users need none of it.
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from mediapipe.python.solutions import face_detection, face_mesh, selfie_segmentation
 
     return face_detection, face_mesh, selfie_segmentation

@@ -105,23 +105,21 @@ def decode_scrfd(outputs: list[np.ndarray], size: int, threshold: float):
     return np.concatenate(all_boxes), np.concatenate(all_points).astype(np.float32), np.concatenate(all_scores)
 
 
-def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> list[int]:
-    order = list(np.argsort(-scores))
+def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, max_candidates: int = 2000) -> list[int]:
+    """Greedy non-maximum suppression over the `max_candidates` best boxes (a real photo has a few hundred
+    above threshold; an unconstrained model can emit thousands)."""
+    order = np.argsort(-scores)[:max_candidates]
+    x0, y0, x1, y1 = (boxes[:, i] for i in range(4))
+    areas = (x1 - x0) * (y1 - y0)
     keep = []
-    while order:
-        best = order.pop(0)
+    while order.size:
+        best, rest = order[0], order[1:]
         keep.append(int(best))
-        if not order:
-            break
-        rest = np.array(order)
-        x0 = np.maximum(boxes[best, 0], boxes[rest, 0])
-        y0 = np.maximum(boxes[best, 1], boxes[rest, 1])
-        x1 = np.minimum(boxes[best, 2], boxes[rest, 2])
-        y1 = np.minimum(boxes[best, 3], boxes[rest, 3])
-        inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-        area = lambda b: (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])  # noqa: E731
-        iou = inter / (area(boxes[best]) + area(boxes[rest]) - inter + 1e-9)
-        order = [i for i, overlap in zip(order, iou) if overlap <= threshold]
+        inter = np.clip(np.minimum(x1[best], x1[rest]) - np.maximum(x0[best], x0[rest]), 0, None) * np.clip(
+            np.minimum(y1[best], y1[rest]) - np.maximum(y0[best], y0[rest]), 0, None
+        )
+        iou = inter / (areas[best] + areas[rest] - inter + 1e-9)
+        order = rest[iou <= threshold]
     return keep
 
 

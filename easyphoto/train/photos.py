@@ -30,7 +30,7 @@ from easyphoto.store import atomic_write_json
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 DUPLICATE_SIMILARITY = 0.995  # same person is ≤ 0.99 across different photos with every embedder we measured
 DUPLICATE_HASH_BITS = 6  # of 64: differences a re-encode or a resize leave in the difference hash
-MAX_CANDIDATE_FACES = 5
+MAX_CANDIDATE_FACES = 12  # faces compared under the "best_match" rule (a large group photo has more)
 
 
 @dataclass
@@ -116,15 +116,15 @@ def select_photos(
     for index, path in enumerate(files):
         if progress:
             progress(index, len(files), Path(path).name)
-        decision, image, found = _analyse(Path(path), stack, max_megapixels)
+        decision, image, found = _analyse(Path(path), stack, max_megapixels, config.face_choice)
         decisions.append(decision)
         if found:
             candidates[index], images[index] = found, image
-    anchor = _consensus(candidates)
+    anchor = _consensus({i: found for i, found in candidates.items() if decisions[i].faces == 1})
     for index, found in candidates.items():
         decision = decisions[index]
         decision.face, decision.embedding = _choose_face(found, anchor, config.face_choice)
-        if len(found) > 1:
+        if decision.faces > 1:
             rule = "largest" if config.face_choice == "largest" else "best match to the other photos"
             decision.notes.append(f"{decision.faces} faces: used the {rule}")
         decision.quality = measure(images[index], decision.face)
@@ -143,7 +143,7 @@ def select_photos(
     return PhotoReport(decisions, reference, stack.describe(), thresholds)
 
 
-def _analyse(path: Path, stack: FaceStack, max_megapixels: float):
+def _analyse(path: Path, stack: FaceStack, max_megapixels: float, rule: str):
     decision = PhotoDecision(file=path.name)
     try:
         loaded = load_photo(path, max_megapixels=max_megapixels)
@@ -157,13 +157,14 @@ def _analyse(path: Path, stack: FaceStack, max_megapixels: float):
     if not faces:
         decision.reason = "no face found"
         return decision, None, None
-    found = [(f, stack.embedder.embed(image, f)) for f in faces[:MAX_CANDIDATE_FACES]]
+    candidates = faces[:MAX_CANDIDATE_FACES] if rule == "best_match" else faces[:1]  # embedding costs ~0.1 s/face
+    found = [(f, stack.embedder.embed(image, f)) for f in candidates]
     return decision, image, found
 
 
-def _consensus(candidates: dict[int, list[tuple[Face, np.ndarray]]]) -> np.ndarray | None:
+def _consensus(single_face: dict[int, list[tuple[Face, np.ndarray]]]) -> np.ndarray | None:
     """Mean embedding of the photos that show a single face: the identity the uploads agree on."""
-    single = [found[0][1] for found in candidates.values() if len(found) == 1]
+    single = [found[0][1] for found in single_face.values()]
     if not single:
         return None
     mean = np.mean(single, axis=0)
