@@ -23,20 +23,24 @@ CONFIG_VERSION = 1
 DEFAULT_CAPTION = "easyphoto_face, easyphoto, 1person"
 
 
-def _cross_field_check(check: Callable[[Mapping[str, Any]], None]):
-    """Wrap `check(values)` (raises ValueError) as a whole-model validator for pydantic 1 and 2."""
+def _cross_field_check(name: str, check: Callable[[Mapping[str, Any]], None]):
+    """Wrap `check(values)` (raises ValueError) as a whole-model validator for pydantic 1 and 2.
+
+    `name` must be unique per model: pydantic 1 de-duplicates root validators by function name."""
     if PYDANTIC_V2:
 
         def after(self):
             check(self.__dict__)
             return self
 
+        after.__name__ = after.__qualname__ = name
         return pydantic.model_validator(mode="after")(after)
 
     def root(cls, values):
         check(values)
         return values
 
+    root.__name__ = root.__qualname__ = name
     return pydantic.root_validator(skip_on_failure=True, allow_reuse=True)(root)
 
 
@@ -189,9 +193,11 @@ class TrainConfig(ConfigModel):
     seed: int | None = Field(None, ge=0, le=2**32 - 1, description="Random seed; empty = random per training.")
 
     check_alpha_at_most_rank = _cross_field_check(
+        "check_alpha_at_most_rank",
         lambda v: _require(v["network_alpha"] <= v["rank"], "network_alpha must be ≤ rank")
     )
     check_brightness_range = _cross_field_check(
+        "check_brightness_range",
         lambda v: _require(v["min_brightness"] < v["max_brightness"], "min_brightness must be < max_brightness")
     )
 

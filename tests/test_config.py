@@ -47,6 +47,8 @@ def test_alpha_must_not_exceed_rank():
         TrainConfig(rank=16, network_alpha=32)
     with pytest.raises(ValidationError):
         TrainConfig().updated(rank=8)  # updated() validates the combination too
+    with pytest.raises(ValidationError, match="min_brightness must be < max_brightness"):
+        TrainConfig(min_brightness=200, max_brightness=100)  # every cross-field check runs, not only the last
 
 
 def test_round_trip_keeps_values_and_version():

@@ -1,0 +1,82 @@
+"""Double of AUTOMATIC1111/stable-diffusion-webui:modules/util.py (file listing and sorting helpers)."""
+
+import os
+import re
+
+from modules import shared
+from modules.paths_internal import cwd, script_path
+
+
+def natural_sort_key(s, regex=re.compile("([0-9]+)")):
+    return [int(text) if text.isdigit() else text.lower() for text in regex.split(s)]
+
+
+def listfiles(dirname):
+    filenames = [os.path.join(dirname, x) for x in sorted(os.listdir(dirname), key=natural_sort_key)
+                 if not x.startswith(".")]
+    return [file for file in filenames if os.path.isfile(file)]
+
+
+def html_path(filename):
+    return os.path.join(script_path, "html", filename)
+
+
+def html(filename):
+    path = html_path(filename)
+    try:
+        with open(path, encoding="utf8") as file:
+            return file.read()
+    except OSError:
+        return ""
+
+
+def walk_files(path, allowed_extensions=None):
+    """Yield files under ``path`` (recursively, following links, natural order), filtered by extension."""
+    if not os.path.exists(path):
+        return
+    if allowed_extensions is not None:
+        allowed_extensions = set(allowed_extensions)
+    items = sorted(os.walk(path, followlinks=True), key=lambda x: natural_sort_key(x[0]))
+    for root, _, files in items:
+        for filename in sorted(files, key=natural_sort_key):
+            if allowed_extensions is not None:
+                _, ext = os.path.splitext(filename)
+                if ext.lower() not in allowed_extensions:
+                    continue
+            if not shared.opts.data.get("list_hidden_files", True) and ("/." in root or "\\." in root):
+                continue
+            yield os.path.join(root, filename)
+
+
+def ldm_print(*args, **kwargs):
+    if shared.opts.data.get("hide_ldm_prints", True):
+        return
+    print(*args, **kwargs)
+
+
+def truncate_path(target_path, base_path=cwd):
+    abs_target, abs_base = os.path.abspath(target_path), os.path.abspath(base_path)
+    try:
+        if os.path.commonpath([abs_target, abs_base]) == abs_base:
+            return os.path.relpath(abs_target, abs_base)
+    except ValueError:
+        pass
+    return abs_target
+
+
+def topological_sort(dependencies):
+    """``dependencies``: {name: [names it must come after]}; unknown names are ignored, cycles are broken."""
+    visited = {}
+    result = []
+
+    def inner(name):
+        visited[name] = True
+        for dep in dependencies.get(name, []):
+            if dep in dependencies and dep not in visited:
+                inner(dep)
+        result.append(name)
+
+    for depname in dependencies:
+        if depname not in visited:
+            inner(depname)
+    return result
