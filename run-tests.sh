@@ -33,6 +33,9 @@ venv() {
   "$dir/bin/pip" install -q --upgrade pip
   if grep -qx 'torch==2.13.0' "$@" 2>/dev/null; then "$dir/bin/pip" install -q torch==2.13.0; fi
   "$dir/bin/pip" install -q -c requirements/constraints.txt $(printf -- '-r %s ' "$@")
+  if [ -f requirements/no-deps.txt ] && grep -q 'test.txt' <<<"$*"; then
+    "$dir/bin/pip" install -q --no-deps -r requirements/no-deps.txt
+  fi
   echo "$stamp" > "$dir/.stamp"
 }
 
