@@ -56,7 +56,7 @@ class DlibDetector:
         with self._lock:
             rects, scores, _ = detector.run(work, self.upsample, -0.2)
             faces = []
-            for rect, score in zip(rects, scores):
+            for rect, score in zip(rects, scores, strict=False):
                 points = predictor(work, rect)
                 five = np.array([[p.x, p.y] for p in points.parts()], dtype=np.float32) / scale
                 box = (rect.left() / scale, rect.top() / scale, rect.right() / scale, rect.bottom() / scale)

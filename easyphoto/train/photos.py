@@ -220,7 +220,7 @@ def _score_centrality(kept: list[PhotoDecision]) -> int | None:
     vectors = np.stack([d.embedding for d in kept])
     similarity = vectors @ vectors.T
     medoid = int(np.argmax(similarity.sum(axis=1)))
-    for d, s in zip(kept, similarity[medoid]):
+    for d, s in zip(kept, similarity[medoid], strict=False):
         d.similarity = float(s)
     return medoid
 
