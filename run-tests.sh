@@ -21,6 +21,15 @@ summary=()
 
 log() { printf '\n=== %s\n' "$*"; }
 
+# Run pip without the warnings some machines print for configured local index folders that do not exist.
+quiet() {
+  set +e
+  "$@" 2>&1 | grep -v "^WARNING: Location 'file:"
+  local status=${PIPESTATUS[0]}
+  set -e
+  return "$status"
+}
+
 # venv NAME PYTHON REQUIREMENT-FILE... : create or reuse .venvs/NAME with those requirements installed.
 venv() {
   local name=$1 python=$2; shift 2
@@ -30,11 +39,11 @@ venv() {
   log "creating $dir"
   rm -rf "$dir"
   "$python" -m venv "$dir"
-  "$dir/bin/pip" install -q --upgrade pip
-  if grep -qx 'torch==2.13.0' "$@" 2>/dev/null; then "$dir/bin/pip" install -q torch==2.13.0; fi
-  "$dir/bin/pip" install -q -c requirements/constraints.txt $(printf -- '-r %s ' "$@")
+  quiet "$dir/bin/pip" install -q --upgrade pip
+  if grep -qx 'torch==2.13.0' "$@" 2>/dev/null; then quiet "$dir/bin/pip" install -q torch==2.13.0; fi
+  quiet "$dir/bin/pip" install -q -c requirements/constraints.txt $(printf -- '-r %s ' "$@")
   if [ -f requirements/no-deps.txt ] && grep -q 'test.txt' <<<"$*"; then
-    "$dir/bin/pip" install -q --no-deps -r requirements/no-deps.txt
+    quiet "$dir/bin/pip" install -q --no-deps -r requirements/no-deps.txt
   fi
   echo "$stamp" > "$dir/.stamp"
 }

@@ -18,7 +18,9 @@ def flavour(request):
 
 
 def start(factory, flavour, **kw):
-    return factory(flavour, extensions={"easyphoto": ROOT}, **kw)
+    # strict_sys_path: the repo root is off sys.path while the host runs, as in a real WebUI, so an import of our
+    # package that only works because pytest put the repo on sys.path fails here as it would for users.
+    return factory(flavour, extensions={"easyphoto": ROOT}, strict_sys_path=True, **kw)
 
 
 def our_callbacks(host, category):

@@ -61,6 +61,7 @@ def _is_under(path, roots):
 # re-targeted to the path they are loaded from this time (tracebacks and callback file names stay right).
 _CODE_CACHE = {}
 _CACHED_ROOTS = {str(DOUBLE_ROOT)}
+_INSTALLED_ROOTS: list[str] = []  # filled on first use by _installed_roots()
 
 
 def _retarget(code, filename):
@@ -71,6 +72,7 @@ def _retarget(code, filename):
 
 
 def _install_code_cache():
+    _INSTALLED_ROOTS[:] = _installed_roots()
     loader = importlib.machinery.SourceFileLoader
     if getattr(loader.get_code, "_webui_host_double", False):
         return
@@ -78,7 +80,7 @@ def _install_code_cache():
 
     def get_code(self, fullname):
         path = self.get_filename(fullname)
-        if not _is_under(path, _CACHED_ROOTS):
+        if not _is_under(path, _CACHED_ROOTS) or _is_under(path, _INSTALLED_ROOTS):
             return original(self, fullname)
         stat = os.stat(path)
         key = (_realpath(path), stat.st_mtime_ns, stat.st_size)
@@ -105,16 +107,30 @@ def _module_paths(module):
     return paths
 
 
+def _installed_roots() -> list[str]:
+    """Where the interpreter's own packages live. A virtual environment inside the repository (run-tests.sh makes
+    .venvs/ there) is under an extension source root too, and purging torch or pytest from sys.modules crashes."""
+    import site
+    import sysconfig
+
+    roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, *site.getsitepackages(), site.getusersitepackages()}
+    roots |= {sysconfig.get_paths()[key] for key in ("purelib", "platlib", "stdlib", "platstdlib")}
+    return [os.path.realpath(r) for r in roots if r]
+
+
 def purge_modules(roots=()) -> list[str]:
-    """Remove double modules (by name) and any module loaded from under ``roots`` from sys.modules."""
+    """Remove double modules (by name) and any module loaded from under ``roots`` from sys.modules (never one
+    of the interpreter's installed packages, wherever the environment lives)."""
     real_roots = [os.path.realpath(r) for r in roots]
+    installed = _installed_roots()
     removed = []
     for name, module in list(sys.modules.items()):
         top = name.split(".")[0]
         if top in _KEEP_PREFIXES:
             continue
         by_name = top in _DOUBLE_MODULE_NAMES or name == "modules.generation_parameters_copypaste"
-        by_path = module is not None and any(_is_under(p, real_roots) for p in _module_paths(module))
+        paths = _module_paths(module) if module is not None else []
+        by_path = any(_is_under(p, real_roots) and not _is_under(p, installed) for p in paths)
         if by_name or by_path:
             del sys.modules[name]
             removed.append(name)
