@@ -13,7 +13,7 @@ cd "$(dirname "$0")"
 ROOT=$(pwd)
 VENVS=${EASYPHOTO_VENVS:-$ROOT/.venvs}
 PYTHON=${PYTHON:-python3.11}
-PY310=${PY310:-python3.10}
+PY310=${PY310:-}
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(lint a1111 forge py310)
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
@@ -64,10 +64,23 @@ run_lint() {
   summary+=("lint: ok")
 }
 
+# An interpreter for Python 3.10: $PY310, python3.10 on PATH, or one installed by pyenv.
+find_py310() {
+  local candidate
+  for candidate in "$PY310" python3.10 "$(pyenv root 2>/dev/null)"/versions/3.10*/bin/python3.10; do
+    if [ -n "$candidate" ] && "$candidate" -c 'import sys; assert sys.version_info[:2] == (3, 10)' 2>/dev/null; then
+      echo "$candidate"; return 0
+    fi
+  done
+  echo "no Python 3.10 interpreter found: set PY310=/path/to/python3.10" >&2
+  return 1
+}
+
 # A1111 runs Python 3.10, for which there is no torch wheel here: compile everything and run the torch-free tests.
 run_py310() {
-  local start=$SECONDS
-  venv py310 "$PY310" requirements/py310.txt
+  local start=$SECONDS py310
+  py310=$(find_py310)
+  venv py310 "$py310" requirements/py310.txt
   log "Python 3.10: compile and torch-free tests"
   "$VENVS/py310/bin/python" -m compileall -q easyphoto scripts install.py preload.py bench tests
   "$VENVS/py310/bin/python" -m pytest -p no:cacheprovider \

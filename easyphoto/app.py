@@ -45,7 +45,9 @@ def create_app(ctx: AppContext, *, with_ui: bool = True, token: str | None = Non
 
         from easyphoto.ui import build_ui
 
-        app = gr.mount_gradio_app(app, build_ui(ctx), path="/")
+        blocks = build_ui(ctx)
+        blocks.queue()  # progress streaming needs the queue (on by default in gradio 4, off in 3.41)
+        app = gr.mount_gradio_app(app, blocks, path="/")
     return app
 
 

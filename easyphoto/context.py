@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -35,6 +36,8 @@ class AppContext:
     host: HostInfo
     load_settings: Callable[[], Settings] = field(default=Settings)
     force_offline: bool = False  # --easyphoto-offline / --offline: wins over the setting
+    # Held while a job runs GPU work: the WebUI's queue lock, so our jobs never overlap its txt2img/img2img.
+    gpu_lock: Callable[[], AbstractContextManager] | None = None
 
     @property
     def settings(self) -> Settings:

@@ -58,3 +58,18 @@ class BackendUnavailable(EasyPhotoError):
 
     phase = "backend"
     http_status = 503
+
+
+class NotFound(EasyPhotoError):
+    http_status = 404
+
+
+class Conflict(EasyPhotoError):
+    """The request is valid but the thing is not in a state that allows it (not checked yet, busy, finished)."""
+
+    http_status = 409
+
+
+class InvalidRequest(EasyPhotoError):
+    phase = "request"
+    http_status = 422

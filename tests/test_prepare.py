@@ -7,7 +7,8 @@ from easyphoto.context import standalone_context
 from easyphoto.errors import EasyPhotoError, InvalidIdentityId
 from easyphoto.store import read_json
 from easyphoto.train import prepare
-from easyphoto.ui.train_tab import check_photos_action
+from easyphoto import operations
+from easyphoto.ui.train_tab import cancel_job, check_photos_flow
 
 
 @pytest.fixture
@@ -36,7 +37,7 @@ def test_check_saves_report_and_reference_face(ctx, photos_same_man, photo_other
     assert saved["kept"] == 3 and saved["reference"] == report.reference
     reference = Image.open(layout.root / "reference.jpg")
     assert reference.width == reference.height and reference.width > 200
-    assert len(prepare.thumbnails(layout, report)) == 4
+    assert len(prepare.thumbnails(layout, report.to_dict())) == 4
 
 
 def test_check_needs_photos_and_an_existing_identity(ctx):
@@ -55,16 +56,31 @@ def test_prepare_identity_dataset_writes_into_the_identity(ctx, photos_same_man)
     assert sorted(p.name for p in (layout.dataset / "train").glob("*.jpg")) == ["0.jpg", "1.jpg", "2.jpg"]
 
 
-def test_train_tab_action(ctx, photos_same_man, photo_other_person):
-    gallery, summary = check_photos_action(ctx, "carol", [str(p) for p in (*photos_same_man, photo_other_person)])
-    assert "3 of 4 photos kept" in summary and len(gallery) == 4
-    captions = [caption for _, caption in gallery]
-    assert any(c.startswith("✗") and "different person" in c for c in captions)
-    assert sum("★ reference" in c for c in captions) == 1
-    assert "Fewer than 5 photos kept" in summary
-    again, _ = check_photos_action(ctx, "carol", None)  # re-check without new uploads
-    assert len(again) == 4
-    empty, message = check_photos_action(ctx, "", None)
-    assert empty == [] and "Enter an identity id" in message
-    _, bad = check_photos_action(ctx, "Carol!", [str(photos_same_man[0])])
-    assert "Cannot check photos" in bad and "'C'" in bad
+def final(flow):
+    outputs = list(flow)
+    assert outputs, "the flow yielded nothing"
+    return outputs, outputs[-1]
+
+
+def test_train_tab_check_runs_as_a_job_and_streams_progress(ctx, photos_same_man, photo_other_person):
+    try:
+        outputs, (gallery, summary, job) = final(
+            check_photos_flow(ctx, "carol", [str(p) for p in (*photos_same_man, photo_other_person)]))
+        assert job == "" and "3 of 4 photos kept" in summary and len(gallery) == 4
+        captions = [caption for _, caption in gallery]
+        assert any("✗ dropped · a different person" in c for c in captions)
+        assert sum("★ reference" in c for c in captions) == 1
+        assert "Fewer than 5 photos kept" in summary
+        assert all(o[2] for o in outputs[:-1])  # every progress update carries the job id (for Cancel)
+        records = operations.job_queue(ctx).list(kind="check_photos")
+        assert [r.state.value for r in records] == ["succeeded"]
+        _, (again, _, _) = final(check_photos_flow(ctx, "carol", None))  # re-check without new uploads
+        assert len(again) == 4
+        _, (empty, message, _) = final(check_photos_flow(ctx, "", None))
+        assert empty == [] and "Enter an identity id" in message
+        _, (_, bad, _) = final(check_photos_flow(ctx, "Carol!", [str(photos_same_man[0])]))
+        assert "Cannot check photos" in bad and "'C'" in bad
+        assert cancel_job(ctx, "") == "Nothing is running."
+        assert "succeeded" in cancel_job(ctx, records[0].id)
+    finally:
+        operations.shutdown_all()

@@ -75,9 +75,17 @@ def current_settings() -> Settings:
         return Settings()
 
 
+def host_queue_lock():
+    """The lock the WebUI's own generation runs under (host-api.md §2.6)."""
+    from modules import call_queue
+
+    return call_queue.queue_lock
+
+
 def make_context() -> AppContext:
     offline = bool(_cmd_opt("easyphoto_offline", False)) or os.environ.get("HF_HUB_OFFLINE") == "1"
-    return AppContext(make_paths(), HostInfo(detect_flavour(), host_version()), current_settings, offline)
+    host = HostInfo(detect_flavour(), host_version())
+    return AppContext(make_paths(), host, current_settings, offline, gpu_lock=host_queue_lock)
 
 
 # ---------------------------------------------------------------------------------------------- callbacks

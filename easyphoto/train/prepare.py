@@ -93,16 +93,20 @@ def prepare_identity_dataset(
     return prepare_dataset(report, layout.photos, layout.dataset, stack, config)
 
 
-def thumbnails(layout: IdentityLayout, report: PhotoReport, size: int = 256) -> list[tuple[Image.Image, str]]:
-    """(thumbnail, badge) per photo for a gallery; unreadable files get a grey tile."""
+def thumbnails(layout: IdentityLayout, report: dict, size: int = 256) -> list[tuple[Image.Image, str]]:
+    """(thumbnail, badge) per photo of a saved report (report.json's form); unreadable files get a grey tile."""
     items = []
-    for d in report.decisions:
+    for photo in report.get("photos", []):
         try:
-            image = load_photo(layout.photos / d.file).image
+            image = load_photo(layout.photos / photo["file"]).image
             image.thumbnail((size, size))
         except EasyPhotoError:
             image = Image.new("RGB", (size, size), (128, 128, 128))
-        mark = "✓" if d.kept else "✗"
-        star = " ★ reference" if d.file == report.reference else ""
-        items.append((image, f"{mark} {d.file}: {d.badge}{star}"))
+        if photo["kept"]:
+            similarity = photo.get("similarity")
+            badge = "✓ kept" + (f" · similarity {similarity:.2f}" if similarity is not None else "")
+        else:
+            badge = f"✗ dropped · {photo['reason']}"
+        star = " ★ reference" if photo["file"] == report.get("reference") else ""
+        items.append((image, f"{photo['file']}: {badge}{star}"))
     return items

@@ -1,0 +1,88 @@
+"""The operations that run as jobs, and the one job queue per data folder that runs them.
+
+Every front end (Train/Portrait/Models tabs, REST API, CLI) submits work here, so GPU work is serial and every run
+leaves a job record. The trainer and the portrait pipeline register their kinds ("train", "portrait") when they
+are installed; until then submitting them answers that the operation is not available in this version.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from easyphoto.config import TrainConfig
+from easyphoto.context import AppContext
+from easyphoto.jobs import JobContext, JobQueue
+
+_queues: dict[Path, JobQueue] = {}
+_lock = threading.Lock()
+
+
+def job_queue(ctx: AppContext) -> JobQueue:
+    """The process-wide queue for this data folder (a WebUI "Reload UI" must not start a second worker)."""
+    folder = ctx.paths.jobs_dir.resolve()
+    with _lock:
+        queue = _queues.get(folder)
+        if queue is None:
+            queue = _queues[folder] = JobQueue(ctx.paths.jobs_dir, gpu_lock=ctx.gpu_lock)
+            register_operations(queue, ctx)
+        return queue
+
+
+def shutdown_all() -> None:
+    with _lock:
+        for queue in _queues.values():
+            queue.shutdown()
+        _queues.clear()
+
+
+def register_operations(queue: JobQueue, ctx: AppContext) -> None:
+    queue.register("check_photos", lambda p, job: check_photos(ctx, p, job), label=lambda p: f"check photos of {p['identity_id']}")
+    queue.register(
+        "prepare_dataset", lambda p, job: prepare_dataset(ctx, p, job), label=lambda p: f"dataset of {p['identity_id']}"
+    )
+    queue.register("fetch_models", lambda p, job: fetch_models(ctx, p, job), label=lambda p: "download model files")
+
+
+def _photo_progress(job: JobContext, phase: str):
+    def report(index: int, total: int, name: str) -> None:
+        job.check_cancelled()
+        job.progress(phase=phase, fraction=index / max(total, 1), message=name, step=index, total=total)
+
+    return report
+
+
+def check_photos(ctx: AppContext, params: dict, job: JobContext) -> dict:
+    from easyphoto.train import prepare
+
+    config = TrainConfig.from_dict(params.get("config") or {})
+    report = prepare.check_photos(ctx, params["identity_id"], config, _photo_progress(job, "checking photos"))
+    job.progress(phase="done", fraction=1.0, message=f"{len(report.kept)} of {len(report.decisions)} kept")
+    return {"identity_id": params["identity_id"], "kept": len(report.kept), "total": len(report.decisions),
+            "reference": report.reference}
+
+
+def prepare_dataset(ctx: AppContext, params: dict, job: JobContext) -> dict:
+    from easyphoto.train import prepare
+
+    config = TrainConfig.from_dict(params.get("config") or {})
+    items = prepare.prepare_identity_dataset(ctx, params["identity_id"], config, _photo_progress(job, "preparing"))
+    job.progress(phase="done", fraction=1.0, message=f"{len(items)} training images")
+    return {"identity_id": params["identity_id"], "images": len(items)}
+
+
+def fetch_models(ctx: AppContext, params: dict, job: JobContext) -> dict:
+    from easyphoto import weights
+
+    ids = params.get("ids") or [e.id for e in weights.MANIFEST if not params.get("group") or e.group == params["group"]]
+    done: dict[str, tuple[int, int | None]] = {}
+
+    def progress(entry_id: str, received: int, total: int | None) -> None:
+        done[entry_id] = (received, total)
+        known = [t for _, t in done.values() if t]
+        fraction = sum(r for r, _ in done.values()) / sum(known) if known and len(known) == len(done) else None
+        job.progress(phase="downloading", message=entry_id, fraction=fraction)
+
+    results = weights.fetch(ids, ctx.paths, offline=ctx.offline, progress=progress, cancel=lambda: job.cancelled)
+    job.check_cancelled()
+    return {"files": [r.to_dict() for r in results]}
