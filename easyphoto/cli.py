@@ -54,6 +54,16 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--group", help="only this group (face, controlnet)")
     listing.add_argument("--json", action="store_true", help="machine-readable output")
     listing.set_defaults(run=_models_list)
+    fetching = models_commands.add_parser("fetch", help="download missing model files (resumable, checksum-verified)")
+    fetching.add_argument("ids", nargs="*", metavar="ID", help="model ids (default: every model, or --group's)")
+    fetching.add_argument("--group", help="only this group (face, controlnet, controlnet-sdxl, ip-adapter, ...)")
+    fetching.add_argument("--json", action="store_true", help="machine-readable output")
+    fetching.set_defaults(run=_models_fetch)
+    verifying = models_commands.add_parser("verify", help="hash model files on disk and compare with the manifest")
+    verifying.add_argument("ids", nargs="*", metavar="ID", help="model ids (default: every model, or --group's)")
+    verifying.add_argument("--group", help="only this group")
+    verifying.add_argument("--json", action="store_true", help="machine-readable output")
+    verifying.set_defaults(run=_models_verify)
     return parser
 
 
@@ -124,6 +134,56 @@ def _models_list(ctx: AppContext, args: argparse.Namespace) -> int:
         for s in missing:
             print(weights.how_to_fetch(s))
     return 0
+
+
+def _models_fetch(ctx: AppContext, args: argparse.Namespace) -> int:
+    """Exit 0 when every requested file is in place, else 2 with the error naming each file, the sources tried
+    and where to put it by hand. --offline (or the offline setting) never opens a socket."""
+    import os
+
+    from easyphoto import downloads, weights
+
+    ids = _model_ids(weights, args)
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # ours below; the hub's own would duplicate it
+    bar = downloads.ConsoleProgress(sys.stderr)
+    try:
+        results = weights.fetch(ids, ctx.paths, offline=ctx.offline, progress=bar)
+    finally:
+        bar.close()
+    if args.json:
+        print(json.dumps([r.to_dict() for r in results], indent=2))
+    else:
+        _print_table(("id", "result", "path", "source"),
+                     [(r.entry.id, r.state, str(r.path or ""), r.source) for r in results])
+        for note in (n for r in results for n in r.notes):
+            print(f"note: {note}")
+    weights.raise_for_failures(results)
+    return 0
+
+
+def _models_verify(ctx: AppContext, args: argparse.Namespace) -> int:
+    """Exit 0 when nothing is corrupt (missing and unverified files are reported, not failures), 1 otherwise."""
+    from easyphoto import weights
+
+    results = weights.verify(_model_ids(weights, args), ctx.paths)
+    if args.json:
+        print(json.dumps([r.to_dict() for r in results], indent=2))
+    else:
+        _print_table(("id", "state", "detail", "path"), [(r.entry.id, r.state, r.detail, r.path) for r in results])
+    corrupt = [r for r in results if r.state == "corrupt"]
+    if corrupt and not args.json:
+        print(f"\n{len(corrupt)} corrupt; `python -m easyphoto models fetch {' '.join(r.entry.id for r in corrupt)}`"
+              " moves them to the quarantine folder and downloads them again.")
+    return 1 if corrupt else 0
+
+
+def _model_ids(weights, args: argparse.Namespace) -> list[str]:
+    """Ids from the command line and --group; an unknown id or group is a user error, not a traceback."""
+    try:
+        return [e.id for e in weights.select(args.ids or None, args.group)]
+    except KeyError as exc:
+        raise EasyPhotoError(str(exc.args[0]), hint="`python -m easyphoto models list` shows ids and groups.",
+                             phase="models") from None
 
 
 def _print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:

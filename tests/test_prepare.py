@@ -3,11 +3,11 @@
 import pytest
 from PIL import Image
 
+from easyphoto import operations
 from easyphoto.context import standalone_context
 from easyphoto.errors import EasyPhotoError, InvalidIdentityId
 from easyphoto.store import read_json
 from easyphoto.train import prepare
-from easyphoto import operations
 from easyphoto.ui.train_tab import cancel_job, check_photos_flow
 
 
