@@ -48,6 +48,20 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--json", action="store_true", help="print the full report as JSON")
     check.set_defaults(run=_photos_check)
 
+    train = commands.add_parser("train", help="add photos to an identity, check them, prepare the dataset, train")
+    train.add_argument("--id", required=True, dest="identity_id", help="identity id (created when new)")
+    train.add_argument("photos", nargs="*", metavar="PHOTO", help="photo files to add (none: use the identity's)")
+    train.add_argument("--config", help="JSON file with TrainConfig values")
+    train.set_defaults(run=_train)
+
+    portrait = commands.add_parser("portrait", help="make portraits of identities from template photos")
+    portrait.add_argument("--id", required=True, action="append", dest="identity_ids",
+                          help="identity per template face (repeat for several faces)")
+    portrait.add_argument("templates", nargs="+", metavar="TEMPLATE", help="template photo files")
+    portrait.add_argument("--out", required=True, help="folder for the results")
+    portrait.add_argument("--config", help="JSON file with PortraitConfig values")
+    portrait.set_defaults(run=_portrait)
+
     models = commands.add_parser("models", help="model files: what is present and where missing ones go")
     models_commands = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
     listing = models_commands.add_parser("list", help="list every model file with its state")
@@ -117,6 +131,83 @@ def _photos_check(ctx: AppContext, args: argparse.Namespace) -> int:
     print(f"\n{len(report.kept)} of {len(report.decisions)} kept; reference face: {report.reference or 'none'}; "
           f"face stack: {stack.name}")
     return 0 if report.kept else 1
+
+
+def _load_config(cls, path: str | None):
+    from pathlib import Path
+
+    from easyphoto.store import read_json
+
+    if not path:
+        return cls()
+    try:
+        return cls.from_dict(read_json(Path(path)))
+    except (OSError, ValueError) as exc:
+        raise EasyPhotoError(f"Cannot use {path}: {exc}", hint=f"Write a JSON object of {cls.__name__} fields.") from exc
+
+
+def run_job(ctx: AppContext, kind: str, params: dict) -> dict:
+    """Submit to the shared queue, print progress on stderr, cancel on Ctrl-C; the result, or an error."""
+    import time
+
+    from easyphoto.operations import job_queue, shutdown_all, submit
+
+    queue = job_queue(ctx)
+    try:
+        record = submit(ctx, kind, params)
+    except EasyPhotoError:
+        shutdown_all()
+        raise
+    shown = ""
+    try:
+        while not record.is_final:
+            p = record.progress
+            line = f"{record.label or kind}: {p.phase} {p.fraction * 100:3.0f}% {p.message}".rstrip()
+            if line != shown:
+                print(line, file=sys.stderr, flush=True)
+                shown = line
+            time.sleep(0.2)
+            record = queue.get(record.id)
+    except KeyboardInterrupt:
+        queue.cancel(record.id)
+        record = queue.wait(record.id, timeout=30)
+        print(f"{kind}: cancelled", file=sys.stderr)
+    finally:
+        shutdown_all()
+    if record.state.value != "succeeded":
+        error = record.error or {}
+        raise EasyPhotoError(error.get("message", f"job {record.state.value}"), hint=error.get("hint", ""),
+                             phase=error.get("phase", kind))
+    return record.result or {}
+
+
+def _train(ctx: AppContext, args: argparse.Namespace) -> int:
+    from easyphoto.config import TrainConfig
+    from easyphoto.train import prepare
+
+    config = _load_config(TrainConfig, args.config)
+    if args.photos:
+        prepare.add_photos(ctx, args.identity_id, args.photos)
+    params = {"identity_id": args.identity_id, "config": config.to_dict()}
+    dataset = run_job(ctx, "prepare_dataset", params)
+    print(f"{args.identity_id}: {dataset['images']} training images in {ctx.identities.get(args.identity_id).dataset}")
+    result = run_job(ctx, "train", params)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def _portrait(ctx: AppContext, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from easyphoto.config import PortraitConfig
+
+    config = _load_config(PortraitConfig, args.config)
+    for identity_id in args.identity_ids:
+        ctx.identities.get(identity_id)
+    params = {"identity_ids": args.identity_ids, "templates": [str(Path(t).resolve()) for t in args.templates],
+              "config": config.to_dict(), "out": str(Path(args.out).resolve())}
+    print(json.dumps(run_job(ctx, "portrait", params), indent=2))
+    return 0
 
 
 def _models_list(ctx: AppContext, args: argparse.Namespace) -> int:

@@ -12,7 +12,13 @@ from pathlib import Path
 
 from easyphoto.config import TrainConfig
 from easyphoto.context import AppContext
-from easyphoto.jobs import JobContext, JobQueue
+from easyphoto.jobs import JobContext, JobQueue, UnknownJobKind
+
+# Kinds whose operations arrive with later parts of EasyPhoto; submitting one before says so in plain words.
+NOT_YET_AVAILABLE = {
+    "train": "LoRA training is not available in this version of EasyPhoto: photo checks and dataset preparation are.",
+    "portrait": "Portrait generation is not available in this version of EasyPhoto.",
+}
 
 _queues: dict[Path, JobQueue] = {}
 _lock = threading.Lock()
@@ -27,6 +33,19 @@ def job_queue(ctx: AppContext) -> JobQueue:
             queue = _queues[folder] = JobQueue(ctx.paths.jobs_dir, gpu_lock=ctx.gpu_lock)
             register_operations(queue, ctx)
         return queue
+
+
+def require(queue: JobQueue, kind: str) -> None:
+    """Raise UnknownJobKind (HTTP 501) with a plain explanation when `kind` cannot run in this install."""
+    if kind not in queue.kinds():
+        message = NOT_YET_AVAILABLE.get(kind, f"No operation is registered for job kind {kind!r}.")
+        raise UnknownJobKind(message, hint=f"Available here: {', '.join(queue.kinds())}.")
+
+
+def submit(ctx: AppContext, kind: str, params: dict):
+    queue = job_queue(ctx)
+    require(queue, kind)
+    return queue.submit(kind, params)
 
 
 def shutdown_all() -> None:

@@ -532,7 +532,8 @@ def fetch(
     is tried in order (network error, HTTP error or checksum mismatch → next source). `offline=True` never opens a
     socket: missing files come back as "offline" with the manual instructions. `progress(id, done, total)` is
     called as bytes arrive; `cancel()` is checked between chunks (partial files are kept and resumed later).
-    `entry_ids=None` means every entry of the (given or built-in) manifest."""
+    `entry_ids=None` means every entry of the (given or built-in) manifest. Every function here reads the
+    module-level MANIFEST at call time, so a test may also swap it (the CLI has no `manifest=` to pass)."""
     table = MANIFEST if manifest is None else manifest
     entries = select(entry_ids, None, table)
     return _Fetcher(paths, offline, progress, cancel, endpoints or Endpoints.from_env()).run(entries)
@@ -572,6 +573,13 @@ def raise_for_failures(results: Sequence[FetchResult]) -> None:
             f"Model download cancelled; {len(bad)} file(s) not fetched: {', '.join(r.entry.id for r in bad)}.",
             hint="Run it again: partial downloads resume where they stopped.",
         )
+    if all(r.state in ("offline", "manual") for r in bad):  # the same message as require()
+        statuses = [_manual_status(r) for r in bad]
+        raise MissingWeights(
+            f"{len(bad)} model file(s) are missing or damaged:\n" + "\n".join(how_to_fetch(s) for s in statuses),
+            missing=[s.to_dict() for s in statuses],
+            hint=bad[0].error.hint if bad[0].error else "",
+        )
     if len(bad) == 1 and bad[0].error is not None:
         raise bad[0].error
     missing = [m for r in bad for m in (getattr(r.error, "missing", None) or [_missing_dict(r)])]
@@ -583,8 +591,13 @@ def raise_for_failures(results: Sequence[FetchResult]) -> None:
     )
 
 
+def _manual_status(result: FetchResult) -> WeightStatus:
+    where = str(result.path) if result.path else f"python package {result.entry.package}"
+    return WeightStatus(result.entry, "missing", where)
+
+
 def _missing_dict(result: FetchResult) -> dict:
-    return WeightStatus(result.entry, "missing", str(result.path or "")).to_dict()
+    return _manual_status(result).to_dict()
 
 
 class _Fetcher:
@@ -705,7 +718,7 @@ class _Fetcher:
         staging = target.with_name(f".{target.name}.hf")  # same folder: the final move is a rename
         file, hub_sha = downloads.hf_download(
             source.location, source.path, staging, revision=source.revision,
-            endpoint=self.endpoints.huggingface, progress=report, cancel=self.cancel,
+            endpoint=self.endpoints.huggingface, expected_size=entry.size, progress=report, cancel=self.cancel,
         )
         try:
             return downloads.check_and_install(file, target, **{**check, "expected_sha256": entry.sha256 or hub_sha})

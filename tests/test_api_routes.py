@@ -141,9 +141,10 @@ def test_unknown_things_are_404(client):
 def test_train_and_portrait_say_when_their_operation_is_not_installed(client, photos_same_man):
     client.post(f"{API}/identities", json={"id": "fay", "photos": [b64(photos_same_man[0])]})
     train = client.post(f"{API}/train", json={"identity_id": "fay"})
-    assert train.status_code == 501 and "train" in train.json()["message"]
+    assert train.status_code == 501 and "LoRA training is not available" in train.json()["message"]
+    assert "check_photos" in train.json()["hint"]
     portrait = client.post(f"{API}/portraits", json={"identity_ids": ["fay"], "templates": [b64(photos_same_man[1])]})
-    assert portrait.status_code == 501 and "portrait" in portrait.json()["message"]
+    assert portrait.status_code == 501 and "Portrait generation is not available" in portrait.json()["message"]
 
 
 def test_cancel_finished_job_is_409_and_jobs_are_listed(client, photos_same_man):

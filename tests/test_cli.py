@@ -55,3 +55,4 @@ def test_info_shows_folders(tmp_path):
 def test_unknown_command_fails_with_usage():
     out = run("frobnicate")
     assert out.returncode == 2 and "invalid choice" in out.stderr
+

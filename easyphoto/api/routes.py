@@ -223,16 +223,19 @@ def build_router(ctx: AppContext, dependencies: Sequence = ()) -> APIRouter:
 
     @router.post("/train", response_model=JobModel, status_code=202)
     def train(body: TrainRequest) -> dict:
+        from easyphoto.operations import submit
+
         ctx.identities.get(body.identity_id)
-        return jobs().submit("train", {"identity_id": body.identity_id, "config": _dump(body.config)}).to_dict()
+        return submit(ctx, "train", {"identity_id": body.identity_id, "config": _dump(body.config)}).to_dict()
 
     @router.post("/portraits", response_model=JobModel, status_code=202)
     def portraits(body: PortraitRequest) -> dict:
         for identity_id in body.identity_ids:
             ctx.identities.get(identity_id)
+        from easyphoto.operations import require
+
         queue = jobs()
-        if "portrait" not in queue.kinds():  # refuse before writing template files for a job that cannot run
-            queue.submit("portrait", {})
+        require(queue, "portrait")  # before writing template files for a job that cannot run
         images = decode_images(body.templates, "templates")
         folder = ctx.paths.data_root / "uploads"
         names = [str(p) for p in write_uploads(images, folder)]
