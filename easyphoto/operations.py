@@ -91,17 +91,22 @@ def prepare_dataset(ctx: AppContext, params: dict, job: JobContext) -> dict:
 
 
 def fetch_models(ctx: AppContext, params: dict, job: JobContext) -> dict:
+    """Download missing model files (all, a group, or ids); the job fails naming each file that could not be had."""
     from easyphoto import weights
 
-    ids = params.get("ids") or [e.id for e in weights.MANIFEST if not params.get("group") or e.group == params["group"]]
-    done: dict[str, tuple[int, int | None]] = {}
+    entries = weights.select(params.get("ids") or None, params.get("group"))
+    sizes = {e.id: e.size for e in entries}
+    received: dict[str, int] = {}
 
-    def progress(entry_id: str, received: int, total: int | None) -> None:
-        done[entry_id] = (received, total)
-        known = [t for _, t in done.values() if t]
-        fraction = sum(r for r, _ in done.values()) / sum(known) if known and len(known) == len(done) else None
+    def progress(entry_id: str, done: int, total: int | None) -> None:
+        received[entry_id] = done
+        sizes[entry_id] = sizes.get(entry_id) or total
+        known = sum(v for v in sizes.values() if v)
+        fraction = sum(received.values()) / known if known and all(sizes.values()) else None
         job.progress(phase="downloading", message=entry_id, fraction=fraction)
 
-    results = weights.fetch(ids, ctx.paths, offline=ctx.offline, progress=progress, cancel=lambda: job.cancelled)
+    results = weights.fetch([e.id for e in entries], ctx.paths, offline=ctx.offline, progress=progress,
+                            cancel=lambda: job.cancelled)
     job.check_cancelled()
+    weights.raise_for_failures(results)
     return {"files": [r.to_dict() for r in results]}

@@ -3,7 +3,7 @@
 import pytest
 
 from easyphoto.context import standalone_context
-from easyphoto.ui import tabs
+from easyphoto.ui import models_tab, tabs
 
 gr = pytest.importorskip("gradio", reason="the Python 3.10 check runs without gradio")
 
@@ -19,15 +19,15 @@ def test_build_ui_has_the_three_sub_tabs(tmp_path):
 
 def test_models_panel_reflects_the_disk(tmp_path):
     ctx = standalone_context(tmp_path)
-    rows = tabs.model_rows(ctx)
+    rows = models_tab.model_rows(ctx)
     assert {r[2] for r in rows} <= {"missing", "present"}
-    assert "control_v11f1e_sd15_tile.pth (" in tabs.missing_text(ctx)
+    assert "control_v11f1e_sd15_tile.pth (" in models_tab.missing_text(ctx)
     tile = ctx.paths.controlnet_dir / "control_v11f1e_sd15_tile.pth"
     tile.parent.mkdir(parents=True)
     tile.write_bytes(b"w")
-    row = next(r for r in tabs.model_rows(ctx) if r[0] == "control_v11f1e_sd15_tile.pth")
+    row = next(r for r in models_tab.model_rows(ctx) if r[0] == "control_v11f1e_sd15_tile.pth")
     assert row[2] == "present"
-    assert "control_v11f1e_sd15_tile.pth (" not in tabs.missing_text(ctx)
+    assert "control_v11f1e_sd15_tile.pth (" not in models_tab.missing_text(ctx)
 
 
 def test_offline_banner(tmp_path):

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from easyphoto import __version__, weights
+from easyphoto import __version__
 from easyphoto.context import AppContext
-
-MODEL_COLUMNS = ["File", "Group", "State", "Licence", "Purpose", "Path"]
 
 
 def build_ui(ctx: AppContext):
@@ -31,37 +29,11 @@ def build_ui(ctx: AppContext):
                     "fusion through ControlNet). This panel arrives with the portrait pipeline.",
                 )
             with gr.Tab("Models", elem_id="easyphoto_models_tab"):
-                _models_panel(gr, ctx)
+                from easyphoto.ui.models_tab import build_models_tab
+
+                build_models_tab(gr, ctx)
     return blocks
 
 
 def _coming_panel(gr, name: str, text: str) -> None:
     gr.Markdown(f"### {name}\n{text}", elem_id=f"easyphoto_{name.lower()}_coming")
-
-
-def model_rows(ctx: AppContext) -> list[list[str]]:
-    return [
-        [s.entry.filename, s.entry.group, s.state, s.entry.licence, s.entry.purpose, s.found_at]
-        for s in weights.status_all(ctx.paths)
-    ]
-
-
-def missing_text(ctx: AppContext) -> str:
-    missing = [s for s in weights.status_all(ctx.paths) if s.state != "present"]
-    if not missing:
-        return "All model files are present."
-    lines = "\n".join(weights.how_to_fetch(s) for s in missing)
-    return f"{len(missing)} model file(s) are not on disk yet. To add them by hand:\n\n{lines}"
-
-
-def _models_panel(gr, ctx: AppContext) -> None:
-    table = gr.Dataframe(
-        value=model_rows(ctx),
-        headers=MODEL_COLUMNS,
-        interactive=False,
-        wrap=True,
-        elem_id="easyphoto_models_table",
-    )
-    instructions = gr.Markdown(missing_text(ctx), elem_id="easyphoto_models_missing")
-    refresh = gr.Button("Refresh", elem_id="easyphoto_models_refresh")
-    refresh.click(fn=lambda: (model_rows(ctx), missing_text(ctx)), inputs=[], outputs=[table, instructions])

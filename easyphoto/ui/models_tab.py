@@ -1,0 +1,91 @@
+"""Models tab: every weight file with its state and licence; per-group download (a job) and verify."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+from easyphoto import weights
+from easyphoto.context import AppContext
+from easyphoto.errors import EasyPhotoError
+
+MODEL_COLUMNS = ["File", "Group", "State", "Licence", "Purpose", "Path"]
+ALL = "all"
+
+
+def model_rows(ctx: AppContext) -> list[list[str]]:
+    return [
+        [s.entry.filename, s.entry.group, s.state, s.entry.licence, s.entry.purpose, s.found_at]
+        for s in weights.status_all(ctx.paths)
+    ]
+
+
+def missing_text(ctx: AppContext) -> str:
+    missing = [s for s in weights.status_all(ctx.paths) if s.state != "present"]
+    if not missing:
+        return "All model files are present."
+    lines = "\n".join(weights.how_to_fetch(s) for s in missing)
+    return f"{len(missing)} model file(s) are not on disk yet. To add them by hand:\n\n{lines}"
+
+
+def download_flow(ctx: AppContext, group: str) -> Iterator[tuple]:
+    """Yields (status, table, job id) while the download job runs."""
+    from easyphoto.operations import job_queue
+
+    if ctx.offline:
+        yield "Offline mode: nothing is downloaded. " + missing_text(ctx), model_rows(ctx), ""
+        return
+    queue = job_queue(ctx)
+    job = queue.submit("fetch_models", {"group": None if group == ALL else group, "ids": []})
+    record = queue.get(job.id)
+    while not record.is_final:
+        p = record.progress
+        percent = f" {p.fraction * 100:.0f}%" if p.fraction else ""
+        yield f"Downloading{percent}: {p.message or 'starting'}", model_rows(ctx), job.id
+        time.sleep(0.5)
+        record = queue.get(job.id)
+    if record.state.value == "succeeded":
+        status = "Download finished. " + missing_text(ctx)
+    else:
+        error = record.error or {}
+        status = f"Download {record.state.value}: {error.get('message', '')} {error.get('hint', '')}".strip()
+    yield status, model_rows(ctx), ""
+
+
+def verify_text(ctx: AppContext, group: str) -> str:
+    results = weights.verify([e.id for e in weights.select(None, None if group == ALL else group)], ctx.paths)
+    lines = [f"- {r.entry.filename}: {r.state}" + (f" ({r.detail})" if r.detail else "") for r in results]
+    return "Verification:\n\n" + "\n".join(lines)
+
+
+def cancel_download(ctx: AppContext, job_id: str) -> str:
+    from easyphoto.operations import job_queue
+
+    if not job_id:
+        return "Nothing is downloading."
+    try:
+        job_queue(ctx).cancel(job_id)
+    except EasyPhotoError as exc:
+        return exc.message
+    return "Cancelling… (the partial file is kept and resumed next time)"
+
+
+def build_models_tab(gr, ctx: AppContext) -> None:
+    table = gr.Dataframe(value=model_rows(ctx), headers=MODEL_COLUMNS, interactive=False, wrap=True,
+                         elem_id="easyphoto_models_table")
+    with gr.Row():
+        group = gr.Dropdown(choices=[ALL, *weights.GROUPS], value=ALL, label="Group", elem_id="easyphoto_models_group")
+        download = gr.Button("Download missing", variant="primary", elem_id="easyphoto_models_download")
+        verify = gr.Button("Verify", elem_id="easyphoto_models_verify")
+        cancel = gr.Button("Cancel", elem_id="easyphoto_models_cancel")
+        refresh = gr.Button("Refresh", elem_id="easyphoto_models_refresh")
+    job_id = gr.State("")
+    status = gr.Markdown(missing_text(ctx), elem_id="easyphoto_models_missing")
+
+    def run_download(selected):  # gradio streams a generator's yields to the outputs
+        yield from download_flow(ctx, selected)
+
+    download.click(fn=run_download, inputs=[group], outputs=[status, table, job_id])
+    verify.click(fn=lambda selected: verify_text(ctx, selected), inputs=[group], outputs=[status])
+    cancel.click(fn=lambda j: cancel_download(ctx, j), inputs=[job_id], outputs=[status])
+    refresh.click(fn=lambda: (model_rows(ctx), missing_text(ctx)), inputs=[], outputs=[table, status])
