@@ -400,7 +400,16 @@ def test_offline_mode_never_opens_a_socket(server, paths, monkeypatch):
     assert f"put it at {paths.controlnet_dir / 'm.bin'}" in text and "offline mode never downloads" in text
     for source in e.sources:
         assert source.describe() in text
-    assert text == str(pytest.raises(MissingWeights, weights.require, ["m"], paths, [e]).value)
+    pkg = WeightFile(id="pkg", filename="nopkg", group="test", purpose="a package", licence="test",
+                     destination="package", package="easyphoto_no_such_package", sources=(Source("pip", "nopkg"),))
+    results = weights.fetch(None, paths, offline=True, manifest=[e, pkg])
+    assert [r.state for r in results] == ["offline", "manual"]
+    for ids, table in ((["m"], [e]), (["m", "pkg"], [e, pkg])):
+        with pytest.raises(MissingWeights) as ours:
+            weights.raise_for_failures(weights.fetch(ids, paths, offline=True, manifest=table))
+        with pytest.raises(MissingWeights) as required:
+            weights.require(ids, paths, table)
+        assert str(ours.value) == str(required.value)  # offline fetch says exactly what require says
     assert server.requests() == []
 
 
@@ -515,3 +524,39 @@ def test_console_progress_without_tqdm_prints_plain_lines(monkeypatch):
     bar("m", 2**21, 2**21)
     bar.close()
     assert stream.getvalue().splitlines() == ["m: 1.0 / 2.0 MiB (50%)", "m: 2.0 / 2.0 MiB (100%)"]
+
+
+# ---------------------------------------------------------------------------------------------- as a job
+
+
+def test_fetch_job_through_the_api_and_the_models_tab(server, tmp_path, monkeypatch):
+    """POST /models/fetch runs the download as a job; the Models tab's flow streams its progress."""
+    from fastapi.testclient import TestClient
+
+    from easyphoto import operations
+    from easyphoto.app import create_app
+    from easyphoto.context import standalone_context
+    from easyphoto.ui.models_tab import download_flow
+
+    good, bad = blob(300_000, 1), blob(1000, 2)
+    server.add("/files/good.bin", good)
+    ok = entry("good", Source("url", f"{server.base}/files/good.bin"), data=good, group="test")
+    missing = entry("gone", Source("url", f"{server.base}/files/gone.bin"), data=bad, group="other")
+    monkeypatch.setattr(weights, "MANIFEST", (ok, missing))
+    monkeypatch.setattr(weights, "GROUPS", ("test", "other"))
+    ctx = standalone_context(tmp_path)
+    try:
+        client = TestClient(create_app(ctx, with_ui=False))
+        job = client.post("/easyphoto/v1/models/fetch", json={"group": "test"}).json()
+        record = operations.job_queue(ctx).wait(job["id"], timeout=60)
+        assert record.state.value == "succeeded" and record.result["files"][0]["state"] == "downloaded"
+        assert ok.path(ctx.paths).read_bytes() == good
+        failed = client.post("/easyphoto/v1/models/fetch", json={"ids": ["gone"]}).json()
+        record = operations.job_queue(ctx).wait(failed["id"], timeout=60)
+        assert record.state.value == "failed" and "gone.bin" in record.error["message"]
+        updates = list(download_flow(ctx, "other"))
+        assert updates[-1][0].startswith("Download failed") and updates[-1][2] == ""
+        offline = list(download_flow(standalone_context(tmp_path, offline=True), "all"))
+        assert offline[-1][0].startswith("Offline mode: nothing is downloaded")
+    finally:
+        operations.shutdown_all()
