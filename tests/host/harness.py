@@ -223,9 +223,12 @@ class WebUIHost:
         self._layout()
         _CACHED_ROOTS.update(_realpath(str(src)) for src in self.extensions.values())
         _install_code_cache()
+        before = dict(sys.modules)
         self._saved = {"path": list(sys.path), "argv": list(sys.argv),
                        "env": {k: os.environ.get(k) for k in _ENV_KEYS}}
-        purge_modules(self._purge_roots())
+        # Remember what the purge takes away (e.g. the extension's package as the test module imported it) and put
+        # it back on stop(): otherwise a test holding the old classes meets new ones (`except` clauses miss).
+        self._saved["modules"] = {name: before[name] for name in purge_modules(self._purge_roots())}
         os.environ.pop("COMMANDLINE_ARGS", None)
         os.environ.update(self.environment())
         if self.strict_sys_path:
@@ -263,6 +266,7 @@ class WebUIHost:
         if self._saved is None:
             return
         purge_modules(self._purge_roots())
+        sys.modules.update(self._saved["modules"])
         sys.path[:] = self._saved["path"]
         sys.argv[:] = self._saved["argv"]
         for key, value in self._saved["env"].items():
