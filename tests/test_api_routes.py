@@ -156,3 +156,23 @@ def test_cancel_finished_job_is_409_and_jobs_are_listed(client, photos_same_man)
     assert client.get(f"{API}/jobs", params={"state": "sleeping"}).status_code == 422
     result = client.get(f"{API}/jobs/{job['id']}/result").json()
     assert result["identity_id"] == "gus"
+
+
+def test_running_job_progress_is_monotonic_and_cancel_is_prompt(client, photos_same_man):
+    photos = [b64(p) for p in photos_same_man] * 4  # 12 photos: long enough to watch and to cancel midway
+    client.post(f"{API}/identities", json={"id": "hal", "photos": photos})
+    job = client.post(f"{API}/identities/hal/check").json()
+    fractions, deadline = [], time.monotonic() + 60
+    while time.monotonic() < deadline:
+        record = client.get(f"{API}/jobs/{job['id']}").json()
+        fractions.append(record["progress"]["fraction"])
+        if record["state"] == "running" and record["progress"]["fraction"] > 0:
+            break
+        time.sleep(0.05)
+    assert record["state"] == "running"
+    cancelled_at = time.monotonic()
+    assert client.post(f"{API}/jobs/{job['id']}/cancel").status_code == 200
+    final = wait_final(client, job, timeout=10)
+    assert final["state"] == "cancelled" and time.monotonic() - cancelled_at < 5
+    assert fractions == sorted(fractions)
+    assert client.get(f"{API}/jobs/{job['id']}/result").status_code == 409
