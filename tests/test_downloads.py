@@ -555,7 +555,7 @@ def test_fetch_job_through_the_api_and_the_models_tab(server, tmp_path, monkeypa
         record = operations.job_queue(ctx).wait(failed["id"], timeout=60)
         assert record.state.value == "failed" and "gone.bin" in record.error["message"]
         updates = list(download_flow(ctx, "other"))
-        assert updates[-1][0].startswith("Download failed") and updates[-1][2] == ""
+        assert updates[-1][0].startswith("**Download failed:**") and updates[-1][2] == ""
         offline = list(download_flow(standalone_context(tmp_path, offline=True), "all"))
         assert offline[-1][0].startswith("Offline mode: nothing is downloaded")
     finally:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 from easyphoto import weights
 from easyphoto.context import AppContext
-from easyphoto.errors import EasyPhotoError
+from easyphoto.ui.job_updates import cancel, failure_text, follow
 
 MODEL_COLUMNS = ["File", "Group", "State", "Licence", "Purpose", "Path"]
 ALL = "all"
@@ -35,21 +34,18 @@ def download_flow(ctx: AppContext, group: str) -> Iterator[tuple]:
     if ctx.offline:
         yield "Offline mode: nothing is downloaded. " + missing_text(ctx), model_rows(ctx), ""
         return
-    queue = job_queue(ctx)
-    job = queue.submit("fetch_models", {"group": None if group == ALL else group, "ids": []})
-    record = queue.get(job.id)
-    while not record.is_final:
-        p = record.progress
+    job = job_queue(ctx).submit("fetch_models", {"group": None if group == ALL else group, "ids": []})
+    updates = follow(ctx, job.id)
+    while True:
+        try:
+            p = next(updates).progress
+        except StopIteration as done:
+            record = done.value
+            break
         percent = f" {p.fraction * 100:.0f}%" if p.fraction else ""
         yield f"Downloading{percent}: {p.message or 'starting'}", model_rows(ctx), job.id
-        time.sleep(0.5)
-        record = queue.get(job.id)
-    if record.state.value == "succeeded":
-        status = "Download finished. " + missing_text(ctx)
-    else:
-        error = record.error or {}
-        status = f"Download {record.state.value}: {error.get('message', '')} {error.get('hint', '')}".strip()
-    yield status, model_rows(ctx), ""
+    ok = record.state.value == "succeeded"
+    yield ("Download finished. " + missing_text(ctx)) if ok else failure_text("Download", record), model_rows(ctx), ""
 
 
 def verify_text(ctx: AppContext, group: str) -> str:
@@ -59,15 +55,8 @@ def verify_text(ctx: AppContext, group: str) -> str:
 
 
 def cancel_download(ctx: AppContext, job_id: str) -> str:
-    from easyphoto.operations import job_queue
-
-    if not job_id:
-        return "Nothing is downloading."
-    try:
-        job_queue(ctx).cancel(job_id)
-    except EasyPhotoError as exc:
-        return exc.message
-    return "Cancelling… (the partial file is kept and resumed next time)"
+    return cancel(ctx, job_id, idle="Nothing is downloading.",
+                  cancelling="Cancelling… (the partial file is kept and resumed next time)")
 
 
 def build_models_tab(gr, ctx: AppContext) -> None:

@@ -6,7 +6,6 @@ be cancelled); the tab streams its progress. The LoRA training step arrives with
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,8 +14,7 @@ from easyphoto.context import AppContext
 from easyphoto.errors import EasyPhotoError
 from easyphoto.store import read_json, suggest_identity_id
 from easyphoto.train import prepare
-
-POLL_SECONDS = 0.5
+from easyphoto.ui.job_updates import cancel, failure_text, follow
 
 
 def upload_paths(files) -> list[Path]:
@@ -46,22 +44,23 @@ def check_photos_flow(ctx: AppContext, identity_id: str, files) -> Iterator[tupl
     except EasyPhotoError as exc:
         yield [], f"**Cannot check photos:** {exc.message} {exc.hint}".strip(), ""
         return
-    record = queue.get(job.id)
-    while record.state.value in ("queued", "running"):
+    updates = follow(ctx, job.id)
+    while True:
+        try:
+            record = next(updates)
+        except StopIteration as done:
+            yield (*_finished(ctx, identity_id, done.value), "")
+            return
         p = record.progress
         step = f" ({p.step}/{p.total})" if p.total else ""
         yield _unchanged(), f"{record.state.value.capitalize()}: {p.phase or 'waiting'}{step} {p.message}".strip(), job.id
-        time.sleep(POLL_SECONDS)
-        record = queue.get(job.id)
-    yield (*_finished(ctx, identity_id, record), "")
 
 
 def _finished(ctx: AppContext, identity_id: str, record) -> tuple[list, str]:
     if record.state.value == "cancelled":
         return [], "Photo check cancelled."
     if record.state.value == "failed":
-        error = record.error or {}
-        return [], f"**Photo check failed:** {error.get('message', '')} {error.get('hint', '')}".strip()
+        return [], failure_text("Photo check", record)
     layout = ctx.identities.get(identity_id)
     report = read_json(layout.report)
     kept = report["kept"]
@@ -74,15 +73,7 @@ def _finished(ctx: AppContext, identity_id: str, record) -> tuple[list, str]:
 
 
 def cancel_job(ctx: AppContext, job_id: str) -> str:
-    from easyphoto.operations import job_queue
-
-    if not job_id:
-        return "Nothing is running."
-    try:
-        job_queue(ctx).cancel(job_id)
-    except EasyPhotoError as exc:
-        return exc.message
-    return "Cancelling…"
+    return cancel(ctx, job_id, idle="Nothing is running.")
 
 
 def build_train_tab(gr, ctx: AppContext) -> None:

@@ -1,0 +1,42 @@
+"""What the tabs share about jobs: following one until it ends, and cancelling it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+from easyphoto.context import AppContext
+from easyphoto.errors import EasyPhotoError
+
+POLL_SECONDS = 0.5
+
+
+def follow(ctx: AppContext, job_id: str, poll: float = POLL_SECONDS) -> Iterator:
+    """Yield the job's record while it is queued or running; return (StopIteration.value) the final record."""
+    from easyphoto.operations import job_queue
+
+    queue = job_queue(ctx)
+    record = queue.get(job_id)
+    while not record.is_final:
+        yield record
+        time.sleep(poll)
+        record = queue.get(job_id)
+    return record
+
+
+def cancel(ctx: AppContext, job_id: str, *, idle: str, cancelling: str = "Cancelling…") -> str:
+    """Cancel from a button; the answer is text for the tab's status line."""
+    from easyphoto.operations import job_queue
+
+    if not job_id:
+        return idle
+    try:
+        job_queue(ctx).cancel(job_id)
+    except EasyPhotoError as exc:
+        return exc.message
+    return cancelling
+
+
+def failure_text(what: str, record) -> str:
+    error = record.error or {}
+    return f"**{what} {record.state.value}:** {error.get('message', '')} {error.get('hint', '')}".strip()
