@@ -177,7 +177,7 @@ class TrainConfig(ConfigModel):
     crop_ratio: float = Field(3.0, ge=1.0, le=6.0, description="Crop around the face: box size × this ratio.")
     matting: bool = Field(True, description="Put the person on a plain white background (person matte).")
     retouch: bool = Field(False, description="Smooth skin slightly (classical bilateral filter on the skin mask).")
-    upscale_small: bool = Field(True, description="Upscale crops smaller than the resolution (Lanczos + sharpen).")
+    upscale_small: bool = Field(True, description="Upscale crops smaller than the resolution (Real-ESRGAN when present, else Lanczos + sharpen).")
     caption: str = Field(DEFAULT_CAPTION, min_length=1, max_length=500, description="Fixed caption of every photo.")
     rank: int = Field(128, ge=1, le=1024, description="LoRA rank.")
     network_alpha: int = Field(64, ge=1, le=1024, description="LoRA alpha (scale = alpha / rank); ≤ rank.")

@@ -7,8 +7,8 @@
 Per photo: a square crop around the face (box × crop_ratio, moved inside the photo), the person matted onto white
 within the region around the head (see `head_region` for how it differs from the reference's rectangle),
 optional skin smoothing, and a resize to the training resolution. Crops smaller than the resolution are upscaled
-with Lanczos plus a light unsharp mask (the classical fallback; a super-resolution model slots in through the
-`upscaler` argument when its weights are present). Same inputs → same files, byte for byte.
+with Real-ESRGAN when its weights are present (easyphoto.upscale, passed in as `upscaler`), else with Lanczos plus
+a light unsharp mask (the classical fallback). Same inputs → same files, byte for byte.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image
 
 from easyphoto.config import TrainConfig
 from easyphoto.face.stacks import FaceStack
@@ -29,6 +29,7 @@ from easyphoto.face.types import Face
 from easyphoto.imageops import load_photo, to_array
 from easyphoto.store import atomic_write_bytes, atomic_write_text
 from easyphoto.train.photos import PhotoReport
+from easyphoto.upscale import classical
 
 JPEG_QUALITY = 95
 Upscaler = Callable[[Image.Image, int], Image.Image]  # (image, target side) -> image of that side
@@ -73,11 +74,6 @@ def head_region(face: Face, crop: tuple[int, int, int, int], size: int) -> np.nd
     mask = np.zeros((size, size), np.float32)
     mask[max(int(y0), 0) : max(int(y1), 0), max(int(x0), 0) : max(int(x1), 0)] = 1.0
     return cv2.GaussianBlur(mask, (0, 0), sigmaX=max(face.width * scale * 0.05, 1.0))
-
-
-def classical_upscale(image: Image.Image, side: int) -> Image.Image:
-    enlarged = image.resize((side, side), Image.LANCZOS)
-    return enlarged.filter(ImageFilter.UnsharpMask(radius=2, percent=60, threshold=2))
 
 
 def smooth_skin(image: np.ndarray, skin: np.ndarray) -> np.ndarray:
@@ -128,7 +124,7 @@ def _prepare_one(index, path, face, out, stack, config, upscaler, tagger) -> Dat
     side = config.resolution
     upscaled = cropped.width < side
     if upscaled and config.upscale_small:
-        cropped = (upscaler or classical_upscale)(cropped, side)
+        cropped = (upscaler or classical)(cropped, side)
     else:
         cropped = cropped.resize((side, side), Image.LANCZOS)
     pixels = to_array(cropped)

@@ -20,6 +20,7 @@ from easyphoto.imageops import load_photo
 from easyphoto.store import IdentityLayout, atomic_path, atomic_write_bytes
 from easyphoto.train.dataset import DatasetItem, prepare_dataset, square_crop
 from easyphoto.train.photos import PhotoReport, list_photos, select_photos
+from easyphoto.upscale import model_upscaler
 
 Progress = Callable[[int, int, str], None]
 MAX_PHOTOS_PER_IDENTITY = 200
@@ -90,7 +91,8 @@ def prepare_identity_dataset(
     report = check_photos(ctx, identity_id, config, progress)
     layout = ctx.identities.get(identity_id)
     stack = stacks.load(ctx.settings.face_stack, ctx.paths)
-    return prepare_dataset(report, layout.photos, layout.dataset, stack, config)
+    upscaler = model_upscaler(ctx.paths) if config.upscale_small else None
+    return prepare_dataset(report, layout.photos, layout.dataset, stack, config, upscaler=upscaler)
 
 
 def thumbnails(layout: IdentityLayout, report: dict, size: int = 256) -> list[tuple[Image.Image, str]]:
