@@ -1,0 +1,165 @@
+"""One identity's training, as the child process runs it: train → validate each checkpoint → merge → export.
+
+    run(spec, emit, should_stop) -> result dict
+
+The merge (reference §3.5, done right): the best checkpoints by validation score are combined in weight-change
+space, weighted by their scores (easyphoto.train.merge), then the merged LoRA is validated on the same templates.
+It is exported only if it scores at least as well as the best single checkpoint; otherwise the best single one
+is exported and the result says so. Without usable scores (validation off, or no face in any image) the final
+checkpoint is exported. The export is atomic, so a cancel or crash never leaves a partial <id>.safetensors.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from easyphoto import __version__
+from easyphoto.config import TrainConfig
+from easyphoto.store import Paths, atomic_write_json, read_json
+
+MERGE_TOP_K = 3
+Emit = Callable[[dict], None]
+
+
+def _paths(spec: dict) -> Paths:
+    if "paths" in spec:
+        return Paths(**{k: Path(v) for k, v in spec["paths"].items()})
+    models = Path(spec["models_root"])
+    return Paths(Path(spec["identity_dir"]).parents[1], models, Path(spec["lora_file"]).parent, models, models)
+
+
+class _Validator:
+    """Holds what validation needs across checkpoints; records scores in validation/scores.json."""
+
+    def __init__(self, spec: dict, config: TrainConfig, base, emit: Emit):
+        from easyphoto.face import stacks
+        from easyphoto.train import validation
+
+        self.base, self.config, self.emit = base, config, emit
+        self.out_dir = Path(spec["validation_dir"])
+        self.stack = stacks.load(spec.get("face_stack", "auto"), _paths(spec))
+        dataset = Path(spec["dataset_dir"])
+        images = sorted((dataset / "train").glob("*.jpg"))
+        files = validation.template_files(_paths(spec).models_root, images)
+        self.templates = validation.prepare_templates(files, self.stack, config.resolution)
+        self.references = validation.reference_embeddings(images, self.stack)
+        self.scores: dict[str, dict] = {}
+        self.seed = config.seed or 0
+
+    def __call__(self, label: str, step: int) -> float | None:
+        from easyphoto.train import validation
+
+        results = validation.validate(self.base, self.templates, self.stack, self.references, self.config.caption,
+                                      step=step, out_dir=self.out_dir, seed=self.seed)
+        score = validation.mean_score(results)
+        self.scores[label] = {"step": step, "score": score, "images": [r.__dict__ for r in results]}
+        atomic_write_json(self.out_dir / "scores.json", self.scores)
+        preview = str(self.out_dir / results[0].image) if results else None
+        self.emit({"event": "validation", "step": step, "score": score, "image": preview, "label": label})
+        return score
+
+
+def run(spec: dict, emit: Emit, should_stop: Callable[[], bool]) -> dict:
+    from easyphoto.train import lora
+    from easyphoto.train.base_model import load_base
+    from easyphoto.train.trainer import train_lora
+
+    config = TrainConfig.from_dict(spec["config"])
+    emit({"event": "progress", "phase": "loading base model", "step": 0, "total": spec["steps"], "loss": None,
+          "message": Path(spec["base"]).name})
+    base = load_base(Path(spec["base"]), config_dir=Path(spec["config_dir"]) if spec.get("config_dir") else None,
+                     device=spec.get("device", "cpu"))
+    validator = _Validator(spec, config, base, emit) if config.validation else None
+    started = time.monotonic()
+
+    def on_checkpoint(step: int, path: Path) -> None:
+        emit({"event": "checkpoint", "step": step, "path": str(path)})
+        if validator is not None:
+            validator(Path(path).name, step)
+
+    def progress(step: int, total: int, loss: float) -> None:
+        emit({"event": "progress", "phase": "training", "step": step, "total": total, "loss": loss,
+              "message": f"loss {loss:.4f}"})
+
+    result = train_lora(base, Path(spec["dataset_dir"]), Path(spec["checkpoints_dir"]), config, steps=spec["steps"],
+                        progress=progress, should_stop=should_stop, on_checkpoint=on_checkpoint,
+                        resume=spec.get("resume", False), device=spec.get("device", "cpu"))
+    chosen, weights, merged_info = _choose(result, validator, base, config, emit)
+    metadata = {"ss_output_name": spec["identity_id"], "ss_steps": str(result.steps),
+                "ss_sd_model_hash": base.model_hash or "", "ss_sd_model_name": Path(spec["base"]).name,
+                "easyphoto_version": __version__, "easyphoto_source": chosen}
+    lora_file = lora.save_lora(Path(spec["lora_file"]), weights, metadata)
+    summary = {"lora_file": str(lora_file), "steps": result.steps, "source": chosen, "merged": merged_info,
+               "checkpoints": [str(c) for c in result.checkpoints],
+               "scores": validator.scores if validator else {}, "seconds": round(time.monotonic() - started, 1)}
+    _write_identity_json(spec, config, base, summary, validator)
+    emit({"event": "progress", "phase": "exported", "step": result.steps, "total": spec["steps"], "loss": None,
+          "message": lora_file.name})
+    return summary
+
+
+def _choose(result, validator: _Validator | None, base, config: TrainConfig, emit: Emit):
+    """(label of what is exported, its LoraWeights, merge record)."""
+    from easyphoto.train import lora, merge
+
+    final = Path(result.checkpoints[-1])
+    if validator is None:
+        return final.name, lora.load_lora(final)[0], {"used": False, "reason": "validation is off"}
+    scored = sorted(((v["score"], k) for k, v in validator.scores.items() if v["score"] is not None), reverse=True)
+    if not scored:
+        return final.name, lora.load_lora(final)[0], {"used": False,
+                                                       "reason": "no face in any validation image: final checkpoint"}
+    best_score, best_name = scored[0]
+    by_name = {Path(c).name: Path(c) for c in result.checkpoints}
+    top = [(s, n) for s, n in scored[:MERGE_TOP_K] if n in by_name]
+    best = lora.load_lora(by_name[best_name])[0]
+    if len(top) < 2:
+        return best_name, best, {"used": False, "reason": "only one scored checkpoint", "best": best_name}
+    shares = merge.score_weights([s for s, _ in top])
+    merged = merge.merge_weighted([lora.load_lora(by_name[n])[0] for _, n in top], shares, config.rank)
+    _load_weights(base, merged)
+    merged_score = validator("merged", result.steps)
+    record = {"checkpoints": [n for _, n in top], "weights": shares, "score": merged_score,
+              "best_single": best_name, "best_single_score": best_score}
+    if merged_score is not None and merged_score >= best_score:
+        return "merged", merged, {**record, "used": True}
+    emit({"event": "progress", "phase": "merge rejected", "step": result.steps, "total": result.steps, "loss": None,
+          "message": f"merged {merged_score} < best single {best_score:.4f}: exporting {best_name}"})
+    return best_name, best, {**record, "used": False, "reason": "the merge scored lower than the best checkpoint"}
+
+
+def _load_weights(base, weights) -> None:
+    from easyphoto.train import lora
+
+    lora.load_into_peft(base.unet, "unet", {k: v for k, v in weights.items() if k.startswith("unet.")})
+    text = {k: v for k, v in weights.items() if k.startswith("text_encoder.")}
+    if text:
+        lora.load_into_peft(base.text_encoder, "text_encoder", text)
+
+
+def _write_identity_json(spec: dict, config: TrainConfig, base, summary: dict, validator) -> None:
+    path = Path(spec["identity_dir"]) / "identity.json"
+    previous = read_json(path) if path.is_file() else {}
+    report = Path(spec["identity_dir"]) / "report.json"
+    embedding = None
+    if validator is not None:
+        refs = validator.references
+        mean = refs.mean(axis=0)
+        embedding = {"embedder": validator.stack.embedder.name, "count": len(refs),
+                     "mean": [round(float(v), 6) for v in mean / (float((mean**2).sum()) ** 0.5 + 1e-12)],
+                     "mean_pairwise_similarity": round(float((refs @ refs.T).mean()), 4)}
+    atomic_write_json(path, {
+        **previous,
+        "identity_id": spec["identity_id"],
+        "lora_file": summary["lora_file"],
+        "reference_face": "reference.jpg",
+        "base_model": {"file": Path(spec["base"]).name, "hash": base.model_hash},
+        "training": {k: v for k, v in summary.items() if k != "scores"},
+        "reference_photo": read_json(report).get("reference") if report.is_file() else None,
+        "embedding": embedding,
+        "config": config.to_dict(),
+        "easyphoto_version": __version__,
+        "trained_at": time.time(),
+    })
