@@ -38,6 +38,8 @@ class AppContext:
     force_offline: bool = False  # --easyphoto-offline / --offline: wins over the setting
     # Held while a job runs GPU work: the WebUI's queue lock, so our jobs never overlap its txt2img/img2img.
     gpu_lock: Callable[[], AbstractContextManager] | None = None
+    # Around training: frees the host's VRAM (the WebUI moves its checkpoint to the CPU and back). None standalone.
+    host_offload: Callable[[], AbstractContextManager] | None = None
 
     @property
     def settings(self) -> Settings:

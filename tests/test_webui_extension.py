@@ -150,3 +150,29 @@ def test_loads_before_and_after_controlnet_and_without_it(webui_host_factory, fl
     host = start(webui_host_factory, flavour, controlnet=False)
     assert [e for e in host.errors if "easyphoto" in str(e).lower()] == []
     assert len([t for t in host.create_ui() if t[1] == "EasyPhoto"]) == 1
+
+
+def test_training_frees_the_hosts_gpu_and_restores_it(webui_host_factory):
+    start(webui_host_factory, "a1111").create_ui()  # registers the settings
+    from modules import devices, sd_models, shared
+
+    from easyphoto.backends import webui
+
+    model = sd_models.model_data.sd_model
+    assert model is not None and model.device == devices.device
+    ctx = webui.make_context()
+    with ctx.host_offload():
+        assert model.device == devices.cpu
+    assert model.device == devices.device
+    shared.opts.set("easyphoto_unload_host_model_for_training", False)
+    with ctx.host_offload():
+        assert model.device == devices.device  # the setting turns it off
+
+
+def test_training_lock_is_the_hosts_queue_lock(webui_host_factory, flavour):
+    start(webui_host_factory, flavour)
+    from modules import call_queue
+
+    from easyphoto.backends import webui
+
+    assert webui.make_context().gpu_lock() is call_queue.queue_lock

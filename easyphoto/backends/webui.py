@@ -6,6 +6,7 @@ functions, so importing this module is cheap and works before the host has finis
 """
 
 
+import contextlib
 import importlib.util
 import logging
 import os
@@ -82,10 +83,33 @@ def host_queue_lock():
     return call_queue.queue_lock
 
 
+@contextlib.contextmanager
+def host_model_offloaded():
+    """Free the GPU for training: the loaded checkpoint goes to the CPU and back afterwards (host-api.md §3.6).
+
+    A1111: unload_model_weights() only moves the model to the CPU, and reload_model_weights() would not move it
+    back (it returns early for the same checkpoint), so send_model_to_device() restores it. Forge: unloading frees
+    everything and Forge reloads on the next generation by itself. Reads model_data.sd_model, never shared.sd_model,
+    which would load a model just to unload it."""
+    from modules import sd_models
+
+    loaded = sd_models.model_data.sd_model
+    if not current_settings().unload_host_model_for_training or loaded is None:
+        yield
+        return
+    sd_models.unload_model_weights(loaded)
+    try:
+        yield
+    finally:
+        if detect_flavour() == "a1111":
+            sd_models.send_model_to_device(loaded)
+
+
 def make_context() -> AppContext:
     offline = bool(_cmd_opt("easyphoto_offline", False)) or os.environ.get("HF_HUB_OFFLINE") == "1"
     host = HostInfo(detect_flavour(), host_version())
-    return AppContext(make_paths(), host, current_settings, offline, gpu_lock=host_queue_lock)
+    return AppContext(make_paths(), host, current_settings, offline, gpu_lock=host_queue_lock,
+                      host_offload=host_model_offloaded)
 
 
 # ---------------------------------------------------------------------------------------------- callbacks
