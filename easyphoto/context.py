@@ -40,6 +40,8 @@ class AppContext:
     gpu_lock: Callable[[], AbstractContextManager] | None = None
     # Around training: frees the host's VRAM (the WebUI moves its checkpoint to the CPU and back). None standalone.
     host_offload: Callable[[], AbstractContextManager] | None = None
+    # The base checkpoint to train on when a request names none: the WebUI's selected one. None standalone.
+    selected_checkpoint: Callable[[], Path] | None = None
 
     @property
     def settings(self) -> Settings:

@@ -176,3 +176,11 @@ def test_training_lock_is_the_hosts_queue_lock(webui_host_factory, flavour):
     from easyphoto.backends import webui
 
     assert webui.make_context().gpu_lock() is call_queue.queue_lock
+
+
+def test_training_base_defaults_to_the_webuis_selected_checkpoint(webui_host_factory, flavour):
+    host = start(webui_host_factory, flavour)
+    from easyphoto.backends import webui
+
+    chosen = webui.make_context().selected_checkpoint()
+    assert chosen.is_file() and chosen.parent == host.root / "models" / "Stable-diffusion"

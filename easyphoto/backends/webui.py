@@ -105,11 +105,25 @@ def host_model_offloaded():
             sd_models.send_model_to_device(loaded)
 
 
+def selected_checkpoint() -> Path:
+    """The file of the checkpoint selected in the WebUI (resolved the host's way, host-api.md §3.6)."""
+    from modules import sd_models
+
+    from easyphoto.errors import EasyPhotoError
+
+    try:
+        info = sd_models.select_checkpoint()
+    except FileNotFoundError:
+        raise EasyPhotoError("The WebUI has no checkpoint installed to train on.", phase="train",
+                             hint="Put an SD 1.5 .safetensors checkpoint in models/Stable-diffusion.") from None
+    return Path(info.filename)
+
+
 def make_context() -> AppContext:
     offline = bool(_cmd_opt("easyphoto_offline", False)) or os.environ.get("HF_HUB_OFFLINE") == "1"
     host = HostInfo(detect_flavour(), host_version())
     return AppContext(make_paths(), host, current_settings, offline, gpu_lock=host_queue_lock,
-                      host_offload=host_model_offloaded)
+                      host_offload=host_model_offloaded, selected_checkpoint=selected_checkpoint)
 
 
 # ---------------------------------------------------------------------------------------------- callbacks
