@@ -14,7 +14,8 @@ def test_build_ui_has_the_three_sub_tabs(tmp_path):
     labels = [b.label for b in blocks.blocks.values() if isinstance(b, gr.Tab)]
     assert labels == ["Train", "Portrait", "Models"]
     ids = {getattr(b, "elem_id", None) for b in blocks.blocks.values()}
-    assert {"easyphoto_models_table", "easyphoto_models_refresh", "easyphoto_train_coming"} <= ids
+    assert {"easyphoto_models_table", "easyphoto_models_refresh", "easyphoto_train_check", "easyphoto_train_start",
+            "easyphoto_train_rank", "easyphoto_train_validation"} <= ids
 
 
 def test_models_panel_reflects_the_disk(tmp_path):
@@ -34,3 +35,32 @@ def test_offline_banner(tmp_path):
     blocks = tabs.build_ui(standalone_context(tmp_path, offline=True))
     header = next(b for b in blocks.blocks.values() if getattr(b, "elem_id", None) == "easyphoto_header")
     assert "offline mode" in header.value
+
+
+def test_training_controls_come_from_the_train_config(tmp_path):
+    from easyphoto.config import TrainConfig
+    from easyphoto.ui.config_controls import controls, values_to_config
+    from easyphoto.ui.train_tab import TRAIN_FIELDS, train_flow
+
+    with gr.Blocks():
+        built = controls(gr, TrainConfig, TRAIN_FIELDS, prefix="t")
+    defaults = TrainConfig()
+    expected = [getattr(defaults, name) for name in TRAIN_FIELDS]
+    assert [c.value for c in built] == ["" if v is None else v for v in expected]  # seed: empty = random
+    rank = built[TRAIN_FIELDS.index("rank")]
+    assert (rank.minimum, rank.maximum) == (1, 1024)
+    values = [getattr(defaults, n) for n in TRAIN_FIELDS]
+    values[TRAIN_FIELDS.index("rank")] = 32.0  # sliders hand back floats
+    values[TRAIN_FIELDS.index("network_alpha")] = 16.0
+    assert values_to_config(TrainConfig, TRAIN_FIELDS, values).rank == 32
+    values[TRAIN_FIELDS.index("seed")] = ""
+    assert values_to_config(TrainConfig, TRAIN_FIELDS, values).seed is None
+    values[TRAIN_FIELDS.index("seed")] = "42"
+    assert values_to_config(TrainConfig, TRAIN_FIELDS, values).seed == 42
+    ctx = standalone_context(tmp_path)
+    [(status, _, job)] = list(train_flow(ctx, "nobody", "", False, values))
+    assert status.startswith("**Cannot train:** No identity named 'nobody'") and job == ""
+    ctx.identities.create("amy")
+    values[TRAIN_FIELDS.index("network_alpha")] = 64.0
+    [(status, _, _)] = list(train_flow(ctx, "amy", "", False, values))
+    assert status.startswith("**Invalid training settings:**") and "network_alpha must be ≤ rank" in status

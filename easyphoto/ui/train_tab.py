@@ -1,12 +1,12 @@
-"""Train tab, step 1: upload photos and check them (kept/dropped with the reason) before any training starts.
+"""Train tab: 1. upload photos and check them (kept/dropped with the reason); 2. train the identity LoRA.
 
-The check runs as a job on the shared queue (so it never overlaps GPU work, survives in the job history and can
-be cancelled); the tab streams its progress. The LoRA training step arrives with the trainer.
+Both steps run as jobs on the shared queue (so they never overlap GPU work, survive in the job history and can be
+cancelled); the tab streams their progress, and the latest validation image while training.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from easyphoto.config import TrainConfig
@@ -76,6 +76,49 @@ def cancel_job(ctx: AppContext, job_id: str) -> str:
     return cancel(ctx, job_id, idle="Nothing is running.")
 
 
+TRAIN_FIELDS = ("resolution", "rank", "network_alpha", "steps_per_photo", "max_train_steps", "validation",
+                "validation_every", "train_text_encoder", "learning_rate", "seed")
+
+
+def train_flow(ctx: AppContext, identity_id: str, base: str, resume: bool, values: Sequence) -> Iterator[tuple]:
+    """Yields (status, latest validation image, job id) while the training job runs."""
+    from easyphoto.config import TrainConfig
+    from easyphoto.operations import submit
+    from easyphoto.ui.config_controls import values_to_config
+
+    try:
+        identity_id = (identity_id or "").strip()
+        ctx.identities.get(identity_id)
+        config = values_to_config(TrainConfig, TRAIN_FIELDS, values)
+        params = {"identity_id": identity_id, "config": config.to_dict(), "resume": bool(resume)}
+        if base and base.strip():
+            params["base"] = base.strip()
+        job = submit(ctx, "train", params)
+    except EasyPhotoError as exc:
+        yield f"**Cannot train:** {exc.message} {exc.hint}".strip(), None, ""
+        return
+    except ValueError as exc:  # pydantic's ValidationError: names the field and the accepted range
+        yield f"**Invalid training settings:** {exc}", None, ""
+        return
+    updates = follow(ctx, job.id)
+    while True:
+        try:
+            record = next(updates)
+        except StopIteration as done:
+            record = done.value
+            break
+        p = record.progress
+        eta = f", about {p.eta_seconds / 60:.0f} min left" if p.eta_seconds else ""
+        step = f" step {p.step}/{p.total}" if p.total else ""
+        yield f"{p.phase or record.state.value}{step} {p.message}{eta}".strip(), p.preview, job.id
+    if record.state.value != "succeeded":
+        yield failure_text("Training", record), record.progress.preview, ""
+        return
+    result = record.result or {}
+    yield (f"**Trained `{identity_id}`** ({result.get('steps')} steps, exported {result.get('source')}): "
+           f"`{result.get('lora_file')}`. Use it with `<lora:{identity_id}:0.9>`."), record.progress.preview, ""
+
+
 def build_train_tab(gr, ctx: AppContext) -> None:
     gr.Markdown(
         "Upload 5–20 photos of one person. **Check photos** shows which are kept and why the others are not "
@@ -101,4 +144,29 @@ def build_train_tab(gr, ctx: AppContext) -> None:
 
     check.click(fn=run_check, inputs=[identity, uploads], outputs=[gallery, summary, job_id])
     cancel.click(fn=lambda j: cancel_job(ctx, j), inputs=[job_id], outputs=[summary])
-    gr.Markdown("Training the LoRA from the kept photos arrives with the trainer.", elem_id="easyphoto_train_coming")
+    _build_training_step(gr, ctx, identity)
+
+
+def _build_training_step(gr, ctx: AppContext, identity) -> None:
+    from easyphoto.config import TrainConfig
+    from easyphoto.ui.config_controls import controls
+
+    gr.Markdown("### Train the identity LoRA", elem_id="easyphoto_train_step2")
+    base = gr.Textbox(label="Base checkpoint (empty: the WebUI's selected checkpoint)", elem_id="easyphoto_train_base",
+                      placeholder="path to an SD 1.5 .safetensors file or diffusers folder")
+    with gr.Accordion("Training settings", open=False):
+        fields = controls(gr, TrainConfig, TRAIN_FIELDS, prefix="easyphoto_train")
+    with gr.Row():
+        start = gr.Button("Start training", variant="primary", elem_id="easyphoto_train_start")
+        resume = gr.Checkbox(label="Resume from the last checkpoint", value=False, elem_id="easyphoto_train_resume")
+        stop = gr.Button("Cancel training", elem_id="easyphoto_train_stop")
+    job_id = gr.State("")
+    status = gr.Markdown(elem_id="easyphoto_train_status")
+    preview = gr.Image(label="Latest validation image", interactive=False, elem_id="easyphoto_train_preview")
+
+    def run_training(identity_id, base_path, resume_flag, *values):
+        yield from train_flow(ctx, identity_id, base_path, resume_flag, values)
+
+    start.click(fn=run_training, inputs=[identity, base, resume, *fields], outputs=[status, preview, job_id])
+    stop.click(fn=lambda j: cancel(ctx, j, idle="Nothing is training.", cancelling="Cancelling… (resumable)"),
+               inputs=[job_id], outputs=[status])
