@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--id", required=True, dest="identity_id", help="identity id (created when new)")
     train.add_argument("photos", nargs="*", metavar="PHOTO", help="photo files to add (none: use the identity's)")
     train.add_argument("--config", help="JSON file with TrainConfig values")
+    train.add_argument("--base", required=True, help="base checkpoint: an SD 1.5 .safetensors file or diffusers folder")
+    train.add_argument("--config-dir", help="diffusers config folder for a single-file base (default: shipped SD 1.5)")
+    train.add_argument("--resume", action="store_true", help="continue from the identity's last checkpoint")
     train.set_defaults(run=_train)
 
     portrait = commands.add_parser("portrait", help="make portraits of identities from template photos")
@@ -182,6 +185,8 @@ def run_job(ctx: AppContext, kind: str, params: dict) -> dict:
 
 
 def _train(ctx: AppContext, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from easyphoto.config import TrainConfig
     from easyphoto.train import prepare
 
@@ -189,8 +194,13 @@ def _train(ctx: AppContext, args: argparse.Namespace) -> int:
     if args.photos:
         prepare.add_photos(ctx, args.identity_id, args.photos)
     params = {"identity_id": args.identity_id, "config": config.to_dict()}
-    dataset = run_job(ctx, "prepare_dataset", params)
-    print(f"{args.identity_id}: {dataset['images']} training images in {ctx.identities.get(args.identity_id).dataset}")
+    if not args.resume:
+        dataset = run_job(ctx, "prepare_dataset", params)
+        print(f"{args.identity_id}: {dataset['images']} training images in "
+              f"{ctx.identities.get(args.identity_id).dataset}")
+    params.update(base=str(Path(args.base).resolve()), resume=args.resume)
+    if args.config_dir:
+        params["config_dir"] = str(Path(args.config_dir).resolve())
     result = run_job(ctx, "train", params)
     print(json.dumps(result, indent=2))
     return 0

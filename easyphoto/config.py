@@ -205,6 +205,25 @@ class TrainConfig(ConfigModel):
         """Reference rule: min(steps_per_photo × photos, max_train_steps)."""
         return min(self.steps_per_photo * max(photo_count, 1), self.max_train_steps)
 
+    # --- trainer speed levers (easyphoto.train.trainer); none changes what is learned, only time and memory
+    cache_latents: bool = Field(
+        True,
+        description="Encode every photo (and its mirror) with the VAE once, and the caption once, before training.",
+    )
+    mixed_precision: Literal["no", "fp16", "bf16"] = Field(
+        "no",
+        description="Half-precision autocast on CUDA (frozen weights in half, LoRA in float32); ignored on CPU.",
+    )
+    gradient_checkpointing: bool = Field(
+        False, description="Recompute activations in the backward pass: much less VRAM, about 30% slower."
+    )
+    attention: Literal["sdpa", "classic"] = Field(
+        "sdpa", description="sdpa = PyTorch scaled-dot-product attention (fast); classic = diffusers' AttnProcessor."
+    )
+    low_vram: bool = Field(
+        False, description="Move the VAE (and a frozen text encoder) off the GPU once latents are cached."
+    )
+
 
 class PortraitConfig(ConfigModel):
     """Parameters of the two-pass portrait pipeline (reference §3.6); extended by the portrait issue."""

@@ -1,8 +1,8 @@
 """The operations that run as jobs, and the one job queue per data folder that runs them.
 
 Every front end (Train/Portrait/Models tabs, REST API, CLI) submits work here, so GPU work is serial and every run
-leaves a job record. The trainer and the portrait pipeline register their kinds ("train", "portrait") when they
-are installed; until then submitting them answers that the operation is not available in this version.
+leaves a job record. The portrait pipeline registers its kind ("portrait") when it
+are installed; until then submitting one answers that it is not available in this version.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from easyphoto.jobs import JobContext, JobQueue, UnknownJobKind
 
 # Kinds whose operations arrive with later parts of EasyPhoto; submitting one before says so in plain words.
 NOT_YET_AVAILABLE = {
-    "train": "LoRA training is not available in this version of EasyPhoto: photo checks and dataset preparation are.",
     "portrait": "Portrait generation is not available in this version of EasyPhoto.",
 }
 
@@ -61,6 +60,9 @@ def register_operations(queue: JobQueue, ctx: AppContext) -> None:
         "prepare_dataset", lambda p, job: prepare_dataset(ctx, p, job), label=lambda p: f"dataset of {p['identity_id']}"
     )
     queue.register("fetch_models", lambda p, job: fetch_models(ctx, p, job), label=lambda p: "download model files")
+    from easyphoto.train.runner import train_operation  # light: the training itself runs in a child process
+
+    queue.register("train", lambda p, job: train_operation(ctx, p, job), label=lambda p: f"train {p['identity_id']}")
 
 
 def _photo_progress(job: JobContext, phase: str):

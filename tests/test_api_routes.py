@@ -138,11 +138,13 @@ def test_unknown_things_are_404(client):
     assert client.post(f"{API}/models/fetch", json={"ids": ["no-such-model"]}).status_code == 404
 
 
-def test_train_and_portrait_say_when_their_operation_is_not_installed(client, photos_same_man):
+def test_train_needs_a_base_model_standalone_and_portrait_is_not_available(client, photos_same_man):
     client.post(f"{API}/identities", json={"id": "fay", "photos": [b64(photos_same_man[0])]})
     train = client.post(f"{API}/train", json={"identity_id": "fay"})
-    assert train.status_code == 501 and "LoRA training is not available" in train.json()["message"]
-    assert "check_photos" in train.json()["hint"]
+    done = wait_final(client, train.json())
+    assert train.status_code == 202 and done["state"] == "failed" and "base" in done["error"]["message"].lower()
+    missing = wait_final(client, client.post(f"{API}/train", json={"identity_id": "fay", "base": "/no/such.safetensors"}).json())
+    assert missing["state"] == "failed" and "/no/such.safetensors" in missing["error"]["message"]
     portrait = client.post(f"{API}/portraits", json={"identity_ids": ["fay"], "templates": [b64(photos_same_man[1])]})
     assert portrait.status_code == 501 and "Portrait generation is not available" in portrait.json()["message"]
 

@@ -1,15 +1,33 @@
 """Batch CLI commands that run jobs (`train`, `portrait`), on real photos: as users run them, in a subprocess."""
 
+import json
+
 from tests.test_cli import run
 
 
-def test_train_prepares_the_dataset_then_says_what_is_not_available(tmp_path, photos_same_man):
-    out = run("--data-dir", str(tmp_path), "train", "--id", "zed", *map(str, photos_same_man), timeout=300)
+def test_train_end_to_end_on_the_tiny_model(tmp_path, photos_same_man, tiny_single_file, tiny_sd_config_dir):
+    """Photos in, dataset, a short training in the child process, the LoRA exported: as a user runs it."""
+    config = tmp_path / "train.json"
+    config.write_text(json.dumps({"resolution": 256, "rank": 4, "network_alpha": 4, "steps_per_photo": 1,
+                                  "max_train_steps": 2, "validation": False, "validation_every": 2, "seed": 3,
+                                  "gradient_accumulation_steps": 1, "train_text_encoder": False}))
+    out = run("--data-dir", str(tmp_path), "train", "--id", "zed", *map(str, photos_same_man), "--config", str(config),
+              "--base", str(tiny_single_file), "--config-dir", str(tiny_sd_config_dir), timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
     assert "zed: 3 training images in" in out.stdout
-    assert out.returncode == 2 and "LoRA training is not available in this version" in out.stderr
+    result = json.loads(out.stdout[out.stdout.index("{"):])
+    lora_file = tmp_path / "models" / "Lora" / "zed.safetensors"
+    assert result["lora_file"] == str(lora_file) and result["steps"] == 2 and lora_file.is_file()
     assert "dataset of zed: preparing" in out.stderr  # progress lines
-    bad = run("--data-dir", str(tmp_path), "train", "--id", "Zed!", str(photos_same_man[0]))
+    identity = json.loads((tmp_path / "easyphoto" / "identities" / "zed" / "identity.json").read_text())
+    assert identity["lora_file"] == str(lora_file) and identity["training"]["steps"] == 2
+
+
+def test_train_refuses_bad_input_before_any_work(tmp_path, photos_same_man):
+    bad = run("--data-dir", str(tmp_path), "train", "--id", "Zed!", str(photos_same_man[0]), "--base", "x")
     assert bad.returncode == 2 and "'Z'" in bad.stderr
+    no_base = run("--data-dir", str(tmp_path), "train", "--id", "zed", str(photos_same_man[0]))
+    assert no_base.returncode == 2 and "--base" in no_base.stderr
 
 
 def test_portrait_checks_identities_first(tmp_path, photos_same_man):

@@ -105,6 +105,9 @@ class TrainStepRequest(BaseModel):
 class TrainRequest(BaseModel):
     identity_id: str
     config: TrainConfig = Field(default_factory=TrainConfig)
+    base: str | None = Field(None, description="Base checkpoint (.safetensors) or diffusers folder; inside the WebUI "
+                                               "the selected checkpoint when empty.")
+    resume: bool = Field(False, description="Continue from the identity's last checkpoint.")
 
 
 class PortraitRequest(BaseModel):
@@ -226,7 +229,10 @@ def build_router(ctx: AppContext, dependencies: Sequence = ()) -> APIRouter:
         from easyphoto.operations import submit
 
         ctx.identities.get(body.identity_id)
-        return submit(ctx, "train", {"identity_id": body.identity_id, "config": _dump(body.config)}).to_dict()
+        params = {"identity_id": body.identity_id, "config": _dump(body.config), "resume": body.resume}
+        if body.base:
+            params["base"] = body.base
+        return submit(ctx, "train", params).to_dict()
 
     @router.post("/portraits", response_model=JobModel, status_code=202)
     def portraits(body: PortraitRequest) -> dict:

@@ -1,0 +1,221 @@
+"""The SD 1.5 base model a LoRA is trained on: a diffusers folder or a WebUI single-file checkpoint.
+
+    load_base(source, config_dir=None, dtype=torch.float32, device="cpu") -> BaseModel
+
+A single file must be ``.safetensors`` (a ``.ckpt`` is a pickle: loading one can run arbitrary code, so it is
+refused with a hint to convert it). Before anything is loaded, the file's safetensors header alone (a few hundred
+KB of JSON) is read to tell SD 1.x from SDXL, SD 2.x, inpainting models and LoRA files, so choosing the wrong
+checkpoint fails in milliseconds with a message naming the file, instead of minutes later with a shape error.
+
+The file is loaded with diffusers' ``StableDiffusionPipeline.from_single_file`` against a *local* config folder:
+by default the shipped one in ``easyphoto/train/sd15/`` (SD 1.5's component configs and CLIP tokenizer, no
+weights), so nothing is fetched from the hub. ``model_hash`` is the WebUI's legacy 8-hex hash (sha256 of the
+64 KiB at offset 1 MiB), the value the WebUI shows in brackets and writes as ``ss_sd_model_hash``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from easyphoto.errors import EasyPhotoError
+
+SHIPPED_CONFIG_DIR = Path(__file__).resolve().parent / "sd15"
+MAX_HEADER_BYTES = 100 * 1024 * 1024  # safetensors' own limit
+_UNET_IN = "model.diffusion_model.input_blocks.0.0.weight"
+_CHANGE_HINT = "Choose an SD 1.5 checkpoint (e.g. v1-5-pruned-emaonly.safetensors or a fine-tune of it) as the base."
+
+
+class BaseModelError(EasyPhotoError):
+    """The base checkpoint cannot be trained on by the SD 1.5 trainer (format, architecture or damage)."""
+
+    phase = "train"
+    http_status = 422
+
+
+@dataclass
+class BaseModel:
+    unet: Any
+    vae: Any
+    text_encoder: Any
+    tokenizer: Any
+    noise_scheduler: Any  # DDPMScheduler with the model's training noise schedule
+    source: Path
+    model_hash: str | None
+
+
+def legacy_hash(path: Path | str) -> str:
+    """The WebUI's old short model hash: first 8 hex digits of sha256(64 KiB at offset 1 MiB)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        file.seek(0x100000)
+        digest.update(file.read(0x10000))
+    return digest.hexdigest()[:8]
+
+
+def read_safetensors_header(path: Path | str) -> dict[str, Any]:
+    """The JSON header of a .safetensors file (tensor names → dtype/shape/offsets, plus ``__metadata__``)."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as file:
+            raw = file.read(8)
+            if len(raw) != 8:
+                raise ValueError("shorter than 8 bytes")
+            (length,) = struct.unpack("<Q", raw)
+            if not 2 <= length <= MAX_HEADER_BYTES:
+                raise ValueError(f"header length {length} is not plausible")
+            header = json.loads(file.read(length).decode("utf-8"))
+        if not isinstance(header, dict):
+            raise ValueError("header is not a JSON object")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BaseModelError(
+            f"{path.name} is not a readable .safetensors file ({exc}).",
+            hint="The download may be incomplete or damaged; download the checkpoint again.",
+        ) from exc
+    return header
+
+
+def detect_architecture(header: dict[str, Any]) -> str:
+    """"sd1", "sd1-inpaint", "sdxl", "sd2", "lora" or "unknown", from the tensor names (and one shape)."""
+    keys = [k for k in header if k != "__metadata__"]
+    if any(k.startswith("conditioner.embedders.") for k in keys):
+        return "sdxl"
+    if any(k.startswith(("lora_unet_", "lora_te_", "lora_te1_")) for k in keys):
+        return "lora"
+    if any(k.startswith("cond_stage_model.model.") for k in keys):
+        return "sd2"
+    if any(k.startswith("model.diffusion_model.") for k in keys):
+        shape = header.get(_UNET_IN, {}).get("shape") or [0, 4]
+        return "sd1" if len(shape) > 1 and shape[1] == 4 else "sd1-inpaint"
+    return "unknown"
+
+
+_REFUSALS = {
+    "sdxl": ("is an SDXL checkpoint; the SD 1.5 trainer was chosen", _CHANGE_HINT),
+    "sd2": ("is an SD 2.x checkpoint (OpenCLIP text encoder); only SD 1.5 bases are supported", _CHANGE_HINT),
+    "sd1-inpaint": ("is an inpainting checkpoint (9-channel UNet); train on the matching non-inpainting model",
+                    _CHANGE_HINT),
+    "lora": ("is a LoRA, not a base checkpoint", "Choose a full model from models/Stable-diffusion as the base."),
+    "unknown": ("is not a Stable Diffusion 1.x checkpoint in the WebUI (LDM) layout", _CHANGE_HINT),
+}
+
+
+def check_single_file(path: Path) -> str:
+    """Refuse anything the SD 1.5 trainer cannot load, from the file name and header alone; returns "sd1"."""
+    suffix = path.suffix.lower()
+    if suffix in (".ckpt", ".pt", ".pth", ".bin"):
+        raise BaseModelError(
+            f"The base checkpoint {path.name}: pickle checkpoints are not loaded; convert to .safetensors.",
+            hint="Loading a pickle can run arbitrary code. Convert it once (e.g. the WebUI's Checkpoint Merger with "
+            "safetensors output) or download the .safetensors release of the model.",
+        )
+    if suffix != ".safetensors":
+        raise BaseModelError(f"The base checkpoint {path.name} is not a .safetensors file.", hint=_CHANGE_HINT)
+    kind = detect_architecture(read_safetensors_header(path))
+    if kind != "sd1":
+        message, hint = _REFUSALS[kind]
+        raise BaseModelError(f"The base checkpoint {path.name} {message}.", hint=hint)
+    return kind
+
+
+def load_base(
+    source: Path | str,
+    *,
+    config_dir: Path | None = None,
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device = "cpu",
+) -> BaseModel:
+    """Load UNet, VAE, text encoder, tokenizer and training scheduler from a diffusers folder or a single file.
+
+    Nothing is downloaded (``local_files_only``); every weight is frozen (requires_grad False) and in eval mode.
+    """
+    source = Path(source)
+    if not source.exists():
+        raise BaseModelError(f"The base checkpoint {source} does not exist.", hint=_CHANGE_HINT)
+    if source.is_dir():
+        parts = _load_folder(source, dtype)
+        model_hash = _folder_hash(source)
+    else:
+        check_single_file(source)
+        parts = _load_single_file(source, Path(config_dir) if config_dir else SHIPPED_CONFIG_DIR, dtype)
+        model_hash = legacy_hash(source)
+    from diffusers import DDPMScheduler
+
+    unet, vae, text_encoder, tokenizer, scheduler = parts
+    for model in (unet, vae, text_encoder):
+        model.requires_grad_(False)
+        model.eval()
+        model.to(device)
+    return BaseModel(
+        unet=unet,
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        noise_scheduler=DDPMScheduler.from_config(scheduler.config),
+        source=source,
+        model_hash=model_hash,
+    )
+
+
+def _load_folder(folder: Path, dtype: torch.dtype):
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    index_file = folder / "model_index.json"
+    index = json.loads(index_file.read_text(encoding="utf-8")) if index_file.is_file() else {}
+    pipeline = str(index.get("_class_name", ""))
+    if "XL" in pipeline:
+        raise BaseModelError(f"The base model {folder.name} is SDXL ({pipeline}); the SD 1.5 trainer was chosen.",
+                             hint=_CHANGE_HINT)
+    missing = [p for p in ("unet", "vae", "text_encoder", "tokenizer", "scheduler") if not (folder / p).is_dir()]
+    if missing:
+        raise BaseModelError(f"The diffusers folder {folder} lacks {', '.join(missing)}.", hint=_CHANGE_HINT)
+    unet_config = json.loads((folder / "unet" / "config.json").read_text(encoding="utf-8"))
+    cross = unet_config.get("cross_attention_dim") or 0
+    if unet_config.get("in_channels", 4) != 4 or (isinstance(cross, int) and cross >= 1024) or isinstance(cross, list):
+        raise BaseModelError(
+            f"The diffusers folder {folder.name} is not an SD 1.5 txt2img model (UNet in_channels "
+            f"{unet_config.get('in_channels')}, cross_attention_dim {unet_config.get('cross_attention_dim')}).",
+            hint=_CHANGE_HINT,
+        )
+    options = {"local_files_only": True}
+    unet = UNet2DConditionModel.from_pretrained(str(folder), subfolder="unet", torch_dtype=dtype, **options)
+    vae = AutoencoderKL.from_pretrained(str(folder), subfolder="vae", torch_dtype=dtype, **options)
+    text_encoder = CLIPTextModel.from_pretrained(str(folder), subfolder="text_encoder", torch_dtype=dtype, **options)
+    tokenizer = CLIPTokenizer.from_pretrained(str(folder), subfolder="tokenizer", **options)
+    scheduler = DDPMScheduler.from_pretrained(str(folder), subfolder="scheduler", **options)
+    return unet, vae, text_encoder, tokenizer, scheduler
+
+
+def _load_single_file(path: Path, config_dir: Path, dtype: torch.dtype):
+    from diffusers import StableDiffusionPipeline
+
+    if not (config_dir / "model_index.json").is_file():
+        raise BaseModelError(f"The SD 1.5 config folder {config_dir} has no model_index.json.",
+                             hint="Reinstall EasyPhoto: easyphoto/train/sd15/ ships with it.")
+    try:
+        pipe = StableDiffusionPipeline.from_single_file(
+            str(path), config=str(config_dir), local_files_only=True, torch_dtype=dtype,
+            safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+        )
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise BaseModelError(
+            f"The base checkpoint {path.name} could not be loaded as SD 1.5: {type(exc).__name__}: {exc}",
+            hint="The file may be damaged, or a model type the SD 1.5 trainer does not know. " + _CHANGE_HINT,
+        ) from exc
+    return pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer, pipe.scheduler
+
+
+def _folder_hash(folder: Path) -> str | None:
+    """Legacy hash of the folder's UNet weights (what identifies a diffusers model best), if it has a file."""
+    for name in ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors"):
+        candidate = folder / "unet" / name
+        if candidate.is_file():
+            return legacy_hash(candidate)
+    return None

@@ -1,0 +1,120 @@
+"""The training process: `python -m easyphoto.train.child SPEC.json STOP_FILE`.
+
+The WebUI (or the standalone server) starts one of these per training job (easyphoto.train.runner), so the GPU
+memory of the training is freed when it exits, and a crash (CUDA error, segfault, OOM killer) ends this process,
+never the host.
+
+Protocol: stdout carries events only, one JSON object per line (easyphoto.train.pipeline's events, then exactly
+one of {"event": "done", "result": ...}, {"event": "error", "error": {...}} or {"event": "cancelled"}).
+Everything else a library prints (Python or native code) goes to stderr, which the runner writes to child.log:
+file descriptor 1 is pointed at stderr at start-up and the events go to a private duplicate of the original.
+Training stops, leaving a resumable state, when STOP_FILE exists.
+
+Exit status: 0 done, 1 error, 3 cancelled (2 is argparse's, for a bad command line).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import IO, Any
+
+EXIT_OK, EXIT_ERROR, EXIT_CANCELLED = 0, 1, 3
+BUG_HINT = "this is a bug: please report it with the log"
+
+
+class EventWriter:
+    """Writes events to the real stdout, one JSON line each, flushed at once."""
+
+    def __init__(self, stream: IO[str]):
+        self._stream = stream
+
+    def __call__(self, event: dict) -> None:
+        line = json.dumps(_jsonable(event), ensure_ascii=False, allow_nan=False)
+        self._stream.write(line + "\n")
+        self._stream.flush()
+
+
+def _jsonable(value: Any) -> Any:
+    """Events must stay valid JSON: NaN/inf losses become None, paths and numpy scalars become str/float."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, bool) or value is None or isinstance(value, str | int):
+        return value
+    if isinstance(value, float):
+        return value if value == value and abs(value) != float("inf") else None
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if hasattr(value, "item"):  # numpy / torch scalars
+        try:
+            return _jsonable(value.item())
+        except (TypeError, ValueError):
+            pass
+    return str(value)
+
+
+def take_over_stdout() -> IO[str]:
+    """Return a text stream on the original stdout; point fd 1 and sys.stdout at stderr for everyone else."""
+    sys.stdout.flush()
+    events_fd = os.dup(1)
+    os.dup2(2, 1)  # native code writing to fd 1 now lands in the log
+    sys.stdout = sys.stderr  # Python-level print() too
+    return os.fdopen(events_fd, "w", encoding="utf-8", buffering=1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 2:
+        print("usage: python -m easyphoto.train.child SPEC.json STOP_FILE", file=sys.stderr)
+        return 2
+    emit = EventWriter(take_over_stdout())
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    spec_file, stop_file = Path(argv[0]), Path(argv[1])
+    return run_spec(spec_file, stop_file, emit)
+
+
+def run_spec(spec_file: Path, stop_file: Path, emit: EventWriter) -> int:
+    from easyphoto.errors import EasyPhotoError
+    from easyphoto.jobs import Cancelled
+
+    try:
+        spec = json.loads(spec_file.read_text(encoding="utf-8"))
+        spec["device"] = resolve_device(spec.get("device"))
+        from easyphoto.train import pipeline
+
+        result = pipeline.run(spec, emit, stop_file.exists)
+    except Cancelled:
+        logging.getLogger("easyphoto").info("training stopped on request; the state is resumable")
+        emit({"event": "cancelled"})
+        return EXIT_CANCELLED
+    except EasyPhotoError as exc:
+        traceback.print_exc(file=sys.stderr)
+        emit({"event": "error", "error": exc.to_dict()})
+        return EXIT_ERROR
+    except BaseException as exc:  # noqa: BLE001 - reported as an event, whatever it is
+        traceback.print_exc(file=sys.stderr)
+        message = str(exc) or type(exc).__name__
+        emit({"event": "error", "error": {"error": type(exc).__name__, "phase": "train", "message": message,
+                                          "hint": BUG_HINT}})
+        return EXIT_ERROR
+    emit({"event": "done", "result": result if isinstance(result, dict) else {"result": result}})
+    return EXIT_OK
+
+
+def resolve_device(device: str | None) -> str:
+    """"auto"/None: CUDA when available, else CPU; anything else is passed through."""
+    if device and device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,399 @@
+"""The "train" job: prepare what the training needs, run it in a child process, report its progress.
+
+    queue.register("train", lambda p, job: train_operation(ctx, p, job))
+    params = {"identity_id": "alice", "config": TrainConfig(...).to_dict(), "base": "/path/model.safetensors",
+              "resume": False}
+
+The GPU work happens in `python -m easyphoto.train.child` (easyphoto.train.child): its VRAM is freed when it exits
+and a crash there (CUDA error, segfault, the OOM killer) fails the job instead of taking the WebUI down. The child
+writes JSON events on stdout, one per line, which become the job's progress; its stderr is the job's child.log.
+
+Cancel: the stop file is created and the child stops at the next step boundary, saving a resumable state; a child
+that has not exited CANCEL_GRACE_S seconds later is terminated, and killed KILL_GRACE_S seconds after that.
+`resume=True` continues from the last checkpoint of the identity.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+
+from easyphoto.config import TrainConfig
+from easyphoto.context import AppContext
+from easyphoto.errors import EasyPhotoError, InvalidRequest
+from easyphoto.jobs import Cancelled, JobContext
+from easyphoto.store import atomic_write_json, atomic_write_text, read_json
+
+log = logging.getLogger("easyphoto")
+
+CANCEL_GRACE_S = 15.0  # after the stop file: time for the child to save its state and exit
+KILL_GRACE_S = 5.0  # after terminate(): time before kill()
+PREPARE_SHARE = 0.1  # of the job's fraction, when the dataset has to be prepared first
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder holding the `easyphoto` package
+
+
+class ChildError(EasyPhotoError):
+    """An error reported by the training process, re-raised with its phase, message, hint and extra fields."""
+
+    phase = "train"
+    http_status = 500
+
+    def __init__(self, data: dict, *, log_file: Path | None = None):
+        message = str(data.get("message") or data.get("error") or "the training failed")
+        hint = str(data.get("hint") or "")
+        if log_file is not None and "bug" in hint:
+            hint = f"{hint} ({log_file})"
+        super().__init__(message, hint=hint, phase=str(data.get("phase") or "train"))
+        self.data = {**data, "message": message, "hint": hint, "phase": self.phase}
+        self.data.setdefault("error", type(self).__name__)
+
+    def to_dict(self) -> dict:
+        return dict(self.data)
+
+
+# ---------------------------------------------------------------------------------------------- the operation
+
+
+def train_operation(ctx: AppContext, params: dict, job: JobContext) -> dict:
+    identity_id = params.get("identity_id")
+    layout = ctx.identities.get(identity_id)  # InvalidIdentityId / IdentityNotFound
+    config = _config(params.get("config"))
+    resume = bool(params.get("resume", False))
+    base = _base_model(ctx, params)
+    config_dir = params.get("config_dir")
+    if config_dir is not None and not Path(config_dir).is_dir():
+        raise InvalidRequest(f"The base model config folder {config_dir} does not exist.",
+                             hint="Pass the diffusers config folder of the base model, or leave config_dir out.")
+
+    offset = 0.0
+    images = dataset_images(layout.dataset)
+    if not images:
+        from easyphoto.train import prepare
+
+        job.progress(phase="preparing", fraction=0.0, message="checking photos and preparing the dataset")
+
+        def report(index: int, total: int, name: str) -> None:
+            job.check_cancelled()
+            job.progress(phase="preparing", fraction=PREPARE_SHARE * index / max(total, 1), message=name,
+                         step=index, total=total)
+
+        prepare.prepare_identity_dataset(ctx, identity_id, config, report)
+        job.check_cancelled()
+        images = dataset_images(layout.dataset)
+        offset = PREPARE_SHARE
+        if not images:
+            raise EasyPhotoError(f"The dataset of {identity_id!r} has no images.", phase="dataset",
+                                 hint="Check the photo report: every photo has the reason it was dropped.")
+    steps = config.train_steps(len(images))
+
+    work = job.work_dir
+    spec = {
+        "identity_id": layout.identity_id,
+        "identity_dir": str(layout.root),
+        "dataset_dir": str(layout.dataset),
+        "checkpoints_dir": str(layout.checkpoints),
+        "validation_dir": str(layout.validation),
+        "lora_file": str(layout.lora_file),
+        "base": str(base),
+        "config_dir": str(config_dir) if config_dir else None,
+        "config": config.to_dict(),
+        "steps": steps,
+        "resume": resume,
+        "device": params.get("device") or "auto",
+        "models_root": str(ctx.paths.models_root),
+        "paths": ctx.paths.to_dict(),
+        "face_stack": ctx.settings.face_stack,
+    }
+    spec_file = atomic_write_json(work / "spec.json", spec)
+    with _host_offload(ctx):
+        return run_child(spec_file, job, steps=steps, offset=offset)
+
+
+def dataset_images(dataset_dir: Path) -> list[str]:
+    """The training images listed in dataset/metadata.jsonl that exist; [] when there is no dataset."""
+    metadata = Path(dataset_dir) / "metadata.jsonl"
+    if not metadata.is_file():
+        return []
+    names = []
+    for line in metadata.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        try:
+            name = json.loads(line)["file_name"]
+        except (ValueError, KeyError, TypeError):
+            continue
+        if (Path(dataset_dir) / name).is_file():
+            names.append(name)
+    return names
+
+
+def _config(data) -> TrainConfig:
+    if isinstance(data, TrainConfig):
+        return data
+    try:
+        return TrainConfig.from_dict(data or {})
+    except Exception as exc:  # pydantic 1 and 2 raise different ValidationError classes
+        raise InvalidRequest(f"Invalid training configuration: {exc}", hint="Fix the listed fields.") from None
+
+
+def _base_model(ctx: AppContext, params: dict) -> Path:
+    """params["base"], else the host's selected checkpoint (ctx.selected_checkpoint(), inside the WebUI)."""
+    base = params.get("base")
+    if not base:
+        selected = getattr(ctx, "selected_checkpoint", None)
+        base = selected() if callable(selected) else None
+    if not base:
+        raise InvalidRequest(
+            "No base model was given for the training.",
+            hint='Pass "base": the path of an SD 1.5 checkpoint (.safetensors) or diffusers folder, '
+            f"e.g. one from {ctx.paths.checkpoints_dir}.",
+        )
+    path = Path(base).expanduser()
+    if not path.exists():
+        raise InvalidRequest(f"The base model {path} does not exist.",
+                             hint="Pass the path of an SD 1.5 checkpoint (.safetensors) or diffusers folder.")
+    return path.resolve()
+
+
+def _host_offload(ctx: AppContext) -> AbstractContextManager:
+    """Around the child: the WebUI moves its own checkpoint off the GPU and back (AppContext.host_offload, which
+    also honours the "Free VRAM for training" setting); a no-op standalone."""
+    offload = getattr(ctx, "host_offload", None)
+    if offload is None:
+        return nullcontext()
+    return offload if hasattr(offload, "__enter__") else offload()
+
+
+# ---------------------------------------------------------------------------------------------- the child
+
+
+def child_command(spec_file: Path, stop_file: Path) -> list[str]:
+    return [sys.executable, "-m", "easyphoto.train.child", str(spec_file), str(stop_file)]
+
+
+def child_env() -> dict[str, str]:
+    """The host's environment, with our package importable (the WebUI's sys.path has the extension folder, its
+    PYTHONPATH does not) and UTF-8 pipes."""
+    env = dict(os.environ)
+    parts = [str(PACKAGE_ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(parts))
+    env["PYTHONIOENCODING"] = "utf-8"
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+class _Tracker:
+    """What the runner knows of the child from its events."""
+
+    def __init__(self, job: JobContext, steps: int, offset: float):
+        self.job, self.steps, self.offset = job, max(int(steps), 1), offset
+        self.fraction = offset
+        self.step = 0  # last training step reached
+        self.checkpoint_step: int | None = None  # last checkpoint saved (resumable from)
+        self.preview: str | None = None
+        self.final: dict | None = None  # the done / error / cancelled event
+        self.bad_lines = 0
+
+    def handle(self, event: dict) -> None:
+        kind = event.get("event")
+        if kind in ("done", "error", "cancelled"):
+            self.final = event
+            return
+        step = _int(event.get("step"))
+        if step is not None:
+            self.step = max(self.step, step)
+        if kind == "checkpoint":
+            self.checkpoint_step = step if step is not None else self.checkpoint_step
+            self._report(None, f"checkpoint at step {step}", step)
+        elif kind == "validation":
+            image = event.get("image")
+            if image:
+                self.preview = str(image)
+            score = event.get("score")
+            shown = "no face found" if score is None else f"score {float(score):.3f}"
+            self._report("validating", f"validation at step {step}: {shown}", step)
+        elif kind == "progress":
+            message = str(event.get("message") or "")
+            loss = event.get("loss")
+            if loss is not None and "loss" not in message:
+                message = f"{message} loss {float(loss):.4f}".strip()
+            self._report(event.get("phase"), message, step, _int(event.get("total")))
+
+    def _report(self, phase, message: str, step: int | None, total: int | None = None) -> None:
+        total = total or self.steps
+        if step is not None:
+            share = min(max(step / max(total, 1), 0.0), 1.0)
+            # the last 2 % are for merging and exporting: "done" is the job's end, not the last step
+            self.fraction = max(self.fraction, self.offset + (1 - self.offset) * 0.98 * share)
+        self.job.progress(phase=phase, fraction=self.fraction, message=message, step=step, total=total,
+                          preview=self.preview)
+
+
+def _int(value) -> int | None:
+    try:
+        return None if value is None else int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def run_child(spec_file: Path, job: JobContext, *, steps: int, offset: float = 0.0) -> dict:
+    """Run the training process for `spec_file`; its result, or the error it reported, or Cancelled."""
+    work = Path(job.work_dir)
+    stop_file = work / "stop"
+    stop_file.unlink(missing_ok=True)
+    log_file = work / "child.log"
+    tracker = _Tracker(job, steps, offset)
+    with open(log_file, "ab") as stderr:
+        try:
+            process = subprocess.Popen(
+                child_command(spec_file, stop_file), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                stderr=stderr, cwd=str(PACKAGE_ROOT), env=child_env(), text=True, encoding="utf-8",
+                errors="replace", bufsize=1,
+            )
+        except OSError as exc:
+            raise EasyPhotoError(f"Could not start the training process ({exc}).", phase="train",
+                                 hint=f"Check that {sys.executable} can run.") from exc
+    atomic_write_text(work / "child.pid", f"{process.pid}\n")
+    stopper = _Stopper(process, stop_file)
+    job.on_cancel(stopper.request)
+    job.progress(phase="starting", fraction=offset, message=f"training process {process.pid} started",
+                 step=0, total=steps)
+    try:
+        for line in process.stdout:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                event = json.loads(line)
+                if not isinstance(event, dict):
+                    raise ValueError("not an object")
+            except ValueError:
+                tracker.bad_lines += 1
+                log.warning("EasyPhoto: the training process wrote a non-event line: %s", line[:200])
+                continue
+            try:
+                tracker.handle(event)
+            except (TypeError, ValueError) as exc:  # a malformed event must not orphan the child
+                log.warning("EasyPhoto: ignoring a malformed training event %r (%s)", line[:200], exc)
+        code = process.wait()
+    finally:
+        if process.poll() is None:  # this thread was interrupted: never leave the child running
+            stopper.request()
+            with contextlib.suppress(Exception):
+                process.wait(CANCEL_GRACE_S + KILL_GRACE_S + 1)
+        stopper.done()
+        if process.stdout is not None:
+            process.stdout.close()
+    return _outcome(tracker, code, job, log_file)
+
+
+def _outcome(tracker: _Tracker, code: int, job: JobContext, log_file: Path) -> dict:
+    final = tracker.final or {}
+    kind = final.get("event")
+    if kind == "done":
+        if code != 0:
+            log.warning("EasyPhoto: the training process reported its result, then exited with %s", _describe_exit(code))
+        result = final.get("result")
+        result = dict(result) if isinstance(result, dict) else {"result": result}
+        result["log"] = str(log_file)
+        return result
+    if kind == "cancelled" or job.cancelled:
+        resume = _resume_hint(tracker, log_file)
+        raise Cancelled(f"The training was cancelled at step {tracker.step}.", hint=resume, phase="train")
+    if kind == "error":
+        data = final.get("error")
+        raise ChildError(data if isinstance(data, dict) else {"message": str(data)}, log_file=log_file)
+    raise EasyPhotoError(
+        f"The training process ended without a result ({_describe_exit(code)}) at step {tracker.step}"
+        f"{_last_log_line(log_file)}.",
+        phase="train",
+        hint=_resume_hint(tracker, log_file),
+    )
+
+
+def _resume_hint(tracker: _Tracker, log_file: Path) -> str:
+    saved = _saved_step(log_file)  # state.json is authoritative: a stop saves a checkpoint without an event
+    step = saved if saved is not None else tracker.checkpoint_step
+    if step:
+        return f"submit the training again with resume to continue from step {step} (log: {log_file})"
+    return f"no checkpoint was saved yet: submit the training again to start it over (log: {log_file})"
+
+
+def _saved_step(log_file: Path) -> int | None:
+    """The step of the resumable state in the identity's checkpoints folder (when no event said it)."""
+    try:
+        spec = read_json(log_file.parent / "spec.json")
+        state = read_json(Path(spec["checkpoints_dir"]) / "state.json")
+        return _int(state.get("last_step"))
+    except Exception:
+        return None
+
+
+def _describe_exit(code: int | None) -> str:
+    if code is None:
+        return "still running"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        extra = " - killed, e.g. by the out-of-memory killer" if -code == getattr(signal, "SIGKILL", 9) else ""
+        return f"{name}{extra}"
+    return f"exit code {code}"
+
+
+def _last_log_line(log_file: Path) -> str:
+    try:
+        with open(log_file, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 4096))
+            lines = [x.strip() for x in f.read().decode("utf-8", "replace").splitlines() if x.strip()]
+    except OSError:
+        return ""
+    return f"; last log line: {lines[-1][:300]}" if lines else ""
+
+
+class _Stopper:
+    """Cancel: stop file now, terminate() after CANCEL_GRACE_S, kill() KILL_GRACE_S later (timers, never blocking
+    the thread that calls JobQueue.cancel)."""
+
+    def __init__(self, process: subprocess.Popen, stop_file: Path):
+        self.process, self.stop_file = process, stop_file
+        self._timers: list[threading.Timer] = []
+        self._lock = threading.Lock()
+        self._requested = False
+
+    def request(self) -> None:
+        with self._lock:
+            if self._requested:
+                return
+            self._requested = True
+            try:
+                self.stop_file.touch()
+            except OSError as exc:
+                log.warning("EasyPhoto: could not create %s (%s); terminating the training", self.stop_file, exc)
+                self._signal(self.process.terminate)
+            for delay, action in ((CANCEL_GRACE_S, self.process.terminate),
+                                  (CANCEL_GRACE_S + KILL_GRACE_S, self.process.kill)):
+                timer = threading.Timer(delay, self._signal, (action,))
+                timer.daemon = True
+                timer.start()
+                self._timers.append(timer)
+
+    def _signal(self, action) -> None:
+        if self.process.poll() is None:
+            with contextlib.suppress(OSError):
+                action()
+
+    def done(self) -> None:
+        with self._lock:
+            self._requested = True  # a late cancel has nothing left to stop
+            for timer in self._timers:
+                timer.cancel()

@@ -1,0 +1,707 @@
+"""The LoRA trainer core (SD 1.5): peft LoRA on the UNet (and the text encoder), AdamW, constant LR, exact resume.
+
+    train_lora(base, dataset_dir, out_dir, config, steps=N, progress=, should_stop=, on_checkpoint=, resume=)
+
+What it does per optimizer step (reference §3.4): `gradient_accumulation_steps` micro-steps of `batch_size`
+samples each; a sample is a dataset photo or its mirror image, VAE-encoded (latents sampled from the encoder's
+distribution, times the VAE scaling factor), noised at a uniform random timestep of the model's DDPM schedule;
+the loss is the MSE between the UNet's prediction and the noise (or the velocity for v-prediction models). Then
+gradient clipping at norm 1.0 and one AdamW step (β 0.9/0.999, weight decay 1e-2, ε 1e-8), UNet LoRA at
+`learning_rate`, text encoder LoRA at `text_encoder_learning_rate`. `steps` counts optimizer steps.
+
+Determinism, which is what makes resume exact: nothing depends on a global RNG or on how many steps ran before
+in this process. The LoRA initialisation comes from a generator seeded by (seed, "init"); the order of samples
+is, per epoch, a permutation from a generator seeded by (seed, epoch); the flip choice, the VAE sample, the
+noise and the timesteps of micro-step m come from a generator seeded by (seed, m). A run resumed from the
+checkpoint of step N (LoRA tensors in float32 + AdamW state) therefore continues exactly like the uninterrupted
+run would have (bit-identical on CPU in float32).
+
+Files in `out_dir` (all written atomically):
+
+    step-000100.safetensors         the LoRA at step 100, kohya/WebUI format (float32), metadata with the step
+    step-000100.optim.safetensors   AdamW state as tensors; param groups/names/scaler as JSON in the metadata
+    state.json                      last step, seed, config snapshot, targets, dataset fingerprint, checkpoints
+
+No pickle anywhere. Speed levers (TrainConfig): cache_latents, mixed_precision (CUDA autocast only),
+gradient_checkpointing, attention (sdpa/classic) and low_vram.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from easyphoto.config import TrainConfig
+from easyphoto.errors import EasyPhotoError
+from easyphoto.store import atomic_path, atomic_write_json, read_json
+from easyphoto.train import lora
+from easyphoto.train.base_model import BaseModel
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "state.json"
+STATE_VERSION = 1
+ADAM_BETAS = (0.9, 0.999)
+ADAM_WEIGHT_DECAY = 1e-2
+ADAM_EPS = 1e-8
+MAX_GRAD_NORM = 1.0
+# Fields whose change makes a resumed run a different training (checked against state.json on resume).
+RESUME_FIELDS = (
+    "rank",
+    "network_alpha",
+    "learning_rate",
+    "text_encoder_learning_rate",
+    "train_text_encoder",
+    "resolution",
+    "batch_size",
+    "gradient_accumulation_steps",
+)
+_CHECKPOINT_RE = re.compile(r"step-(\d{6})(\.optim)?\.safetensors")
+
+Progress = Callable[[int, int, float], None]
+ShouldStop = Callable[[], bool]
+OnCheckpoint = Callable[[int, Path], None]
+
+
+class TrainError(EasyPhotoError):
+    phase = "train"
+    http_status = 422
+
+
+@dataclass
+class TrainResult:
+    final_checkpoint: Path
+    steps: int  # optimizer steps completed in total (including those before a resume)
+    losses: list[float] = field(default_factory=list)  # one per optimizer step run by this call
+    checkpoints: list[Path] = field(default_factory=list)  # every checkpoint of the training, oldest first
+    seconds_per_step: float = 0.0  # wall time per optimizer step in this call, checkpoints excluded
+    seed: int = 0
+    resumed_from: int = 0  # the step this call started after (0 = fresh)
+
+
+# ---------------------------------------------------------------------------------------------- randomness
+
+
+def _seed_for(seed: int, kind: str, index: int) -> int:
+    digest = hashlib.sha256(f"easyphoto-train:{kind}:{seed}:{index}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+def _generator(seed: int, kind: str, index: int) -> torch.Generator:
+    return torch.Generator("cpu").manual_seed(_seed_for(seed, kind, index))
+
+
+class _SampleOrder:
+    """Sample s of the endless sample stream = item perm(seed, s // n)[s % n]; a fresh permutation per epoch."""
+
+    def __init__(self, seed: int, count: int):
+        self.seed, self.count = seed, count
+        self._perms: dict[int, list[int]] = {}
+
+    def __call__(self, sample: int) -> int:
+        epoch, position = divmod(sample, self.count)
+        if epoch not in self._perms:
+            self._perms = {epoch: torch.randperm(self.count, generator=_generator(self.seed, "epoch", epoch)).tolist()}
+        return self._perms[epoch][position]
+
+
+# ---------------------------------------------------------------------------------------------- dataset
+
+
+@dataclass
+class _Item:
+    image: Path
+    caption: str
+
+
+def read_dataset(dataset_dir: Path) -> list[_Item]:
+    """The (image, caption) pairs of a prepared dataset (easyphoto.train.dataset's metadata.jsonl)."""
+    dataset_dir = Path(dataset_dir)
+    meta = dataset_dir / "metadata.jsonl"
+    if not meta.is_file():
+        raise TrainError(f"The dataset {dataset_dir} has no metadata.jsonl.", hint="Prepare the dataset first.")
+    items = []
+    for number, line in enumerate(meta.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            image, caption = dataset_dir / record["file_name"], str(record["text"])
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise TrainError(f"{meta} line {number} is not a dataset record ({exc}).",
+                             hint="Prepare the dataset again.") from exc
+        if not image.is_file():
+            raise TrainError(f"The dataset image {image} listed in {meta.name} is missing.",
+                             hint="Prepare the dataset again.")
+        items.append(_Item(image, caption))
+    if not items:
+        raise TrainError(f"The dataset {dataset_dir} is empty.", hint="Prepare the dataset first (photos kept > 0).")
+    return items
+
+
+def dataset_fingerprint(items: list[_Item]) -> str:
+    digest = hashlib.sha256()
+    for item in items:
+        digest.update(item.image.name.encode() + b"\0" + item.caption.encode() + b"\0")
+        digest.update(hashlib.sha256(item.image.read_bytes()).digest())
+    return digest.hexdigest()[:16]
+
+
+def _load_pixels(path: Path, resolution: int) -> torch.Tensor:
+    """[3, res, res] float32 in [-1, 1]; non-square images are centre-cropped first."""
+    with Image.open(path) as image:
+        image = image.convert("RGB")
+        side = min(image.size)
+        if image.width != image.height:
+            left, top = (image.width - side) // 2, (image.height - side) // 2
+            image = image.crop((left, top, left + side, top + side))
+        if side != resolution:
+            image = image.resize((resolution, resolution), Image.LANCZOS)
+        array = np.asarray(image, dtype=np.float32)
+    return torch.from_numpy(array).permute(2, 0, 1).contiguous() / 127.5 - 1.0
+
+
+# ---------------------------------------------------------------------------------------------- models
+
+
+def _lora_layers(model: torch.nn.Module) -> dict[str, torch.nn.Module]:
+    from peft.tuners.lora import LoraLayer
+
+    return {name: m for name, m in model.named_modules() if isinstance(m, LoraLayer)}
+
+
+def _inject(
+    model: torch.nn.Module, prefix: str, targets: list[str], rank: int, alpha: int, generator: torch.Generator
+) -> list[tuple[str, torch.nn.Parameter]]:
+    """Add (or reuse) peft LoRA adapter "default"; initialise it from `generator`; return (name, parameter)s."""
+    import peft
+
+    layers = _lora_layers(model)
+    if not layers:
+        config = peft.LoraConfig(r=rank, lora_alpha=alpha, target_modules=targets, lora_dropout=0.0,
+                                 init_lora_weights="gaussian", bias="none")
+        peft.inject_adapter_in_model(config, model, adapter_name=lora.ADAPTER)
+        layers = _lora_layers(model)
+    else:
+        ranks = {layer.r.get(lora.ADAPTER) for layer in layers.values()}
+        if ranks != {rank}:
+            raise TrainError(f"The base model already carries a LoRA of rank {sorted(ranks)}, not {rank}.",
+                             hint="Load the base model again for a training with another rank.")
+    params = []
+    with torch.no_grad():
+        for name in sorted(layers):
+            layer = layers[name]
+            down, up = layer.lora_A[lora.ADAPTER].weight, layer.lora_B[lora.ADAPTER].weight
+            # peft's "gaussian" init (std 1/rank for A, zero B), drawn from our generator, kept in float32.
+            down.data = (torch.randn(down.shape, generator=generator) / rank).to(down.device, torch.float32)
+            up.data = torch.zeros(up.shape, dtype=torch.float32, device=up.device)
+            layer.lora_alpha[lora.ADAPTER] = alpha
+            layer.scaling[lora.ADAPTER] = alpha / rank
+            for kind, weight in (("down", down), ("up", up)):
+                weight.requires_grad_(True)
+                params.append((f"{prefix}.{name}.{kind}", weight))
+    return params
+
+
+def _disable_lora(model: torch.nn.Module) -> None:
+    """A LoRA left in a model by an earlier training becomes exactly inactive (B = 0, so ΔW = 0)."""
+    with torch.no_grad():
+        for layer in _lora_layers(model).values():
+            if lora.ADAPTER in layer.lora_B:
+                layer.lora_B[lora.ADAPTER].weight.zero_()
+                layer.lora_B[lora.ADAPTER].weight.requires_grad_(False)
+                layer.lora_A[lora.ADAPTER].weight.requires_grad_(False)
+
+
+def _grad_scaler():
+    """fp16 loss scaling; torch.amp.GradScaler from torch 2.3, torch.cuda.amp's before (A1111 ships torch 2.1)."""
+    if hasattr(torch.amp, "GradScaler"):
+        return torch.amp.GradScaler("cuda")
+    return torch.cuda.amp.GradScaler()
+
+
+def _set_attention(unet, kind: str) -> None:
+    from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
+
+    unet.set_attn_processor(AttnProcessor2_0() if kind == "sdpa" else AttnProcessor())
+
+
+# ---------------------------------------------------------------------------------------------- state files
+
+
+def _checkpoint_name(step: int) -> str:
+    return f"step-{step:06d}"
+
+
+def read_state(out_dir: Path) -> dict | None:
+    """state.json of `out_dir`, or None when no training state is there."""
+    path = Path(out_dir) / STATE_FILE
+    return read_json(path) if path.is_file() else None
+
+
+def _save_optimizer(path: Path, optimizer: torch.optim.Optimizer, names: list[str], scaler) -> None:
+    import safetensors.torch
+
+    state = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for index, values in state["state"].items():
+        for key, value in values.items():
+            if torch.is_tensor(value):
+                tensors[f"state.{index}.{key}"] = value.detach().to("cpu").contiguous()
+            else:
+                scalars[f"{index}.{key}"] = value
+    metadata = {
+        "format": "easyphoto-adamw-v1",
+        "param_groups": json.dumps(state["param_groups"]),
+        "param_names": json.dumps(names),
+        "scalars": json.dumps(scalars),
+        "scaler": json.dumps(scaler.state_dict() if scaler is not None else None),
+    }
+    if not tensors:  # safetensors cannot write an empty file
+        tensors["empty"] = torch.zeros(0)
+    with atomic_path(path) as tmp:
+        safetensors.torch.save_file(tensors, str(tmp), metadata=metadata)
+
+
+def _load_optimizer(path: Path, optimizer: torch.optim.Optimizer, names: list[str], scaler) -> None:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as file:
+        metadata = file.metadata() or {}
+        tensors = {key: file.get_tensor(key) for key in file.keys() if key != "empty"}  # noqa: SIM118
+    if metadata.get("format") != "easyphoto-adamw-v1" or json.loads(metadata["param_names"]) != names:
+        raise TrainError(f"The optimizer state {path.name} does not belong to this LoRA (other targets or model).",
+                         hint="Start a new training (resume off).")
+    state: dict[int, dict[str, Any]] = {}
+    for key, tensor in tensors.items():
+        _, index, name = key.split(".", 2)
+        state.setdefault(int(index), {})[name] = tensor
+    for key, value in json.loads(metadata["scalars"]).items():
+        index, name = key.split(".", 1)
+        state.setdefault(int(index), {})[name] = value
+    groups = json.loads(metadata["param_groups"])
+    for group in groups:
+        if isinstance(group.get("betas"), list):
+            group["betas"] = tuple(group["betas"])
+    optimizer.load_state_dict({"state": state, "param_groups": groups})
+    scaler_state = json.loads(metadata.get("scaler") or "null")
+    if scaler is not None and scaler_state:
+        scaler.load_state_dict(scaler_state)
+
+
+def _remove_stale(out_dir: Path) -> None:
+    """A fresh (not resumed) training replaces the checkpoints of an earlier one in the same folder."""
+    if not out_dir.is_dir():
+        return
+    for path in out_dir.iterdir():
+        if _CHECKPOINT_RE.fullmatch(path.name) or path.name == STATE_FILE:
+            path.unlink()
+
+
+@contextlib.contextmanager
+def _disk_errors(what: str, step: int, path: Path):
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise TrainError(f"The disk is full: saving the {what} of step {step} to {path.parent} failed.",
+                             hint="Free some disk space, then resume the training.") from exc
+        raise TrainError(f"Saving the {what} of step {step} to {path} failed: {exc}.",
+                         hint="Check that the folder is writable, then resume the training.") from exc
+
+
+# ---------------------------------------------------------------------------------------------- training
+
+
+class _Trainer:
+    def __init__(self, base: BaseModel, items: list[_Item], out_dir: Path, config: TrainConfig, seed: int,
+                 steps: int, device: str | torch.device):
+        self.base, self.items, self.out_dir, self.config = base, items, out_dir, config
+        self.seed, self.steps = seed, steps
+        self.device = torch.device(device)
+        self.cuda = self.device.type == "cuda"
+        self.train_te = config.train_text_encoder
+        self.autocast_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(config.mixed_precision)
+        if self.autocast_dtype is not None and not self.cuda:
+            log.info("mixed_precision=%s is ignored on %s: training runs in float32.", config.mixed_precision,
+                     self.device.type)
+            self.autocast_dtype = None
+        self.scaler = _grad_scaler() if self.autocast_dtype == torch.float16 else None
+        self.order = _SampleOrder(seed, len(items))
+        self.scheduler = base.noise_scheduler
+        self.v_prediction = self.scheduler.config.get("prediction_type", "epsilon") == "v_prediction"
+        self.scaling = float(base.vae.config.scaling_factor)
+        self.timesteps = int(self.scheduler.config.num_train_timesteps)
+
+    # --- setup
+    def prepare_models(self) -> None:
+        base, config = self.base, self.config
+        self.modes = {m: m.training for m in (base.unet, base.vae, base.text_encoder)}
+        for model in (base.unet, base.vae, base.text_encoder):
+            model.requires_grad_(False)
+            model.to(self.device)
+        init = _generator(self.seed, "init", 0)
+        named = _inject(base.unet, "unet", lora.UNET_TARGETS, config.rank, config.network_alpha, init)
+        if self.train_te:
+            named += _inject(base.text_encoder, "text_encoder", lora.TEXT_TARGETS, config.rank, config.network_alpha,
+                             init)
+        self.param_names = [name for name, _ in named]
+        self.unet_params = [p for name, p in named if name.startswith("unet.")]
+        self.te_params = [p for name, p in named if name.startswith("text_encoder.")]
+        if not self.train_te:
+            _disable_lora(base.text_encoder)
+        _set_attention(base.unet, config.attention)
+        base.unet.train()
+        base.vae.eval()
+        base.text_encoder.train(self.train_te)
+        if config.gradient_checkpointing:
+            base.unet.enable_gradient_checkpointing()
+            if self.train_te:
+                try:  # transformers >= 4.35 takes the checkpoint kwargs; 4.30 (A1111's pin) does not
+                    base.text_encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+                except TypeError:
+                    base.text_encoder.gradient_checkpointing_enable()
+                # transformers' (reentrant) checkpointing drops the LoRA gradients when no input needs grad.
+                base.text_encoder.enable_input_require_grads()
+        groups = [{"params": self.unet_params, "lr": config.learning_rate}]
+        if self.te_params:
+            groups.append({"params": self.te_params, "lr": config.text_encoder_learning_rate})
+        self.optimizer = torch.optim.AdamW(groups, betas=ADAM_BETAS, weight_decay=ADAM_WEIGHT_DECAY, eps=ADAM_EPS)
+
+    def prepare_data(self) -> None:
+        """Pixels (always), VAE latent distributions of each image and its mirror (cache_latents), token ids and,
+        for a frozen text encoder, its embeddings (cache_latents)."""
+        base, config = self.base, self.config
+        self.pixels = [_load_pixels(item.image, config.resolution) for item in self.items]
+        tokenizer = base.tokenizer
+        captions = sorted({item.caption for item in self.items})
+        ids = tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                        return_tensors="pt").input_ids
+        self.token_ids = {caption: ids[i : i + 1] for i, caption in enumerate(captions)}
+        self.latent_cache: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+        self.embedding_cache: dict[str, torch.Tensor] | None = None
+        if not config.cache_latents:
+            return
+        with torch.no_grad():
+            self.latent_cache = []
+            for pixels in self.pixels:
+                pair = torch.stack([pixels, torch.flip(pixels, dims=[-1])])
+                mean, std = self._encode(pair)
+                self.latent_cache.append((mean, std))
+            if not self.train_te:
+                self.embedding_cache = {c: self._embed_frozen(c) for c in captions}
+        if config.low_vram:
+            self._offload()
+
+    def _offload(self) -> None:
+        self.base.vae.to("cpu")
+        if self.embedding_cache is not None:
+            self.base.text_encoder.to("cpu")
+        if self.cuda:
+            torch.cuda.empty_cache()
+
+    def _onload(self) -> None:
+        self.base.vae.to(self.device)
+        self.base.text_encoder.to(self.device)
+
+    def _encode(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        vae = self.base.vae
+        dist = vae.encode(pixels.to(self.device, vae.dtype)).latent_dist
+        return dist.mean.float(), dist.std.float()
+
+    def _embed_frozen(self, caption: str) -> torch.Tensor:
+        with torch.no_grad(), self._autocast():
+            ids = self.token_ids[caption].to(self.device)
+            return self.base.text_encoder(ids)[0].float()
+
+    def _autocast(self):
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type="cuda", dtype=self.autocast_dtype)
+
+    # --- one micro-step
+    def micro_step(self, micro: int) -> torch.Tensor:
+        """Loss of micro-step `micro` (0-based over the whole training), everything drawn from (seed, micro)."""
+        batch = self.config.batch_size
+        generator = _generator(self.seed, "step", micro)
+        indices = [self.order(micro * batch + b) for b in range(batch)]
+        flips = (torch.rand(batch, generator=generator) < 0.5).tolist()
+        means, stds = [], []
+        for index, flip in zip(indices, flips, strict=True):
+            if self.latent_cache is not None:
+                mean, std = self.latent_cache[index]
+                means.append(mean[int(flip)])
+                stds.append(std[int(flip)])
+            else:
+                pixels = self.pixels[index]
+                with torch.no_grad():
+                    mean, std = self._encode((torch.flip(pixels, dims=[-1]) if flip else pixels)[None])
+                means.append(mean[0])
+                stds.append(std[0])
+        mean, std = torch.stack(means), torch.stack(stds)
+        sample_noise = torch.randn(mean.shape, generator=generator).to(self.device)
+        latents = (mean + std * sample_noise) * self.scaling
+        noise = torch.randn(latents.shape, generator=generator).to(self.device)
+        timesteps = torch.randint(0, self.timesteps, (batch,), generator=generator).to(self.device)
+        noisy = self.scheduler.add_noise(latents, noise, timesteps)
+        target = self.scheduler.get_velocity(latents, noise, timesteps) if self.v_prediction else noise
+        captions = [self.items[i].caption for i in indices]
+        with self._autocast():
+            hidden = self._text_states(captions)
+            prediction = self.base.unet(noisy, timesteps, hidden).sample
+        return F.mse_loss(prediction.float(), target.float(), reduction="mean")
+
+    def _text_states(self, captions: list[str]) -> torch.Tensor:
+        if self.embedding_cache is not None:
+            return torch.cat([self.embedding_cache[c] for c in captions])
+        ids = torch.cat([self.token_ids[c] for c in captions]).to(self.device)
+        if self.train_te:
+            return self.base.text_encoder(ids)[0]
+        with torch.no_grad():
+            return self.base.text_encoder(ids)[0]
+
+    # --- optimizer step
+    def optimizer_step(self) -> None:
+        params = self.unet_params + self.te_params
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        torch.nn.utils.clip_grad_norm_(params, MAX_GRAD_NORM)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        scaled = loss / self.config.gradient_accumulation_steps
+        (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
+
+    # --- checkpoints
+    def lora_weights(self) -> lora.LoraWeights:
+        weights = lora.from_peft(self.base.unet, "unet", float(self.config.network_alpha))
+        if self.train_te:
+            weights.update(lora.from_peft(self.base.text_encoder, "text_encoder", float(self.config.network_alpha)))
+        return weights
+
+    def save(self, step: int) -> Path:
+        name = _checkpoint_name(step)
+        path = self.out_dir / f"{name}.safetensors"
+        metadata = {
+            "ss_steps": str(step),
+            "ss_seed": str(self.seed),
+            "ss_resolution": f"({self.config.resolution}, {self.config.resolution})",
+            "ss_learning_rate": str(self.config.learning_rate),
+            "ss_text_encoder_lr": str(self.config.text_encoder_learning_rate if self.train_te else 0),
+            "ss_unet_lr": str(self.config.learning_rate),
+            "ss_sd_model_hash": self.base.model_hash or "",
+            "ss_sd_model_name": Path(self.base.source).name,
+            "easyphoto_step": str(step),
+        }
+        with _disk_errors("LoRA checkpoint", step, path):
+            lora.save_lora(path, self.lora_weights(), metadata, dtype=torch.float32)
+        optim = self.out_dir / f"{name}.optim.safetensors"
+        with _disk_errors("optimizer state", step, optim):
+            _save_optimizer(optim, self.optimizer, self.param_names, self.scaler)
+        return path
+
+    def restore(self, lora_path: Path, optim_path: Path) -> None:
+        weights, _ = lora.load_lora(lora_path)
+        lora.load_into_peft(self.base.unet, "unet", {k: v for k, v in weights.items() if k.startswith("unet.")})
+        if self.train_te:
+            text = {k: v for k, v in weights.items() if k.startswith("text_encoder.")}
+            lora.load_into_peft(self.base.text_encoder, "text_encoder", text)
+        _load_optimizer(optim_path, self.optimizer, self.param_names, self.scaler)
+
+    def finish(self) -> None:
+        """Leave the base usable for validation/inference: weights on the device, modes as they were."""
+        base = self.base
+        self._onload()
+        if self.config.gradient_checkpointing:
+            base.unet.disable_gradient_checkpointing()
+            if self.train_te:
+                base.text_encoder.gradient_checkpointing_disable()
+                base.text_encoder.disable_input_require_grads()
+        for model, training in self.modes.items():
+            model.train(training)
+        for param in self.unet_params + self.te_params:
+            param.requires_grad_(False)
+
+
+def _snapshot(config: TrainConfig, seed: int, base: BaseModel, fingerprint: str) -> dict:
+    return {
+        "config": config.to_dict(),
+        "seed": seed,
+        "targets": {"unet": lora.UNET_TARGETS, "text_encoder": lora.TEXT_TARGETS if config.train_text_encoder else []},
+        "base_model_hash": base.model_hash,
+        "dataset": fingerprint,
+    }
+
+
+def _check_resumable(state: dict, config: TrainConfig, snapshot: dict, out_dir: Path) -> None:
+    saved = state.get("config", {})
+    changes = [f"{name} {saved.get(name)!r} → {getattr(config, name)!r}" for name in RESUME_FIELDS
+               if saved.get(name) != getattr(config, name)]
+    if config.seed is not None and state.get("seed") != config.seed:
+        changes.append(f"seed {state.get('seed')!r} → {config.seed!r}")
+    for key, label in (("targets", "LoRA targets"), ("base_model_hash", "base model"), ("dataset", "dataset")):
+        if state.get(key) != snapshot[key]:
+            changes.append(f"{label} {state.get(key)!r} → {snapshot[key]!r}")
+    if changes:
+        raise TrainError(
+            f"Cannot resume the training in {out_dir} with a different config: {'; '.join(changes)}.",
+            hint="Resume with the settings it was started with, or start a new training (resume off).",
+        )
+
+
+def train_lora(
+    base: BaseModel,
+    dataset_dir: Path,
+    out_dir: Path,
+    config: TrainConfig,
+    *,
+    steps: int,
+    progress: Progress | None = None,
+    should_stop: ShouldStop | None = None,
+    on_checkpoint: OnCheckpoint | None = None,
+    resume: bool = False,
+    device: str | torch.device = "cpu",
+) -> TrainResult:
+    """Train the identity LoRA for `steps` optimizer steps (continuing a saved state when `resume`).
+
+    The LoRA stays injected in `base.unet` (and `base.text_encoder`) afterwards, holding the final weights, so
+    validation and merging can use the same models. Raises TrainError (phase "train") for a missing/empty
+    dataset, a resume with a changed config, out-of-memory and a full disk; easyphoto.jobs.Cancelled when
+    `should_stop()` turned true (after saving a resumable checkpoint of the last completed step).
+    """
+    if steps < 1:
+        raise TrainError(f"The number of training steps must be at least 1, not {steps}.")
+    out_dir, dataset_dir = Path(out_dir), Path(dataset_dir)
+    items = read_dataset(dataset_dir)
+    fingerprint = dataset_fingerprint(items)
+    state = read_state(out_dir) if resume else None
+    seed = config.seed if config.seed is not None else (state or {}).get("seed")
+    if seed is None:
+        seed = int.from_bytes(os.urandom(4), "little")
+    snapshot = _snapshot(config, seed, base, fingerprint)
+    if state is not None:
+        _check_resumable(state, config, snapshot, out_dir)
+    else:
+        _remove_stale(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    trainer = _Trainer(base, items, out_dir, config, seed, steps, device)
+    start = int(state.get("last_step", 0)) if state is not None else 0
+    checkpoints: list[dict] = [c for c in (state or {}).get("checkpoints", []) if c["step"] <= start]
+
+    def write_state(step: int) -> None:
+        path = out_dir / STATE_FILE
+        with _disk_errors("training state", step, path):
+            atomic_write_json(path, {"version": STATE_VERSION, "last_step": step, "total_steps": steps,
+                                     **snapshot, "checkpoints": checkpoints})
+
+    def checkpoint(step: int, notify: bool) -> Path:
+        path = trainer.save(step)
+        checkpoints.append({"step": step, "lora": path.name, "optimizer": f"{_checkpoint_name(step)}.optim.safetensors"})
+        write_state(step)
+        if notify and on_checkpoint is not None:
+            if config.low_vram:
+                trainer._onload()
+            on_checkpoint(step, path)
+            if config.low_vram:
+                trainer._offload()
+        return path
+
+    losses: list[float] = []
+    train_seconds = 0.0
+    step = start
+    accumulation = config.gradient_accumulation_steps
+    trainer.prepare_models()
+    try:
+        if start > 0:
+            last = next((c for c in checkpoints if c["step"] == start), None)
+            if last is None or not (out_dir / last["lora"]).is_file() or not (out_dir / last["optimizer"]).is_file():
+                raise TrainError(f"The checkpoint of step {start} named in {out_dir / STATE_FILE} is missing.",
+                                 hint="Start a new training (resume off).")
+            trainer.restore(out_dir / last["lora"], out_dir / last["optimizer"])
+        trainer.prepare_data()
+        if state is None:
+            write_state(0)
+        while step < steps:
+            started = time.perf_counter()
+            total = 0.0
+            for k in range(accumulation):
+                if should_stop is not None and should_stop():
+                    _stop(trainer, step, steps, checkpoints, checkpoint)
+                loss = trainer.micro_step(step * accumulation + k)
+                trainer.backward(loss)
+                total += float(loss.detach()) / accumulation
+            if not math.isfinite(total):
+                raise TrainError(
+                    f"The training loss became {total} at step {step + 1}.",
+                    hint="Lower the learning rate, or use mixed_precision 'no' or 'bf16' instead of 'fp16'.",
+                )
+            trainer.optimizer_step()
+            step += 1
+            train_seconds += time.perf_counter() - started
+            losses.append(total)
+            if progress is not None:
+                progress(step, steps, total)
+            if step % config.validation_every == 0 or step == steps:
+                checkpoint(step, notify=True)
+    except _OOM_ERRORS as exc:
+        if isinstance(exc, RuntimeError) and not _is_oom(exc):
+            raise
+        raise TrainError(
+            f"Out of GPU memory at training step {step + 1} (rank {config.rank}, resolution {config.resolution}).",
+            hint="Turn on low_vram and gradient_checkpointing, use mixed_precision fp16/bf16, or a smaller rank; "
+            "then resume.",
+        ) from exc
+    finally:
+        trainer.finish()
+    if not checkpoints or checkpoints[-1]["step"] != step:  # resumed at or past `steps`: nothing to train
+        raise TrainError(f"The training in {out_dir} has no checkpoint of step {step}.",
+                         hint="Start a new training (resume off).")
+    return TrainResult(
+        final_checkpoint=out_dir / checkpoints[-1]["lora"],
+        steps=step,
+        losses=losses,
+        checkpoints=[out_dir / c["lora"] for c in checkpoints],
+        seconds_per_step=train_seconds / len(losses) if losses else 0.0,
+        seed=seed,
+        resumed_from=start,
+    )
+
+
+_OOM_ERRORS: tuple[type[BaseException], ...] = (getattr(torch.cuda, "OutOfMemoryError", RuntimeError), RuntimeError)
+
+
+def _is_oom(exc: BaseException) -> bool:
+    oom = getattr(torch.cuda, "OutOfMemoryError", None)
+    return (oom is not None and isinstance(exc, oom)) or "out of memory" in str(exc).lower()
+
+
+def _stop(trainer: _Trainer, step: int, steps: int, checkpoints: list[dict], checkpoint) -> None:
+    """Save the last completed step (if not saved yet) and raise Cancelled; a partial accumulation is dropped."""
+    from easyphoto.jobs import Cancelled
+
+    trainer.optimizer.zero_grad(set_to_none=True)
+    if step > 0 and (not checkpoints or checkpoints[-1]["step"] != step):
+        checkpoint(step, notify=False)
+    raise Cancelled(f"Training stopped after step {step} of {steps}; the state is saved and can be resumed.")

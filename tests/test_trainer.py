@@ -1,0 +1,343 @@
+"""The SD 1.5 LoRA trainer core on the tiny SD model: base loading, learning, checkpoints, exact resume, levers."""
+
+from __future__ import annotations
+
+import errno
+import json
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from easyphoto.config import TrainConfig
+from easyphoto.errors import EasyPhotoError
+from easyphoto.jobs import Cancelled
+from easyphoto.train import base_model, lora, trainer
+from easyphoto.train.base_model import BaseModelError, load_base
+from easyphoto.train.trainer import TrainError, train_lora
+from tests.kit.tiny_sd import torch_threads
+
+CAPTION = "easyphoto_face, easyphoto, 1person"
+SD15_DIR = Path(base_model.__file__).parent / "sd15"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Faster on a small shared machine, and the same float reductions in every run (results compared exactly)."""
+    with torch_threads(1):
+        yield
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """Hub offline plus a socket guard: any network connection attempt fails the test."""
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"network access attempted: {args!r}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+@pytest.fixture(scope="module")
+def base(tiny_sd_dir):
+    """One tiny base for the module: the trainer re-initialises its LoRA from the seed on every call."""
+    return load_base(tiny_sd_dir)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    """dataset.py's layout: train/{i}.jpg + {i}.txt + metadata.jsonl; three 256² two-colour images."""
+    root = tmp_path_factory.mktemp("dataset")
+    (root / "train").mkdir()
+    lines = []
+    for i, colour in enumerate([(200, 40, 40), (40, 180, 60), (50, 60, 210)]):
+        pixels = np.zeros((256, 256, 3), np.uint8)
+        pixels[:] = colour
+        pixels[64:200, 40:150] = 255 - np.array(colour)
+        Image.fromarray(pixels).save(root / "train" / f"{i}.jpg", quality=95)
+        (root / "train" / f"{i}.txt").write_text(CAPTION)
+        lines.append(json.dumps({"file_name": f"train/{i}.jpg", "text": CAPTION}))
+    (root / "metadata.jsonl").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def _config(resolution: int = 64, **changes) -> TrainConfig:
+    """A validated config; `resolution` below the UI's minimum of 256 is set unchecked afterwards, because the tiny
+    model is built for 64-pixel images (4x faster steps than at 256)."""
+    values = dict(rank=4, network_alpha=4, learning_rate=1e-3, text_encoder_learning_rate=5e-4, seed=7,
+                  gradient_accumulation_steps=1, validation_every=100)
+    config = TrainConfig(**{**values, **changes, "resolution": max(resolution, 256)})
+    if resolution >= 256:
+        return config
+    construct = getattr(TrainConfig, "model_construct", None) or TrainConfig.construct
+    return construct(**{**config.__dict__, "resolution": resolution})
+
+
+def _base_weights(model) -> dict[str, torch.Tensor]:
+    return {k.replace(".base_layer", ""): v.clone() for k, v in model.state_dict().items() if "lora_" not in k}
+
+
+def _header(path: Path, names: dict[str, list[int]]) -> Path:
+    from safetensors.torch import save_file
+
+    save_file({name: torch.zeros(shape) for name, shape in names.items()}, str(path))
+    return path
+
+
+# ---------------------------------------------------------------------------------------------- base model
+
+
+def test_loads_the_tiny_diffusers_folder_offline(offline, tiny_sd_dir):
+    loaded = load_base(tiny_sd_dir)
+    assert loaded.unet.config.in_channels == 4 and loaded.vae.config.scaling_factor == pytest.approx(0.18215)
+    assert type(loaded.noise_scheduler).__name__ == "DDPMScheduler"
+    assert loaded.noise_scheduler.config.num_train_timesteps == 1000
+    assert loaded.tokenizer("a photo of a cat").input_ids == [49406, 320, 1125, 539, 320, 2368, 49407]
+    assert not any(p.requires_grad for m in (loaded.unet, loaded.vae, loaded.text_encoder) for p in m.parameters())
+    assert loaded.model_hash and len(loaded.model_hash) == 8
+
+
+def test_loads_the_tiny_single_file_offline_with_the_same_weights(offline, tiny_single_file, tiny_sd_config_dir,
+                                                                 tiny_sd_dir):
+    loaded = load_base(tiny_single_file, config_dir=tiny_sd_config_dir)
+    reference = load_base(tiny_sd_dir)
+    for name in ("unet", "vae", "text_encoder"):
+        mine, theirs = getattr(loaded, name).state_dict(), getattr(reference, name).state_dict()
+        assert all(torch.equal(mine[k], theirs[k]) for k in theirs if k in mine), name
+    assert loaded.model_hash == base_model.legacy_hash(tiny_single_file)
+
+
+def test_legacy_hash_is_the_webui_formula(tmp_path):
+    import hashlib
+
+    data = bytes(range(256)) * (0x120000 // 256)
+    (tmp_path / "m.safetensors").write_bytes(data)
+    expected = hashlib.sha256(data[0x100000:0x110000]).hexdigest()[:8]
+    assert base_model.legacy_hash(tmp_path / "m.safetensors") == expected
+
+
+@pytest.mark.parametrize(
+    ("names", "words"),
+    [
+        ({"conditioner.embedders.1.model.transformer.resblocks.0.attn.in_proj_weight": [2, 2],
+          "model.diffusion_model.input_blocks.0.0.weight": [4, 4, 3, 3]}, "is an SDXL checkpoint"),
+        ({"cond_stage_model.model.transformer.resblocks.0.attn.in_proj_weight": [2, 2],
+          "model.diffusion_model.input_blocks.0.0.weight": [4, 4, 3, 3]}, "SD 2.x"),
+        ({"model.diffusion_model.input_blocks.0.0.weight": [4, 9, 3, 3]}, "inpainting"),
+        ({"lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight": [4, 8]}, "is a LoRA"),
+        ({"something.else": [1]}, "not a Stable Diffusion 1.x"),
+    ],
+)
+def test_wrong_architectures_are_refused_from_the_header(tmp_path, names, words):
+    path = _header(tmp_path / "other.safetensors", names)
+    with pytest.raises(BaseModelError, match=words) as info:
+        load_base(path)
+    assert info.value.phase == "train" and "other.safetensors" in info.value.message and info.value.hint
+
+
+def test_pickle_checkpoints_and_damaged_files_are_refused(tmp_path):
+    (tmp_path / "model.ckpt").write_bytes(b"\x80\x04not loaded")
+    with pytest.raises(BaseModelError, match="pickle checkpoints are not loaded; convert to .safetensors"):
+        load_base(tmp_path / "model.ckpt")
+    (tmp_path / "broken.safetensors").write_bytes(b"\xff" * 64)
+    with pytest.raises(BaseModelError, match="not a readable .safetensors"):
+        load_base(tmp_path / "broken.safetensors")
+    with pytest.raises(BaseModelError, match="does not exist"):
+        load_base(tmp_path / "missing.safetensors")
+
+
+def test_shipped_sd15_config_folder_is_complete():
+    from diffusers import AutoencoderKL, PNDMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTokenizer
+
+    index = json.loads((SD15_DIR / "model_index.json").read_text())
+    assert index["_class_name"] == "StableDiffusionPipeline" and index["safety_checker"] == [None, None]
+    unet = UNet2DConditionModel.load_config(str(SD15_DIR), subfolder="unet")
+    assert unet["block_out_channels"] == [320, 640, 1280, 1280] and unet["cross_attention_dim"] == 768
+    assert AutoencoderKL.load_config(str(SD15_DIR), subfolder="vae")["scaling_factor"] == 0.18215
+    text = CLIPTextConfig.from_pretrained(str(SD15_DIR / "text_encoder"))
+    assert (text.hidden_size, text.num_hidden_layers, text.vocab_size) == (768, 12, 49408)
+    scheduler = PNDMScheduler.from_pretrained(str(SD15_DIR), subfolder="scheduler")
+    assert scheduler.config.beta_schedule == "scaled_linear" and scheduler.config.beta_end == 0.012
+    tokenizer = CLIPTokenizer.from_pretrained(str(SD15_DIR / "tokenizer"))
+    assert len(tokenizer) == 49408 and tokenizer.model_max_length == 77
+    assert tokenizer("a photo of a dog").input_ids == [49406, 320, 1125, 539, 320, 1929, 49407]
+    assert "MIT" in (SD15_DIR / "tokenizer" / "README.md").read_text()
+
+
+def test_single_files_use_the_shipped_sd15_configs_by_default(offline, tiny_single_file):
+    """The shipped folder is read offline (configs, tokenizer); the tiny weights then do not fit SD 1.5's shapes."""
+    with pytest.raises(BaseModelError, match="could not be loaded as SD 1.5.*768") as info:
+        load_base(tiny_single_file)
+    assert info.value.phase == "train"
+
+
+# ---------------------------------------------------------------------------------------------- training
+
+
+def test_a_short_run_learns_touches_only_the_lora_and_writes_checkpoints(base, dataset, tmp_path):
+    before = {name: _base_weights(getattr(base, name)) for name in ("unet", "vae", "text_encoder")}
+    seen, saved = [], []
+    result = train_lora(base, dataset, tmp_path, _config(learning_rate=1e-2, validation_every=10), steps=20,
+                        progress=lambda step, total, loss: seen.append((step, total, loss)),
+                        on_checkpoint=lambda step, path: saved.append((step, Path(path).name)))
+    assert result.steps == 20 and len(result.losses) == 20
+    assert np.mean(result.losses[-5:]) < np.mean(result.losses[:5])
+    assert [s[:2] for s in seen] == [(i, 20) for i in range(1, 21)]
+    assert saved == [(10, "step-000010.safetensors"), (20, "step-000020.safetensors")]
+    assert result.checkpoints == [tmp_path / "step-000010.safetensors", tmp_path / "step-000020.safetensors"]
+    assert result.final_checkpoint == tmp_path / "step-000020.safetensors" and result.seconds_per_step > 0
+    for step in (10, 20):
+        assert (tmp_path / f"step-{step:06d}.optim.safetensors").is_file()
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert state["last_step"] == 20 and state["seed"] == 7 and state["config"]["rank"] == 4
+    assert [c["step"] for c in state["checkpoints"]] == [10, 20]
+    for name, weights in before.items():  # frozen base, bit for bit
+        after = _base_weights(getattr(base, name))
+        assert all(torch.equal(after[k], weights[k]) for k in weights), name
+    weights, metadata = lora.load_lora(result.final_checkpoint)
+    assert metadata["ss_steps"] == "20" and metadata["ss_network_dim"] == "4"
+    assert any(k.startswith("text_encoder.") for k in weights)  # train_text_encoder defaults to True
+    assert all(v.down.dtype == torch.float32 for v in weights.values())
+    assert any(float(v.up.abs().max()) > 0 for v in weights.values())
+    assert not base.unet.training  # modes restored for validation
+
+
+def test_text_encoder_lora_only_when_trained(base, dataset, tmp_path):
+    before = _base_weights(base.text_encoder)
+    result = train_lora(base, dataset, tmp_path, _config(resolution=256, train_text_encoder=False), steps=2)
+    weights, _ = lora.load_lora(result.final_checkpoint)
+    assert weights and all(k.startswith("unet.") for k in weights)
+    after = _base_weights(base.text_encoder)
+    assert all(torch.equal(after[k], before[k]) for k in before)
+
+
+def test_resume_continues_exactly_like_an_uninterrupted_run(base, dataset, tmp_path):
+    config = _config(gradient_accumulation_steps=2, validation_every=4)
+    a = train_lora(base, dataset, tmp_path / "a", config, steps=8)
+    calls = []
+
+    def stop_in_step_5():  # checked per micro-step: trips inside the accumulation of step 5
+        calls.append(1)
+        return len(calls) > 9
+
+    with pytest.raises(Cancelled):
+        train_lora(base, dataset, tmp_path / "b", config, steps=8, should_stop=stop_in_step_5)
+    assert json.loads((tmp_path / "b" / "state.json").read_text())["last_step"] == 4
+    b = train_lora(base, dataset, tmp_path / "b", config, steps=8, resume=True)
+    assert b.resumed_from == 4 and b.steps == 8 and len(b.losses) == 4
+    assert b.losses == pytest.approx(a.losses[4:], abs=1e-6)
+    weights_a, weights_b = lora.load_lora(a.final_checkpoint)[0], lora.load_lora(b.final_checkpoint)[0]
+    assert weights_a.keys() == weights_b.keys()
+    for key in weights_a:
+        torch.testing.assert_close(weights_b[key].down, weights_a[key].down, atol=1e-6, rtol=0)
+        torch.testing.assert_close(weights_b[key].up, weights_a[key].up, atol=1e-6, rtol=0)
+    assert [p.name for p in b.checkpoints] == ["step-000004.safetensors", "step-000008.safetensors"]
+
+
+def test_cancel_saves_a_resumable_state_at_the_last_completed_step(base, dataset, tmp_path):
+    seen = []
+    with pytest.raises(Cancelled, match="after step 3"):
+        train_lora(base, dataset, tmp_path, _config(), steps=10, progress=lambda s, t, loss: seen.append(s),
+                   should_stop=lambda: len(seen) >= 3)
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert state["last_step"] == 3 and state["checkpoints"][-1]["lora"] == "step-000003.safetensors"
+    assert (tmp_path / "step-000003.safetensors").is_file() and (tmp_path / "step-000003.optim.safetensors").is_file()
+    result = train_lora(base, dataset, tmp_path, _config(), steps=4, resume=True)
+    assert result.resumed_from == 3 and result.steps == 4
+
+
+def test_resume_with_a_different_config_is_refused(base, dataset, tmp_path):
+    train_lora(base, dataset, tmp_path, _config(), steps=1)
+    with pytest.raises(TrainError, match="different config.*rank 4 → 8") as info:
+        train_lora(base, dataset, tmp_path, _config(rank=8, network_alpha=8), steps=2, resume=True)
+    assert info.value.phase == "train"
+    with pytest.raises(TrainError, match="seed 7 → 8"):
+        train_lora(base, dataset, tmp_path, _config(seed=8), steps=2, resume=True)
+
+
+LEVERS = [
+    {"cache_latents": False},
+    {"mixed_precision": "fp16"},  # CPU: a no-op (logged)
+    {"mixed_precision": "bf16"},
+    {"gradient_checkpointing": True},
+    {"attention": "classic"},
+    {"low_vram": True},
+]
+
+
+@pytest.fixture(scope="module")
+def reference_run(base, dataset, tmp_path_factory):
+    result = train_lora(base, dataset, tmp_path_factory.mktemp("ref"), _config(), steps=2)
+    return result.losses, lora.load_lora(result.final_checkpoint)[0]
+
+
+@pytest.mark.parametrize("lever", LEVERS, ids=lambda v: "-".join(f"{k}={v}" for k, v in v.items()))
+def test_every_speed_lever_works_on_cpu_and_changes_no_result(base, dataset, tmp_path, lever, reference_run):
+    losses, weights = reference_run
+    result = train_lora(base, dataset, tmp_path, _config(**lever), steps=2)
+    assert result.losses == pytest.approx(losses, rel=1e-4, abs=1e-5)
+    trained = lora.load_lora(result.final_checkpoint)[0]
+    assert trained.keys() == weights.keys()  # text encoder LoRA included (its gradients flow with checkpointing)
+    # Adam moves every element by about lr (1e-3) per step, also where the gradient is ~0 and float noise decides
+    # the sign: 1e-4 tolerates that and still catches a LoRA that did not learn (no gradient: up stays 0).
+    for key, module in weights.items():
+        torch.testing.assert_close(trained[key].up, module.up, atol=1e-4, rtol=1e-3)
+    assert not base.unet.is_gradient_checkpointing and base.vae.device.type == "cpu"
+
+
+# ---------------------------------------------------------------------------------------------- errors
+
+
+def test_missing_or_empty_dataset_says_prepare_first(base, tmp_path):
+    with pytest.raises(TrainError, match="no metadata.jsonl") as info:
+        train_lora(base, tmp_path / "nothing", tmp_path / "out", _config(), steps=1)
+    assert "Prepare the dataset first" in info.value.hint and info.value.phase == "train"
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "metadata.jsonl").write_text("\n")
+    with pytest.raises(TrainError, match="is empty"):
+        train_lora(base, tmp_path / "empty", tmp_path / "out", _config(), steps=1)
+
+
+def test_out_of_memory_names_the_step_and_the_levers(base, dataset, tmp_path, monkeypatch):
+    real = trainer._Trainer.micro_step
+
+    def fail_on_step_2(self, micro):
+        if micro == 1:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(self, micro)
+
+    monkeypatch.setattr(trainer._Trainer, "micro_step", fail_on_step_2)
+    with pytest.raises(TrainError, match="Out of GPU memory at training step 2") as info:
+        train_lora(base, dataset, tmp_path, _config(), steps=3)
+    assert "low_vram" in info.value.hint and "gradient_checkpointing" in info.value.hint and "rank" in info.value.hint
+
+
+def test_a_full_disk_is_reported_as_such(base, dataset, tmp_path, monkeypatch):
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(lora, "save_lora", no_space)
+    with pytest.raises(TrainError, match="disk is full.*step 1") as info:
+        train_lora(base, dataset, tmp_path, _config(), steps=1)
+    assert isinstance(info.value, EasyPhotoError) and "Free some disk space" in info.value.hint
+
+
+def test_v_prediction_models_train_on_the_velocity(base, dataset, tmp_path):
+    import dataclasses
+
+    from diffusers import DDPMScheduler
+
+    v_scheduler = DDPMScheduler.from_config(base.noise_scheduler.config, prediction_type="v_prediction")
+    v_base = dataclasses.replace(base, noise_scheduler=v_scheduler)
+    v_losses = train_lora(v_base, dataset, tmp_path / "v", _config(), steps=1).losses
+    eps_losses = train_lora(base, dataset, tmp_path / "eps", _config(), steps=1).losses
+    assert np.isfinite(v_losses).all() and v_losses != pytest.approx(eps_losses)
