@@ -1,8 +1,8 @@
 """The operations that run as jobs, and the one job queue per data folder that runs them.
 
 Every front end (Train/Portrait/Models tabs, REST API, CLI) submits work here, so GPU work is serial and every run
-leaves a job record. The portrait pipeline registers its kind ("portrait") when it
-are installed; until then submitting one answers that it is not available in this version.
+leaves a job record. The portrait pipeline will register its kind ("portrait"); until then submitting one
+answers that it is not available in this version.
 """
 
 from __future__ import annotations
