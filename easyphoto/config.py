@@ -211,7 +211,7 @@ class TrainConfig(ConfigModel):
         description="Encode every photo (and its mirror) with the VAE once, and the caption once, before training.",
     )
     mixed_precision: Literal["no", "fp16", "bf16"] = Field(
-        "no",
+        "fp16",
         description="Half-precision autocast on CUDA (frozen weights in half, LoRA in float32); ignored on CPU.",
     )
     gradient_checkpointing: bool = Field(

@@ -69,8 +69,9 @@ def run(spec: dict, emit: Emit, should_stop: Callable[[], bool]) -> dict:
     config = TrainConfig.from_dict(spec["config"])
     emit({"event": "progress", "phase": "loading base model", "step": 0, "total": spec["steps"], "loss": None,
           "message": Path(spec["base"]).name})
+    device = spec.get("device", "cpu")
     base = load_base(Path(spec["base"]), config_dir=Path(spec["config_dir"]) if spec.get("config_dir") else None,
-                     device=spec.get("device", "cpu"))
+                     dtype=_frozen_dtype(config, device), device=device)
     validator = _Validator(spec, config, base, emit) if config.validation else None
     started = time.monotonic()
 
@@ -100,6 +101,16 @@ def run(spec: dict, emit: Emit, should_stop: Callable[[], bool]) -> dict:
     return summary
 
 
+def _frozen_dtype(config: TrainConfig, device: str):
+    """Frozen base weights in half precision on CUDA when mixed precision is on (the reference's memory budget);
+    the LoRA weights stay float32 either way. On the CPU everything stays float32."""
+    import torch
+
+    if not str(device).startswith("cuda") or config.mixed_precision == "no":
+        return torch.float32
+    return torch.bfloat16 if config.mixed_precision == "bf16" else torch.float16
+
+
 def _choose(result, validator: _Validator | None, base, config: TrainConfig, emit: Emit):
     """(label of what is exported, its LoraWeights, merge record)."""
     from easyphoto.train import lora, merge
@@ -118,7 +129,8 @@ def _choose(result, validator: _Validator | None, base, config: TrainConfig, emi
     if len(top) < 2:
         return best_name, best, {"used": False, "reason": "only one scored checkpoint", "best": best_name}
     shares = merge.score_weights([s for s, _ in top])
-    merged = merge.merge_weighted([lora.load_lora(by_name[n])[0] for _, n in top], shares, config.rank)
+    device = next(base.unet.parameters()).device  # SVD on the GPU when training ran there: seconds, not minutes
+    merged = merge.merge_weighted([lora.load_lora(by_name[n])[0] for _, n in top], shares, config.rank, device=device)
     _load_weights(base, merged)
     merged_score = validator("merged", result.steps)
     record = {"checkpoints": [n for _, n in top], "weights": shares, "score": merged_score,
