@@ -39,7 +39,6 @@ venv() {
   log "creating $dir"
   rm -rf "$dir"
   "$python" -m venv "$dir"
-  quiet "$dir/bin/pip" install -q --upgrade pip
   if grep -qx 'torch==2.13.0' "$@" 2>/dev/null; then quiet "$dir/bin/pip" install -q torch==2.13.0; fi
   quiet "$dir/bin/pip" install -q -c requirements/constraints.txt $(printf -- '-r %s ' "$@")
   if [ -f requirements/no-deps.txt ] && grep -q 'test.txt' <<<"$*"; then
