@@ -179,6 +179,10 @@ class TrainConfig(ConfigModel):
     retouch: bool = Field(False, description="Smooth skin slightly (classical bilateral filter on the skin mask).")
     upscale_small: bool = Field(True, description="Upscale crops smaller than the resolution (Real-ESRGAN when present, else Lanczos + sharpen).")
     caption: str = Field(DEFAULT_CAPTION, min_length=1, max_length=500, description="Fixed caption of every photo.")
+    holdout_photos: int = Field(
+        2, ge=0, le=10,
+        description="Photos kept out of training to score validation against, when at least 8 remain (0 = off).",
+    )
     rank: int = Field(128, ge=1, le=1024, description="LoRA rank.")
     network_alpha: int = Field(64, ge=1, le=1024, description="LoRA alpha (scale = alpha / rank); ≤ rank.")
     learning_rate: float = Field(1e-4, gt=0, le=1e-2, description="UNet learning rate.")

@@ -107,3 +107,18 @@ def test_photos_check_cli(selected):
     missing = subprocess.run([sys.executable, "-m", "easyphoto", "photos", "check", str(folder / "nope")],
                              capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert missing.returncode == 2 and "is not a folder" in missing.stderr
+
+
+def test_holdout_keeps_typical_photos_out_of_training_when_there_are_enough(tmp_path, selected):
+    import dataclasses
+
+    from easyphoto.train.dataset import choose_holdout, read_holdout
+
+    folder, stack, report = selected
+    assert choose_holdout(report, 2) == []  # 3 kept photos: too few to hold any out
+    many = [dataclasses.replace(report.kept[i % 3], file=f"p{i:02d}.jpg", similarity=0.90 + i / 100) for i in range(11)]
+    big = PhotoReport(many, "p10.jpg", {}, {})
+    assert choose_holdout(big, 2) == ["p08.jpg", "p09.jpg"]  # the most typical, never the reference (p10)
+    assert choose_holdout(big, 0) == [] and choose_holdout(big, 4) == []  # off, or fewer than 8 left to train on
+    prepare_dataset(report, folder, tmp_path / "d", stack)
+    assert read_holdout(tmp_path / "d") == [] and read_holdout(tmp_path / "none") == []

@@ -32,6 +32,7 @@ from easyphoto.train.photos import PhotoReport
 from easyphoto.upscale import classical
 
 JPEG_QUALITY = 95
+MIN_TRAINING_PHOTOS_FOR_HOLDOUT = 8
 Upscaler = Callable[[Image.Image, int], Image.Image]  # (image, target side) -> image of that side
 Tagger = Callable[[Image.Image], str]  # optional: a caption per image instead of the fixed one
 
@@ -96,7 +97,8 @@ def prepare_dataset(
     tagger: Tagger | None = None,
 ) -> list[DatasetItem]:
     """Write the dataset for the kept photos of `report`; replaces any previous dataset in `out_dir`."""
-    kept = sorted(report.kept, key=lambda d: d.file)
+    holdout = choose_holdout(report, config.holdout_photos)
+    kept = sorted((d for d in report.kept if d.file not in holdout), key=lambda d: d.file)
     if not kept:
         from easyphoto.errors import EasyPhotoError
 
@@ -111,10 +113,28 @@ def prepare_dataset(
     ]
     lines = [json.dumps({"file_name": f"train/{it.index}.jpg", "text": it.caption}, ensure_ascii=False) for it in items]
     atomic_write_text(staging / "metadata.jsonl", "\n".join(lines) + "\n")
-    summary = {"config": config.to_dict(), "items": [it.__dict__ | {"crop": list(it.crop)} for it in items]}
+    summary = {"config": config.to_dict(), "items": [it.__dict__ | {"crop": list(it.crop)} for it in items],
+               "holdout": holdout}
     atomic_write_text(staging / "dataset.json", json.dumps(summary, indent=2, sort_keys=True) + "\n")
     _swap_in(staging, out_dir)
     return items
+
+
+def choose_holdout(report: PhotoReport, count: int) -> list[str]:
+    """Photos kept out of training so validation scores a likeness the LoRA has not memorised: the `count` most
+    typical ones (highest similarity to the identity), never the reference face, and only when at least
+    MIN_TRAINING_PHOTOS_FOR_HOLDOUT photos remain for training."""
+    kept = report.kept
+    if count <= 0 or len(kept) - count < MIN_TRAINING_PHOTOS_FOR_HOLDOUT:
+        return []
+    candidates = [d for d in kept if d.file != report.reference]
+    ranked = sorted(candidates, key=lambda d: (-(d.similarity if d.similarity is not None else 0.0), d.file))
+    return sorted(d.file for d in ranked[:count])
+
+
+def read_holdout(dataset_dir: Path) -> list[str]:
+    summary = dataset_dir / "dataset.json"
+    return json.loads(summary.read_text(encoding="utf-8")).get("holdout", []) if summary.is_file() else []
 
 
 def _prepare_one(index, path, face, out, stack, config, upscaler, tagger) -> DatasetItem:

@@ -40,12 +40,20 @@ class _Validator:
         self.base, self.config, self.emit = base, config, emit
         self.out_dir = Path(spec["validation_dir"])
         self.stack = stacks.load(spec.get("face_stack", "auto"), _paths(spec))
+        from easyphoto.train.dataset import read_holdout
+
         dataset = Path(spec["dataset_dir"])
         images = sorted((dataset / "train").glob("*.jpg"))
         files = validation.template_files(_paths(spec).models_root, images)
         self.templates = validation.prepare_templates(files, self.stack, config.resolution)
-        self.references = validation.reference_embeddings(images, self.stack)
-        self.scores: dict[str, dict] = {}
+        held_out = [Path(spec["identity_dir"]) / "photos" / name for name in read_holdout(dataset)]
+        # Score against photos the LoRA never saw when there are enough of them, else against the training faces.
+        self.reference_source = "held-out photos" if held_out else "training images"
+        self.references = validation.reference_embeddings(held_out or images, self.stack)
+        # A resumed training keeps the scores of the checkpoints validated before it stopped (the merge needs them).
+        previous = self.out_dir / "scores.json"
+        self.scores: dict[str, dict] = read_json(previous) if spec.get("resume") and previous.is_file() else {}
+        self.scores.pop("merged", None)
         self.seed = config.seed or 0
 
     def __call__(self, label: str, step: int) -> float | None:
@@ -54,7 +62,8 @@ class _Validator:
         results = validation.validate(self.base, self.templates, self.stack, self.references, self.config.caption,
                                       step=step, out_dir=self.out_dir, seed=self.seed)
         score = validation.mean_score(results)
-        self.scores[label] = {"step": step, "score": score, "images": [r.__dict__ for r in results]}
+        self.scores[label] = {"step": step, "score": score, "against": self.reference_source,
+                              "images": [r.__dict__ for r in results]}
         atomic_write_json(self.out_dir / "scores.json", self.scores)
         preview = str(self.out_dir / results[0].image) if results else None
         self.emit({"event": "validation", "step": step, "score": score, "image": preview, "label": label})
@@ -124,16 +133,21 @@ def _choose(result, validator: _Validator | None, base, config: TrainConfig, emi
                                                        "reason": "no face in any validation image: final checkpoint"}
     best_score, best_name = scored[0]
     by_name = {Path(c).name: Path(c) for c in result.checkpoints}
-    top = [(s, n) for s, n in scored[:MERGE_TOP_K] if n in by_name]
+    scored = [(s, n) for s, n in scored if n in by_name]
     best = lora.load_lora(by_name[best_name])[0]
+    # All scores go in, so the baseline is the best checkpoint left out of the top k (every one kept then gets a
+    # positive share); with k or fewer scored checkpoints the lowest of them is the baseline and gets none.
+    weights = merge.score_weights([s for s, _ in scored], top_k=MERGE_TOP_K)
+    top = [(s, n, w) for (s, n), w in zip(scored, weights, strict=True) if w > 0]
     if len(top) < 2:
-        return best_name, best, {"used": False, "reason": "only one scored checkpoint", "best": best_name}
-    shares = merge.score_weights([s for s, _ in top])
+        return best_name, best, {"used": False, "reason": "fewer than two checkpoints to merge", "best": best_name}
+    shares = [w for _, _, w in top]
     device = next(base.unet.parameters()).device  # SVD on the GPU when training ran there: seconds, not minutes
-    merged = merge.merge_weighted([lora.load_lora(by_name[n])[0] for _, n in top], shares, config.rank, device=device)
+    merged = merge.merge_weighted([lora.load_lora(by_name[n])[0] for _, n, _ in top], shares, config.rank,
+                                  device=device)
     _load_weights(base, merged)
     merged_score = validator("merged", result.steps)
-    record = {"checkpoints": [n for _, n in top], "weights": shares, "score": merged_score,
+    record = {"checkpoints": [n for _, n, _ in top], "weights": shares, "score": merged_score,
               "best_single": best_name, "best_single_score": best_score}
     if merged_score is not None and merged_score >= best_score:
         return "merged", merged, {**record, "used": True}
