@@ -1,12 +1,12 @@
 """The training pipeline the child runs: validation at each checkpoint on the tiny model, and the merge decision."""
 
-import json
 from types import SimpleNamespace
 
 import pytest
 import torch
 
 from easyphoto.config import TrainConfig
+from easyphoto.store import read_json
 from easyphoto.train import lora, pipeline
 
 
@@ -44,14 +44,14 @@ def test_pipeline_validates_each_checkpoint_and_exports(spec):
     validations = [e for e in events if e["event"] == "validation"]
     assert [e["step"] for e in validations] == [2, 4] and all(e["score"] is None for e in validations)
     assert all(e["image"] and e["image"].endswith(".jpg") for e in validations)  # previews for the Train tab
-    scores = json.loads(open(f"{spec['validation_dir']}/scores.json").read())
+    scores = read_json(f"{spec['validation_dir']}/scores.json")
     assert set(scores) == {"step-000002.safetensors", "step-000004.safetensors"}
     assert scores["step-000002.safetensors"]["against"] == "training images"  # too few photos to hold any out
     assert result["source"] == "step-000004.safetensors" and not result["merged"]["used"]
     assert result["merged"]["reason"].startswith("no face in any validation image")  # tiny models draw noise
     weights, metadata = lora.load_lora(result["lora_file"])
     assert metadata["ss_output_name"] == "zoe" and metadata["ss_steps"] == "4" and weights
-    identity = json.loads(open(f"{spec['identity_dir']}/identity.json").read())
+    identity = read_json(f"{spec['identity_dir']}/identity.json")
     assert identity["lora_file"] == result["lora_file"] and identity["embedding"]["embedder"] == "dlib-resnet"
     assert identity["embedding"]["count"] == 2 and len(identity["embedding"]["mean"]) == 128
 
