@@ -26,7 +26,8 @@ PATH_VALUE = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_s
 
 @pytest.fixture(scope="module")
 def app_client(tmp_path_factory):
-    ctx = standalone_context(tmp_path_factory.mktemp("fuzz"))
+    # Offline: a fuzzed body can reach POST /models/fetch, and the test must never open a socket to the internet.
+    ctx = standalone_context(tmp_path_factory.mktemp("fuzz"), offline=True)
     client = TestClient(create_app(ctx, with_ui=False), raise_server_exceptions=False)
     yield client, client.get("/openapi.json").json()
     operations.shutdown_all()

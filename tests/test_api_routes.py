@@ -136,6 +136,9 @@ def test_unknown_things_are_404(client):
     assert client.get(f"{API}/jobs/0123456789abcdef0123456789abcdef").status_code == 404
     assert client.get(f"{API}/jobs/..%2F..%2Fetc").status_code == 404
     assert client.post(f"{API}/models/fetch", json={"ids": ["no-such-model"]}).status_code == 404
+    everything = client.post(f"{API}/models/fetch", json={})
+    assert everything.status_code == 422 and "Name the model files" in everything.json()["message"]
+    assert client.post(f"{API}/models/fetch", json={"group": "nope"}).status_code == 422
 
 
 def test_train_needs_a_base_model_standalone_and_portrait_is_not_available(client, photos_same_man):

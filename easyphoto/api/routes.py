@@ -291,6 +291,12 @@ def build_router(ctx: AppContext, dependencies: Sequence = ()) -> APIRouter:
 
     @router.post("/models/fetch", response_model=JobModel, status_code=202)
     def fetch_models(body: ModelsRequest) -> dict:
+        if not body.ids and not body.group:
+            raise InvalidRequest("Name the model files (ids) or a group to download.", phase="models",
+                                 hint=f"Groups: {', '.join(weights.GROUPS)}; ids: GET {API_PREFIX}/models.")
+        if body.group and body.group not in weights.GROUPS:
+            raise InvalidRequest(f"Unknown model group {body.group!r}.", phase="models",
+                                 hint=f"Groups: {', '.join(weights.GROUPS)}.")
         for entry_id in body.ids:
             _weight(entry_id)
         return jobs().submit("fetch_models", {"ids": body.ids, "group": body.group}).to_dict()
