@@ -132,7 +132,7 @@ def main() -> int:
         if args.real_size:
             model_dir, resolution, rank = random_sd15(work / "sd15"), 512, 128
         else:
-            model_dir, resolution, rank = tiny_sd_paths(work / "kit").txt2img, 64, 4
+            model_dir, resolution, rank = tiny_sd_paths(work / "kit").txt2img, 256, 4
         dataset = make_dataset(work / "data", resolution)
         bare = bare_loop(model_dir, dataset, resolution, args.steps, rank, device)
         runs = {
