@@ -8,7 +8,6 @@ order would make the tests above them pass for the wrong reason.
 from __future__ import annotations
 
 import hashlib
-import socket
 
 import numpy as np
 import pytest
@@ -22,21 +21,6 @@ KNOWN_IDS = {
     "a photo of a dog": [49406, 320, 1125, 539, 320, 1929, 49407],
     "A photo of a man": [49406, 320, 1125, 539, 320, 786, 49407],
 }
-
-
-@pytest.fixture
-def offline(monkeypatch):
-    """Hub offline mode plus a socket guard: any attempt to open a network connection fails the test."""
-    import huggingface_hub.constants
-
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-
-    def refuse(*args, **kwargs):
-        raise AssertionError(f"network access attempted: {args!r}")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
 
 
 # --- CLIP tokenizer -------------------------------------------------------------------------

@@ -59,6 +59,16 @@ def setup_queue(data_dir: Path):
     return ctx, queue
 
 
+def train_to_the_end(tmp_path: Path, timeout: float, **params):
+    """Submit a training job for the test identity and wait until it ends; the final record."""
+    _, queue = setup_queue(tmp_path)
+    try:
+        record = queue.submit("train", {"identity_id": IDENTITY, "config": CONFIG, **params})
+        return queue.wait(record.id, timeout=timeout)
+    finally:
+        queue.shutdown()
+
+
 def wait_until(predicate, timeout: float, interval: float = 0.005):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -192,14 +202,9 @@ def test_killed_child_fails_with_resume_hint_and_resume_matches_an_uninterrupted
 
 
 def test_an_error_in_the_child_fails_the_job_with_its_phase_and_message(tmp_path, base):
-    ctx, queue = setup_queue(tmp_path)
     broken = tmp_path / "broken.safetensors"
     broken.write_bytes(b"this is not a checkpoint")
-    try:
-        record = queue.submit("train", {"identity_id": IDENTITY, "config": CONFIG, **base, "base": str(broken)})
-        final = queue.wait(record.id, timeout=60)
-    finally:
-        queue.shutdown()
+    final = train_to_the_end(tmp_path, 60, **{**base, "base": str(broken)})
     assert final.state is JobState.FAILED
     assert final.error["phase"] != "job" and "broken.safetensors" in final.error["message"], final.error
     assert "bug" not in final.error["hint"]
@@ -326,12 +331,7 @@ def test_a_child_ignoring_the_stop_file_is_terminated_then_killed(tmp_path, fake
 
 def test_a_crashed_child_fails_naming_the_signal_and_the_step_to_resume_from(tmp_path, fake_child):
     fake_child("segv")
-    ctx, queue = setup_queue(tmp_path)
-    try:
-        record = queue.submit("train", {"identity_id": IDENTITY, "config": CONFIG, "base": str(tmp_path)})
-        final = queue.wait(record.id, timeout=20)
-    finally:
-        queue.shutdown()
+    final = train_to_the_end(tmp_path, 20, base=str(tmp_path))
     assert final.state is JobState.FAILED and final.error["phase"] == "train"
     assert "SIGSEGV" in final.error["message"] and "at step 2" in final.error["message"]
     assert final.error["hint"].startswith("submit the training again with resume to continue from step 1")
@@ -340,12 +340,7 @@ def test_a_crashed_child_fails_naming_the_signal_and_the_step_to_resume_from(tmp
 
 def test_an_error_event_keeps_the_childs_error_name_phase_and_hint(tmp_path, fake_child):
     fake_child("error")
-    ctx, queue = setup_queue(tmp_path)
-    try:
-        record = queue.submit("train", {"identity_id": IDENTITY, "config": CONFIG, "base": str(tmp_path)})
-        final = queue.wait(record.id, timeout=20)
-    finally:
-        queue.shutdown()
+    final = train_to_the_end(tmp_path, 20, base=str(tmp_path))
     assert final.state is JobState.FAILED
     assert final.error == {"error": "EasyPhotoError", "phase": "models", "message": "The base model is broken.",
                            "hint": "pass another"}

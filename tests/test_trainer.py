@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import json
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -29,21 +28,6 @@ def one_thread():
     """Faster on a small shared machine, and the same float reductions in every run (results compared exactly)."""
     with torch_threads(1):
         yield
-
-
-@pytest.fixture
-def offline(monkeypatch):
-    """Hub offline plus a socket guard: any network connection attempt fails the test."""
-    import huggingface_hub.constants
-
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-
-    def refuse(*args, **kwargs):
-        raise AssertionError(f"network access attempted: {args!r}")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ POLL_SECONDS = 0.5
 
 
 def follow(ctx: AppContext, job_id: str, poll: float = POLL_SECONDS) -> Iterator:
-    """Yield the job's record while it is queued or running; return (StopIteration.value) the final record."""
+    """Yield the job's record every `poll` seconds until it ends; the last one yielded is final (`is_final`)."""
     from easyphoto.operations import job_queue
 
     queue = job_queue(ctx)
@@ -21,7 +21,7 @@ def follow(ctx: AppContext, job_id: str, poll: float = POLL_SECONDS) -> Iterator
         yield record
         time.sleep(poll)
         record = queue.get(job_id)
-    return record
+    yield record
 
 
 def cancel(ctx: AppContext, job_id: str, *, idle: str, cancelling: str = "Cancelling…") -> str:

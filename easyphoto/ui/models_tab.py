@@ -35,13 +35,10 @@ def download_flow(ctx: AppContext, group: str) -> Iterator[tuple]:
         yield "Offline mode: nothing is downloaded. " + missing_text(ctx), model_rows(ctx), ""
         return
     job = job_queue(ctx).submit("fetch_models", {"group": None if group == ALL else group, "ids": []})
-    updates = follow(ctx, job.id)
-    while True:
-        try:
-            p = next(updates).progress
-        except StopIteration as done:
-            record = done.value
+    for record in follow(ctx, job.id):
+        if record.is_final:
             break
+        p = record.progress
         percent = f" {p.fraction * 100:.0f}%" if p.fraction else ""
         yield f"Downloading{percent}: {p.message or 'starting'}", model_rows(ctx), job.id
     ok = record.state.value == "succeeded"

@@ -44,12 +44,9 @@ def check_photos_flow(ctx: AppContext, identity_id: str, files) -> Iterator[tupl
     except EasyPhotoError as exc:
         yield [], f"**Cannot check photos:** {exc.message} {exc.hint}".strip(), ""
         return
-    updates = follow(ctx, job.id)
-    while True:
-        try:
-            record = next(updates)
-        except StopIteration as done:
-            yield (*_finished(ctx, identity_id, done.value), "")
+    for record in follow(ctx, job.id):
+        if record.is_final:
+            yield (*_finished(ctx, identity_id, record), "")
             return
         p = record.progress
         step = f" ({p.step}/{p.total})" if p.total else ""
@@ -100,12 +97,8 @@ def train_flow(ctx: AppContext, identity_id: str, base: str, resume: bool, value
     except ValueError as exc:  # pydantic's ValidationError: names the field and the accepted range
         yield f"**Invalid training settings:** {exc}", None, ""
         return
-    updates = follow(ctx, job.id)
-    while True:
-        try:
-            record = next(updates)
-        except StopIteration as done:
-            record = done.value
+    for record in follow(ctx, job.id):
+        if record.is_final:
             break
         p = record.progress
         eta = f", about {p.eta_seconds / 60:.0f} min left" if p.eta_seconds else ""

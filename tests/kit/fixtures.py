@@ -147,3 +147,20 @@ def photos_same_man(kit_root) -> list[Path]:
 def photo_other_person(kit_root) -> Path:
     """A real photo of a different man (face_recognition's ``biden.jpg``)."""
     return photos.photo_other_person(kit_root)
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """Hub offline mode plus a socket guard: any attempt to open a network connection fails the test."""
+    import socket
+
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"network access attempted: {args!r}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
