@@ -1,0 +1,194 @@
+"""The seam between the algorithms (portrait, try-on) and a diffusion host (ARCHITECTURE.md §4).
+
+An algorithm builds requests and hands them to a :class:`Generator`; it never knows whether the WebUI
+(`backends/webui.py`: modules.processing + the host's ControlNet) or diffusers (`backends/diffusers.py`,
+standalone) does the work. Requests carry *prepared* condition images: every control map (canny edges, pose
+rendering, colour, tile) is computed in-process, so both backends see the same pixels and no host preprocessor has
+to download annotator weights at generation time.
+
+Torch-free on purpose: importing this module must stay cheap for the WebUI tab and the API.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from PIL import Image
+
+from easyphoto.errors import EasyPhotoError
+
+# Control kinds the portrait pipeline uses, and the ControlNet model each one needs (file stems as published;
+# hosts append " [hash]"). The model manager's "controlnet" group downloads exactly these.
+CONTROLNET_MODELS: dict[str, str] = {
+    "canny": "control_v11p_sd15_canny",
+    "openpose": "control_v11p_sd15_openpose",
+    "color": "control_sd15_random_color",
+    "tile": "control_v11f1e_sd15_tile",
+}
+CONTROL_MODES = ("balanced", "prompt", "control")  # ControlNet's "Balanced" / "My prompt…" / "ControlNet is…"
+INPAINT_FILLS = ("fill", "original", "latent noise", "latent nothing")  # the WebUI's masked-content choices
+
+
+class GenerationError(EasyPhotoError):
+    """A generation request the backend cannot carry out as asked (nothing was generated)."""
+
+    phase = "generate"
+    http_status = 422
+
+
+class GenerationInterrupted(EasyPhotoError):
+    """The user stopped the run (Interrupt button, job cancel); whatever finished before is kept."""
+
+    phase = "generate"
+    http_status = 409
+
+
+@dataclass
+class Control:
+    """One ControlNet condition."""
+
+    kind: str  # a key of CONTROLNET_MODELS
+    image: Image.Image  # the prepared condition image (module "none"), the size of the request's image
+    weight: float = 1.0  # 0..2, ControlNet's conditioning scale
+    start: float = 0.0  # guidance start, fraction of the steps
+    end: float = 1.0  # guidance end
+    mode: str = "balanced"  # one of CONTROL_MODES
+
+    def __post_init__(self) -> None:
+        if self.kind not in CONTROLNET_MODELS:
+            raise GenerationError(f"Unknown control kind {self.kind!r}.", hint=f"Use one of {sorted(CONTROLNET_MODELS)}.")
+        if self.mode not in CONTROL_MODES:
+            raise GenerationError(f"Unknown control mode {self.mode!r}.", hint=f"Use one of {CONTROL_MODES}.")
+        if not (0.0 <= self.weight <= 2.0 and 0.0 <= self.start <= self.end <= 1.0):
+            raise GenerationError(
+                f"Control {self.kind}: weight {self.weight} must be in 0..2 and 0 ≤ start {self.start} ≤ end "
+                f"{self.end} ≤ 1."
+            )
+
+
+@dataclass
+class LoraRef:
+    """A LoRA by the name the WebUI knows it (file stem in the Lora folder) and, for file-loading backends, its path."""
+
+    name: str
+    weight: float
+    path: Path | None = None
+
+
+@dataclass
+class Txt2ImgRequest:
+    prompt: str
+    negative_prompt: str = ""
+    loras: list[LoraRef] = field(default_factory=list)  # applied on top of the prompt (no <lora:> tags in it)
+    controls: list[Control] = field(default_factory=list)
+    steps: int = 20
+    cfg_scale: float = 7.0
+    seed: int = 0  # always fixed by the caller: results must be reproducible
+    sampler: str = "DPM++ 2M"
+    scheduler: str | None = "Karras"
+    width: int = 512
+    height: int = 512
+    label: str = ""  # the pass name ("pass 1", "pass 2") for progress text and evaluation counts
+
+
+@dataclass
+class InpaintRequest(Txt2ImgRequest):
+    """Repaint the white part of `mask` in `image`; `width`/`height` default to the image's size."""
+
+    image: Image.Image | None = None
+    mask: Image.Image | None = None  # "L", white = repaint
+    denoising_strength: float = 0.45
+    mask_blur: int = 8  # px, Gaussian; the WebUI's "Mask blur"
+    inpainting_fill: str = "original"  # one of INPAINT_FILLS
+
+    def __post_init__(self) -> None:
+        if self.image is None or self.mask is None:
+            raise GenerationError("An inpaint request needs an image and a mask.")
+        if self.mask.size != self.image.size:
+            raise GenerationError(f"Mask size {self.mask.size} differs from the image size {self.image.size}.")
+        if self.inpainting_fill not in INPAINT_FILLS:
+            raise GenerationError(f"Unknown inpainting fill {self.inpainting_fill!r}.", hint=f"Use one of {INPAINT_FILLS}.")
+        self.width, self.height = self.image.size
+        for control in self.controls:
+            if control.image.size != self.image.size:
+                raise GenerationError(
+                    f"Control {control.kind} image is {control.image.size}, the request's image is {self.image.size}."
+                )
+
+
+@dataclass
+class Capabilities:
+    backend: str  # "webui-a1111", "webui-forge", "diffusers"
+    controls: dict[str, str]  # control kind -> the model name the backend will use
+    missing: dict[str, str]  # control kind -> why it is unavailable, with what to do
+    max_controls: int  # ControlNet units per generation
+    samplers: tuple[str, ...] = ()
+
+    def require(self, kinds: list[str] | set[str]) -> None:
+        """Raise before any generation when a needed control model is missing (the host would only log it)."""
+        absent = [k for k in sorted(set(kinds)) if k not in self.controls]
+        if absent:
+            reasons = "; ".join(f"{k}: {self.missing.get(k, 'not available')}" for k in absent)
+            raise GenerationError(f"Missing ControlNet models for {', '.join(absent)} ({reasons}).",
+                                  hint="Download them in EasyPhoto → Models (group “controlnet”).")
+
+
+@dataclass
+class EvalCounter:
+    """UNet and ControlNet forward evaluations, per pass label (the cost measure of bench/portrait.py).
+
+    One evaluation = one forward call of the network on the whole batch; classifier-free guidance runs the
+    conditional and unconditional halves in one call on both backends, so it counts once.
+    """
+
+    unet: dict[str, int] = field(default_factory=dict)
+    controlnet: dict[str, int] = field(default_factory=dict)
+
+    def add(self, label: str, *, unet: int = 0, controlnet: int = 0) -> None:
+        self.unet[label] = self.unet.get(label, 0) + unet
+        self.controlnet[label] = self.controlnet.get(label, 0) + controlnet
+
+    def reset(self) -> None:
+        self.unet.clear()
+        self.controlnet.clear()
+
+    def totals(self) -> dict[str, int]:
+        return {"unet": sum(self.unet.values()), "controlnet": sum(self.controlnet.values())}
+
+
+Progress = Callable[[float, str], None]  # fraction of this request done (0..1), short message
+ShouldStop = Callable[[], bool]  # polled between steps; True = stop as soon as possible
+
+
+def no_progress(fraction: float, message: str) -> None:
+    """The default Progress: report nothing."""
+
+
+def never_stop() -> bool:
+    return False
+
+
+@runtime_checkable
+class Generator(Protocol):
+    name: str
+    counter: EvalCounter
+
+    def capabilities(self) -> Capabilities:
+        """Which control kinds have a model, and how many controls one generation may carry."""
+
+    def inpaint(self, req: InpaintRequest, progress: Progress = no_progress,
+                should_stop: ShouldStop = never_stop) -> list[Image.Image]:
+        """Images of the request's size; raises GenerationInterrupted if stopped, GenerationError if impossible."""
+
+    def txt2img(self, req: Txt2ImgRequest, progress: Progress = no_progress,
+                should_stop: ShouldStop = never_stop) -> list[Image.Image]: ...
+
+
+def planned_steps(steps: int, denoising_strength: float | None) -> int:
+    """Sampling steps an img2img run really takes: both the WebUI and diffusers run int(steps × strength)."""
+    if denoising_strength is None:
+        return steps
+    return max(int(steps * min(denoising_strength, 0.999)), 1) if denoising_strength > 0 else 0
