@@ -126,6 +126,7 @@ def _field_spec(name: str, prop: dict[str, Any], schema: dict[str, Any]) -> Fiel
 
 FaceStack = Literal["auto", "insightface", "dlib", "mediapipe"]
 FaceChoice = Literal["largest", "best_match"]
+ControlMode = Literal["balanced", "prompt", "control"]
 
 
 class Settings(ConfigModel):
@@ -230,25 +231,53 @@ class TrainConfig(ConfigModel):
 
 
 class PortraitConfig(ConfigModel):
-    """Parameters of the two-pass portrait pipeline (reference §3.6); extended by the portrait issue."""
+    """Parameters of the two-pass portrait pipeline (reference §3.6; defaults are the reference's SD 1.5 ones).
 
-    lora_weight: float = Field(0.9, ge=0.0, le=2.0, description="Weight of the identity LoRA in the prompt.")
-    crop_ratio: float = Field(3.0, ge=1.0, le=6.0, description="Template crop around the face: box × this ratio.")
+    Pixel sizes (dilations, blurs) are given for a 512 px crop and scale with `short_side`."""
+
+    lora_weight: float = Field(0.9, ge=0.0, le=2.0, description="Weight of the identity LoRA.")
+    additional_prompt: str = Field("masterpiece, beauty", max_length=2000, description="Appended to the positive prompt.")
+    additional_negative_prompt: str = Field("", max_length=2000, description="Appended to the negative prompt.")
+    seed: int = Field(-1, ge=-1, le=2**32 - 1, description="-1 = random (the seed used is saved with the image).")
+    batch_size: int = Field(1, ge=1, le=16, description="Portraits per template (seed, seed+1, ...).")
+    # --- template analysis and crop
+    crop_face: bool = Field(True, description="Work on a crop around each face (box × crop ratio), not the whole photo.")
+    crop_ratio: float = Field(3.0, ge=1.5, le=6.0, description="Template crop around the face: box × this ratio.")
     short_side: int = Field(512, ge=256, le=2048, multiple_of=32, description="Short side of the processed crop.")
+    min_face_px: int = Field(48, ge=16, le=1024, description="Smallest template face that can be rendered (box side).")
+    # --- face fusion
+    fusion_before: bool = Field(True, description="Blend the reference face into the template before pass 1.")
+    face_fusion_before: float = Field(0.6, ge=0.0, le=1.0, description="Fusion blend ratio before pass 1.")
+    fusion_after: bool = Field(True, description="Blend the reference face in again after pass 1.")
+    face_fusion_after: float = Field(0.6, ge=0.0, le=1.0, description="Fusion blend ratio after pass 1.")
+    # --- pass 1: inpaint the face with the identity LoRA
     first_steps: int = Field(50, ge=1, le=150, description="Sampling steps of pass 1.")
     first_denoising_strength: float = Field(0.45, ge=0.0, le=1.0, description="Denoising strength of pass 1.")
-    second_steps: int = Field(20, ge=1, le=150, description="Sampling steps of pass 2 (face ring refinement).")
+    canny_weight: float = Field(0.5, ge=0.0, le=2.0, description="Pass 1 canny-edge control weight.")
+    openpose_weight: float = Field(0.5, ge=0.0, le=2.0, description="Pass 1 pose control weight.")
+    color_weight: float = Field(0.85, ge=0.0, le=2.0, description="Pass 1 colour control weight.")
+    # --- pass 2: refine the ring around the face
+    second_pass: bool = Field(True, description="Refine the face border and features in a second pass.")
+    second_steps: int = Field(20, ge=1, le=150, description="Sampling steps of pass 2.")
     second_denoising_strength: float = Field(0.30, ge=0.0, le=1.0, description="Denoising strength of pass 2.")
+    second_canny_weight: float = Field(1.0, ge=0.0, le=2.0, description="Pass 2 canny-edge control weight.")
+    tile_weight: float = Field(1.0, ge=0.0, le=2.0, description="Pass 2 tile control weight.")
+    # --- sampling, shared by both passes
     cfg_scale: float = Field(7.0, ge=1.0, le=30.0, description="Classifier-free guidance scale.")
-    sampler: str = Field("DPM++ 2M SDE", min_length=1, description="Sampler name as the host names it.")
-    scheduler: str = Field("Karras", min_length=1, description="Noise schedule label (WebUI ≥1.9).")
-    face_fusion_before: float = Field(0.6, ge=0.0, le=1.0, description="Fusion blend ratio before pass 1.")
-    face_fusion_after: float = Field(0.6, ge=0.0, le=1.0, description="Fusion blend ratio after pass 1.")
-    color_shift_middle: bool = Field(True, description="LAB colour transfer after pass 1.")
-    color_shift_last: bool = Field(True, description="LAB colour transfer after pass 2.")
-    seed: int = Field(-1, ge=-1, le=2**32 - 1, description="-1 = random.")
-    additional_prompt: str = Field("", max_length=2000, description="Appended to the positive prompt.")
-    additional_negative_prompt: str = Field("", max_length=2000, description="Appended to the negative prompt.")
+    sampler: str = Field("DPM++ 2M SDE", min_length=1, max_length=80, description="Sampler name as the WebUI names it.")
+    scheduler: str = Field("Karras", min_length=1, max_length=80, description="Noise schedule label (WebUI ≥1.9).")
+    control_mode: ControlMode = Field("prompt", description="ControlNet balance: balanced, prompt or control.")
+    mask_blur: int = Field(8, ge=0, le=64, description="Blur of the inpaint mask (px).")
+    # --- colour and finishing
+    color_shift_middle: bool = Field(True, description="LAB colour transfer toward the template after pass 1.")
+    color_shift_last: bool = Field(True, description="LAB colour transfer toward the template after pass 2.")
+    super_resolution: bool = Field(False, description="Sharpen the face crop with the upscaler (Real-ESRGAN if present).")
+    super_resolution_ratio: float = Field(0.5, ge=0.0, le=1.0, description="Blend of the upscaled face crop.")
+    skin_retouch: bool = Field(False, description="Smooth the skin slightly (bilateral filter on the skin mask).")
+    # --- likeness
+    likeness_gate: bool = Field(False, description="Regenerate with a new seed while the likeness is below the threshold.")
+    likeness_threshold: float = Field(0.6, ge=0.0, le=1.0, description="Lowest accepted FaceID similarity (gate).")
+    max_attempts: int = Field(3, ge=1, le=10, description="Generations per portrait at most, with the gate on.")
 
 
 def _require(condition: bool, message: str) -> None:

@@ -42,6 +42,9 @@ class AppContext:
     host_offload: Callable[[], AbstractContextManager] | None = None
     # The base checkpoint to train on when a request names none: the WebUI's selected one. None standalone.
     selected_checkpoint: Callable[[], Path] | None = None
+    # Builds the portrait Generator for a job's params: the WebUI's own processing inside the WebUI. None
+    # standalone, where easyphoto.portrait.run builds a diffusers one from params["base"].
+    make_generator: Callable[[dict], object] | None = None
 
     @property
     def settings(self) -> Settings:

@@ -159,3 +159,56 @@ def _to_rgb8(image: Image.Image, notes: list[str]) -> Image.Image:
 def to_array(image: Image.Image) -> np.ndarray:
     """HxWx3 uint8 RGB array (contiguous), the form the face models take."""
     return np.ascontiguousarray(np.asarray(image.convert("RGB"), dtype=np.uint8))
+
+
+# ---------------------------------------------------------------------------------------------- colour and blending
+
+
+def color_transfer(source: np.ndarray, target: np.ndarray, region: np.ndarray | None = None) -> np.ndarray:
+    """Shift `source`'s colours so their LAB mean and spread match `target`'s (Reinhard et al., 2001).
+
+    Statistics are taken inside `region` (HxW, >0 = in) of both images when given; the whole of `source` is
+    shifted, so callers blend the result back with a soft mask. Both are HxWx3 uint8 RGB of the same size."""
+    import cv2
+
+    src = cv2.cvtColor(source, cv2.COLOR_RGB2LAB).astype(np.float32)
+    tgt = cv2.cvtColor(target, cv2.COLOR_RGB2LAB).astype(np.float32)
+    inside = (region > 0) if region is not None else np.ones(source.shape[:2], bool)
+    if inside.sum() < 16:  # too few pixels for stable statistics: leave the colours alone
+        return source.copy()
+    src_mean, src_std = src[inside].mean(0), src[inside].std(0) + 1e-6
+    tgt_mean, tgt_std = tgt[inside].mean(0), tgt[inside].std(0) + 1e-6
+    shifted = (src - src_mean) * (tgt_std / src_std) + tgt_mean
+    return cv2.cvtColor(np.clip(shifted, 0, 255).astype(np.uint8), cv2.COLOR_LAB2RGB)
+
+
+def soft_mask(mask: np.ndarray, blur: float) -> np.ndarray:
+    """HxW float32 0..1 from a 0/255 mask, Gaussian-feathered by `blur` px (sigma)."""
+    import cv2
+
+    weight = mask.astype(np.float32) / 255.0
+    return cv2.GaussianBlur(weight, (0, 0), blur) if blur > 0 else weight
+
+
+def blend(base: np.ndarray, over: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """base × (1 − w) + over × w with an HxW weight in 0..1; uint8 out. Where w is 0 the base is kept exactly."""
+    w = weight[..., None].astype(np.float32)
+    mixed = base.astype(np.float32) * (1 - w) + over.astype(np.float32) * w
+    out = np.clip(np.round(mixed), 0, 255).astype(np.uint8)
+    return np.where(w > 0, out, base)
+
+
+def dilate(mask: np.ndarray, px: int) -> np.ndarray:
+    import cv2
+
+    if px <= 0:
+        return mask.copy()
+    return cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * px + 1, 2 * px + 1)))
+
+
+def erode(mask: np.ndarray, px: int) -> np.ndarray:
+    import cv2
+
+    if px <= 0:
+        return mask.copy()
+    return cv2.erode(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * px + 1, 2 * px + 1)))

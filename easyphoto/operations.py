@@ -1,8 +1,7 @@
 """The operations that run as jobs, and the one job queue per data folder that runs them.
 
 Every front end (Train/Portrait/Models tabs, REST API, CLI) submits work here, so GPU work is serial and every run
-leaves a job record. The portrait pipeline will register its kind ("portrait"); until then submitting one
-answers that it is not available in this version.
+leaves a job record.
 """
 
 from __future__ import annotations
@@ -15,9 +14,7 @@ from easyphoto.context import AppContext
 from easyphoto.jobs import JobContext, JobQueue, UnknownJobKind
 
 # Kinds whose operations arrive with later parts of EasyPhoto; submitting one before says so in plain words.
-NOT_YET_AVAILABLE = {
-    "portrait": "Portrait generation is not available in this version of EasyPhoto.",
-}
+NOT_YET_AVAILABLE: dict[str, str] = {}
 
 _queues: dict[Path, JobQueue] = {}
 _lock = threading.Lock()
@@ -63,6 +60,14 @@ def register_operations(queue: JobQueue, ctx: AppContext) -> None:
     from easyphoto.train.runner import train_operation  # light: the training itself runs in a child process
 
     queue.register("train", lambda p, job: train_operation(ctx, p, job), label=lambda p: f"train {p['identity_id']}")
+    queue.register("portrait", lambda p, job: portrait(ctx, p, job),
+                   label=lambda p: f"portrait of {', '.join(p.get('identity_ids') or [])}")
+
+
+def portrait(ctx: AppContext, params: dict, job: JobContext) -> dict:
+    from easyphoto.portrait.run import portrait_operation
+
+    return portrait_operation(ctx, params, job)
 
 
 def _photo_progress(job: JobContext, phase: str):

@@ -1,0 +1,185 @@
+"""The "portrait" job: identities + templates + PortraitConfig → saved portraits with likeness scores.
+
+Everything that can be checked is checked before the first generation: identities exist and have a LoRA and a
+reference face, the backend has every ControlNet model the config needs, every template has the faces asked for.
+With several templates, a template that cannot be used is reported in the result and the others still render.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from easyphoto.config import DEFAULT_CAPTION, PortraitConfig
+from easyphoto.context import AppContext
+from easyphoto.errors import EasyPhotoError, InvalidRequest
+from easyphoto.face import stacks
+from easyphoto.face.stacks import FaceStack
+from easyphoto.face.types import largest_first
+from easyphoto.generation import LoraRef
+from easyphoto.imageops import load_photo, to_array
+from easyphoto.jobs import JobContext
+from easyphoto.portrait import outputs, templates
+from easyphoto.portrait.fusion import FaceImage, face_masks
+from easyphoto.portrait.pipeline import IdentityAssets, PortraitPipeline, resolve_seed
+from easyphoto.portrait.template import TemplateError, analyse
+from easyphoto.store import read_json
+
+log = logging.getLogger("easyphoto")
+MAX_SCORING_PHOTOS = 8  # embeddings to score likeness against when identity.json has none for this face stack
+
+
+class IdentityNotReady(EasyPhotoError):
+    phase = "identity"
+    http_status = 409
+
+
+def load_identity(ctx: AppContext, identity_id: str, stack: FaceStack) -> IdentityAssets:
+    layout = ctx.identities.get(identity_id)  # InvalidIdentityId / IdentityNotFound
+    info = read_json(layout.identity_json) if layout.identity_json.is_file() else {}
+    lora_file = info.get("lora_file")
+    lora_path = Path(lora_file) if lora_file else ctx.paths.lora_dir / f"{identity_id}.safetensors"
+    if not lora_path.is_absolute():
+        lora_path = ctx.paths.lora_dir / lora_path
+    if not info or not lora_path.is_file():
+        raise IdentityNotReady(f"Identity {identity_id!r} has no trained LoRA yet (expected {lora_path}).",
+                               hint="Train it first in EasyPhoto → Train, or import a bundle that contains its LoRA.")
+    reference = _reference_face(layout.root / str(info.get("reference_face") or "reference.jpg"), identity_id, stack)
+    trigger = str((info.get("config") or {}).get("caption") or DEFAULT_CAPTION)
+    embeddings = _embeddings(info, layout, stack, reference)
+    return IdentityAssets(identity_id, LoraRef(lora_path.stem, 1.0, lora_path), reference, embeddings, trigger)
+
+
+def _reference_face(path: Path, identity_id: str, stack: FaceStack) -> FaceImage:
+    if not path.is_file():
+        raise IdentityNotReady(f"Identity {identity_id!r} has no reference face ({path.name}).",
+                               hint="Run “Check photos” for it again: the reference face is chosen there.")
+    pixels = to_array(load_photo(path).image)
+    faces = largest_first(stack.detector.detect(pixels))
+    if not faces:
+        raise IdentityNotReady(f"No face was found in the reference face of {identity_id!r} ({path}).",
+                               hint="Run “Check photos” again so a new reference face is chosen.")
+    return FaceImage(pixels, faces[0], face_masks(stack.parser, pixels, faces[0]))
+
+
+def _embeddings(info: dict, layout, stack: FaceStack, reference: FaceImage) -> np.ndarray:
+    """The identity's photos as the face stack in use sees them: identity.json's mean when it was made by the same
+    embedder, else up to 8 kept photos embedded now, else the reference face alone."""
+    stored = info.get("embedding") or {}
+    if stored.get("embedder") == stack.embedder.name and stored.get("mean"):
+        return np.asarray([stored["mean"]], np.float32)
+    report = read_json(layout.report) if layout.report.is_file() else {}
+    vectors = []
+    for photo in [p for p in report.get("photos", []) if p.get("kept")][:MAX_SCORING_PHOTOS]:
+        try:
+            pixels = to_array(load_photo(layout.photos / photo["file"]).image)
+        except EasyPhotoError:
+            continue
+        faces = largest_first(stack.detector.detect(pixels))
+        if faces:
+            vectors.append(stack.embedder.embed(pixels, faces[0]))
+    if not vectors:
+        vectors = [stack.embedder.embed(reference.pixels, reference.face)]
+    return np.stack(vectors).astype(np.float32)
+
+
+def template_path(ctx: AppContext, value: str) -> Path:
+    """A gallery name ("user/x.png", "preset/1.jpg") or a file path (CLI, API uploads)."""
+    if value.split("/", 1)[0] in templates.folders(ctx.paths) and not Path(value).is_absolute():
+        return templates.resolve(ctx.paths, value)
+    path = Path(value)
+    if not path.is_file():
+        raise InvalidRequest(f"Template {value!r} is neither a gallery template nor a file.", phase="template")
+    return path
+
+
+def portrait_operation(ctx: AppContext, params: dict, job: JobContext) -> dict:
+    identity_ids = [str(i) for i in params.get("identity_ids") or []]
+    if not identity_ids:
+        raise InvalidRequest("Choose at least one identity for the portrait.", phase="portrait")
+    template_values = [str(t) for t in params.get("templates") or []]
+    if not template_values:
+        raise InvalidRequest("Choose at least one template photo.", phase="portrait")
+    config = PortraitConfig.from_dict(params.get("config") or {})
+    face_indices = params.get("face_indices") or None
+    out_dir = Path(params["out"]) if params.get("out") else ctx.paths.outputs_dir
+
+    job.progress(phase="loading", fraction=0.0, message="face models and identities")
+    stack = stacks.load(ctx.settings.face_stack, ctx.paths)
+    identities = [load_identity(ctx, i, stack) for i in identity_ids]
+    files = [template_path(ctx, t) for t in template_values]
+    generator = make_generator(ctx, params)
+    pipeline = PortraitPipeline(generator, stack, config, upscaler=_upscaler(ctx, config))
+    pipeline.check()
+    if hasattr(generator, "interrupt"):
+        job.on_cancel(generator.interrupt)
+
+    seed = resolve_seed(config.seed)
+    total = len(files) * config.batch_size
+    portraits, failures = [], []
+    for t_index, path in enumerate(files):
+        try:
+            analysis = analyse(load_photo(path, max_megapixels=ctx.settings.max_upload_megapixels).image,
+                               path.name, stack.detector)
+        except EasyPhotoError as exc:
+            if len(files) == 1:
+                raise
+            failures.append({"template": path.name, "error": exc.to_dict()})
+            continue
+        for b in range(config.batch_size):
+            done = t_index * config.batch_size + b
+
+            def progress(fraction: float, message: str, done=done) -> None:
+                job.progress(phase="generating", fraction=(done + fraction) / total,
+                             message=f"{path.name} ({done + 1}/{total}): {message}")
+
+            try:
+                result = pipeline.render(analysis, identities, face_indices, seed + done, progress,
+                                         lambda: job.cancelled)
+            except TemplateError as exc:
+                if len(files) == 1:
+                    raise
+                failures.append({"template": path.name, "error": exc.to_dict()})
+                break
+            job.check_cancelled()
+            saved = outputs.save(result, config, out_dir)
+            portraits.append({"file": str(saved), "template": path.name, "seed": result.seed,
+                              "attempts": result.attempts, "likeness": result.likeness,
+                              "faces": outputs.metadata(result, config)["faces"]})
+            job.progress(fraction=(done + 1) / total, message=f"saved {saved.name}", preview=saved)
+    job.progress(phase="done", fraction=1.0, message=f"{len(portraits)} portrait(s)")
+    counts = getattr(generator, "counter", None)
+    return {"portraits": portraits, "failed": failures, "backend": generator.name,
+            "evaluations": counts.totals() if counts is not None else None}
+
+
+_standalone_generators: dict[tuple, object] = {}
+
+
+def make_generator(ctx: AppContext, params: dict):
+    """The host's generator inside the WebUI; standalone, a diffusers one on params["base"] (cached per base, so a
+    second job reuses the loaded weights)."""
+    if ctx.make_generator is not None:
+        return ctx.make_generator(params)
+    base = params.get("base")
+    if not base:
+        raise InvalidRequest("Standalone portraits need a base model.", phase="portrait",
+                             hint="Pass base: the SD 1.5 checkpoint (.safetensors) or diffusers folder the identity "
+                                  "was trained on (CLI: --base).")
+    from easyphoto.backends.diffusers import DiffusersGenerator
+
+    key = (str(Path(base).resolve()), str(ctx.paths.controlnet_dir))
+    if key not in _standalone_generators:
+        _standalone_generators.clear()  # one base model in memory at a time
+        _standalone_generators[key] = DiffusersGenerator(Path(base), controlnet_dir=ctx.paths.controlnet_dir)
+    return _standalone_generators[key]
+
+
+def _upscaler(ctx: AppContext, config: PortraitConfig):
+    if not config.super_resolution:
+        return None
+    from easyphoto.upscale import classical, model_upscaler
+
+    return model_upscaler(ctx.paths) or classical
