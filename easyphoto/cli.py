@@ -59,10 +59,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     portrait = commands.add_parser("portrait", help="make portraits of identities from template photos")
     portrait.add_argument("--id", required=True, action="append", dest="identity_ids",
-                          help="identity per template face (repeat for several faces)")
-    portrait.add_argument("templates", nargs="+", metavar="TEMPLATE", help="template photo files")
+                          help="identity to render (repeat for several people in one template)")
+    portrait.add_argument("templates", nargs="+", metavar="TEMPLATE",
+                          help="template photo files, or gallery names such as user/studio.png")
+    portrait.add_argument("--face", type=int, action="append", dest="face_indices", metavar="N",
+                          help="template face number (left to right, from 0) per --id, in the same order "
+                               "(default: the largest faces)")
     portrait.add_argument("--out", required=True, help="folder for the results")
+    portrait.add_argument("--base", help="standalone: the SD 1.5 base model the identities were trained on")
     portrait.add_argument("--config", help="JSON file with PortraitConfig values")
+    portrait.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                          help="one PortraitConfig value, e.g. --set seed=42 --set second_pass=false (repeatable)")
     portrait.set_defaults(run=_portrait)
 
     models = commands.add_parser("models", help="model files: what is present and where missing ones go")
@@ -149,6 +156,26 @@ def _load_config(cls, path: str | None):
         raise EasyPhotoError(f"Cannot use {path}: {exc}", hint=f"Write a JSON object of {cls.__name__} fields.") from exc
 
 
+def _with_overrides(config, pairs: list[str]):
+    """Apply `KEY=VALUE` strings (JSON values, or plain text for strings) through the config's own validation."""
+    import json
+
+    values = config.to_dict()
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or key not in values:
+            raise EasyPhotoError(f"--set {pair!r}: expected KEY=VALUE with a {type(config).__name__} field as KEY.",
+                                 hint=f"Fields: {', '.join(sorted(k for k in values if k != 'config_version'))}.")
+        try:
+            values[key] = json.loads(raw)
+        except ValueError:
+            values[key] = raw
+    try:
+        return type(config).from_dict(values)
+    except ValueError as exc:
+        raise EasyPhotoError(f"--set: {exc}") from exc
+
+
 def run_job(ctx: AppContext, kind: str, params: dict) -> dict:
     """Submit to the shared queue, print progress on stderr, cancel on Ctrl-C; the result, or an error."""
     import time
@@ -211,11 +238,15 @@ def _portrait(ctx: AppContext, args: argparse.Namespace) -> int:
 
     from easyphoto.config import PortraitConfig
 
-    config = _load_config(PortraitConfig, args.config)
+    config = _with_overrides(_load_config(PortraitConfig, args.config), args.set)
     for identity_id in args.identity_ids:
         ctx.identities.get(identity_id)
-    params = {"identity_ids": args.identity_ids, "templates": [str(Path(t).resolve()) for t in args.templates],
+    templates = [t if not Path(t).exists() and "/" in t and not Path(t).is_absolute() else str(Path(t).resolve())
+                 for t in args.templates]  # gallery names stay names
+    params = {"identity_ids": args.identity_ids, "templates": templates, "face_indices": args.face_indices,
               "config": config.to_dict(), "out": str(Path(args.out).resolve())}
+    if args.base:
+        params["base"] = str(Path(args.base).resolve())
     print(json.dumps(run_job(ctx, "portrait", params), indent=2))
     return 0
 

@@ -141,7 +141,7 @@ def test_unknown_things_are_404(client):
     assert client.post(f"{API}/models/fetch", json={"group": "nope"}).status_code == 422
 
 
-def test_train_needs_a_base_model_standalone_and_portrait_is_not_available(client, photos_same_man):
+def test_train_needs_a_base_model_standalone_and_portraits_need_a_trained_identity(client, photos_same_man):
     client.post(f"{API}/identities", json={"id": "fay", "photos": [b64(photos_same_man[0])]})
     train = client.post(f"{API}/train", json={"identity_id": "fay"})
     done = wait_final(client, train.json())
@@ -149,7 +149,27 @@ def test_train_needs_a_base_model_standalone_and_portrait_is_not_available(clien
     missing = wait_final(client, client.post(f"{API}/train", json={"identity_id": "fay", "base": "/no/such.safetensors"}).json())
     assert missing["state"] == "failed" and "/no/such.safetensors" in missing["error"]["message"]
     portrait = client.post(f"{API}/portraits", json={"identity_ids": ["fay"], "templates": [b64(photos_same_man[1])]})
-    assert portrait.status_code == 501 and "Portrait generation is not available" in portrait.json()["message"]
+    failed = wait_final(client, portrait.json())
+    assert portrait.status_code == 202 and failed["state"] == "failed"
+    assert "'fay' has no trained LoRA yet" in failed["error"]["message"] and "Train" in failed["error"]["hint"]
+    unknown = client.post(f"{API}/portraits", json={"identity_ids": ["fay"], "template_names": ["user/none.png"]})
+    assert unknown.status_code == 404 and "no template named 'user/none.png'" in unknown.json()["message"]
+    assert client.post(f"{API}/portraits", json={"identity_ids": ["fay"]}).status_code == 422
+
+
+def test_template_gallery_upload_list_fetch_delete(client, photos_same_man):
+    assert client.get(f"{API}/templates").json() == []
+    added = client.post(f"{API}/templates", json={"image": b64(photos_same_man[1]), "filename": "../../studio shot.jpg"})
+    assert added.status_code == 201 and added.json() == {"name": "user/studio_shot.png", "source": "user",
+                                                         "file": "studio_shot.png"}
+    assert [t["name"] for t in client.get(f"{API}/templates").json()] == ["user/studio_shot.png"]
+    image = client.get(f"{API}/templates/user/studio_shot.png")
+    assert image.status_code == 200 and image.content.startswith(b"\x89PNG")
+    bad = client.post(f"{API}/templates", json={"image": base64.b64encode(b"not an image at all").decode()})
+    assert bad.status_code == 422 and "not" in bad.json()["message"].lower()
+    assert client.get(f"{API}/templates/user/..%2F..%2Fsettings.json").status_code == 404
+    assert client.delete(f"{API}/templates/user/studio_shot.png").status_code == 204
+    assert client.get(f"{API}/templates").json() == []
 
 
 def test_cancel_finished_job_is_409_and_jobs_are_listed(client, photos_same_man):

@@ -64,3 +64,31 @@ def test_training_controls_come_from_the_train_config(tmp_path):
     values[TRAIN_FIELDS.index("network_alpha")] = 64.0
     [(status, _, _)] = list(train_flow(ctx, "amy", "", False, values))
     assert status.startswith("**Invalid training settings:**") and "network_alpha must be ≤ rank" in status
+
+
+def test_portrait_tab_controls_flow_and_face_picking(tmp_path):
+    from easyphoto.config import PortraitConfig
+    from easyphoto.ui import portrait_tab as pt
+    from easyphoto.ui.config_controls import controls
+
+    with gr.Blocks():
+        built = controls(gr, PortraitConfig, pt.PORTRAIT_FIELDS, prefix="p")
+    defaults = PortraitConfig()
+    assert [c.value for c in built] == [getattr(defaults, n) for n in pt.PORTRAIT_FIELDS]
+    assert set(pt.PORTRAIT_FIELDS) == {s.name for s in PortraitConfig.field_specs()}  # every field has a control
+    values = [c.value for c in built]
+    ctx = standalone_context(tmp_path)
+    [(status, shown, job)] = list(pt.portrait_flow(ctx, [], "", [], None, "", values))
+    assert status.startswith("**Cannot make portraits:** Choose at least one identity") and job == ""
+    [(status, _, _)] = list(pt.portrait_flow(ctx, ["ghost"], "", ["user/x.png"], None, "", values))
+    assert "No identity named 'ghost'" in status
+    ctx.identities.create("amy")
+    [(status, _, _)] = list(pt.portrait_flow(ctx, ["amy"], "0, x", ["user/x.png"], None, "", values))
+    assert status.startswith("**Invalid portrait settings:** Face numbers must be whole numbers")
+    assert pt.parse_face_numbers("2; 0 5") == [2, 0, 5] and pt.parse_face_numbers(" ") is None
+    boxes = [[0, 0, 10, 10], [8, 0, 30, 10]]
+    assert (pt.face_at(boxes, 5, 5), pt.face_at(boxes, 9, 5), pt.face_at(boxes, 20, 5), pt.face_at(boxes, 50, 5)) == (
+        0, 0, 1, None)
+    result = {"portraits": [{"file": "/o/00001-t.png", "faces": [{"identity_id": "amy", "likeness": 0.91234},
+                                                                  {"identity_id": "bo", "likeness": None}]}]}
+    assert pt.result_gallery(result) == [("/o/00001-t.png", "00001-t.png · FaceID amy 0.91, bo no face found")]

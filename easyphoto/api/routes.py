@@ -19,7 +19,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, Field
 
 from easyphoto import __version__, weights
-from easyphoto.api.payloads import MAX_IMAGES, decode_images, write_uploads
+from easyphoto.api.payloads import MAX_IMAGES, decode_base64, decode_images, write_uploads
 from easyphoto.config import PortraitConfig, TrainConfig
 from easyphoto.context import AppContext
 from easyphoto.errors import Conflict, EasyPhotoError, InvalidRequest, NotFound
@@ -111,9 +111,25 @@ class TrainRequest(BaseModel):
 
 
 class PortraitRequest(BaseModel):
-    identity_ids: list[str] = Field(..., description="One identity per template face, in face order.")
-    templates: list[str] = Field(..., description="Template images as base64 or data URLs.")
+    identity_ids: list[str] = Field(..., description="The identities to render, one per chosen template face.")
+    templates: list[str] = Field([], description="Template images as base64 or data URLs.")
+    template_names: list[str] = Field([], description="Gallery templates by name (GET /templates), e.g. 'user/x.png'.")
+    face_indices: list[int] | None = Field(None, description="Template face number (left to right, from 0) per "
+                                                             "identity; default: the largest faces, left to right.")
     config: PortraitConfig = Field(default_factory=PortraitConfig)
+    base: str | None = Field(None, description="Standalone only: the SD 1.5 base model (.safetensors or diffusers "
+                                               "folder) the identities were trained on.")
+
+
+class TemplateUpload(BaseModel):
+    image: str = Field(..., description="The template photo as base64 or a data URL.")
+    filename: str = Field("template.png", max_length=200)
+
+
+class TemplateModel(BaseModel):
+    name: str
+    source: str
+    file: str
 
 
 class ImportRequest(BaseModel):
@@ -216,7 +232,6 @@ def build_router(ctx: AppContext, dependencies: Sequence = ()) -> APIRouter:
 
     @router.post("/identities/import", response_model=IdentityModel, status_code=201)
     def import_identity(body: ImportRequest) -> dict:
-        from easyphoto.api.payloads import decode_base64
         from easyphoto.bundle import import_identity as load
 
         identity_id = load(ctx.identities, decode_base64(body.bundle, "bundle", max_bytes=4 * 1024**3), identity_id=body.id)
@@ -236,17 +251,56 @@ def build_router(ctx: AppContext, dependencies: Sequence = ()) -> APIRouter:
 
     @router.post("/portraits", response_model=JobModel, status_code=202)
     def portraits(body: PortraitRequest) -> dict:
+        """Render every template (uploaded and/or from the gallery) with the identities; the result lists the
+        saved portraits with their likeness scores, and GET /jobs/{id}/result returns the images."""
+        from easyphoto.operations import require
+        from easyphoto.portrait import templates as gallery
+
+        if not body.identity_ids:
+            raise InvalidRequest("identity_ids: name at least one identity.")
         for identity_id in body.identity_ids:
             ctx.identities.get(identity_id)
-        from easyphoto.operations import require
-
+        if not body.templates and not body.template_names:
+            raise InvalidRequest("Send templates (images) or template_names (from GET /templates).")
+        for name in body.template_names:
+            gallery.resolve(ctx.paths, name)  # 404 before any upload is written
         queue = jobs()
         require(queue, "portrait")  # before writing template files for a job that cannot run
         images = decode_images(body.templates, "templates")
-        folder = ctx.paths.data_root / "uploads"
-        names = [str(p) for p in write_uploads(images, folder)]
-        return queue.submit("portrait", {"identity_ids": body.identity_ids, "templates": names,
-                                         "config": _dump(body.config)}).to_dict()
+        uploaded = [str(p) for p in write_uploads(images, ctx.paths.data_root / "uploads")]
+        params = {"identity_ids": body.identity_ids, "templates": list(body.template_names) + uploaded,
+                  "face_indices": body.face_indices, "config": _dump(body.config)}
+        if body.base:
+            params["base"] = body.base
+        return queue.submit("portrait", params).to_dict()
+
+    # ------------------------------------------------------------------ templates
+
+    @router.get("/templates", response_model=list[TemplateModel])
+    def list_templates() -> list[dict]:
+        from easyphoto.portrait import templates as gallery
+
+        return [t.to_dict() for t in gallery.list_templates(ctx.paths)]
+
+    @router.post("/templates", response_model=TemplateModel, status_code=201)
+    def add_template(body: TemplateUpload) -> dict:
+        from easyphoto.portrait import templates as gallery
+
+        data = decode_base64(body.image, "image")
+        return gallery.add_template(ctx.paths, data, body.filename, ctx.settings.max_upload_megapixels).to_dict()
+
+    @router.get("/templates/{source}/{name}", response_class=FileResponse)
+    def template_image(source: str, name: str) -> FileResponse:
+        from easyphoto.portrait import templates as gallery
+
+        return FileResponse(gallery.resolve(ctx.paths, f"{source}/{name}"))
+
+    @router.delete("/templates/{source}/{name}", status_code=204)
+    def delete_template(source: str, name: str) -> Response:
+        from easyphoto.portrait import templates as gallery
+
+        gallery.delete_template(ctx.paths, f"{source}/{name}")
+        return Response(status_code=204)
 
     # ------------------------------------------------------------------ jobs
 

@@ -118,7 +118,7 @@ def portrait_operation(ctx: AppContext, params: dict, job: JobContext) -> dict:
 
     seed = resolve_seed(config.seed)
     total = len(files) * config.batch_size
-    portraits, failures = [], []
+    portraits, failures, images = [], [], []
     for t_index, path in enumerate(files):
         try:
             analysis = analyse(load_photo(path, max_megapixels=ctx.settings.max_upload_megapixels).image,
@@ -145,13 +145,14 @@ def portrait_operation(ctx: AppContext, params: dict, job: JobContext) -> dict:
                 break
             job.check_cancelled()
             saved = outputs.save(result, config, out_dir)
+            images.append(_share(saved, job.work_dir))
             portraits.append({"file": str(saved), "template": path.name, "seed": result.seed,
                               "attempts": result.attempts, "likeness": result.likeness,
                               "faces": outputs.metadata(result, config)["faces"]})
             job.progress(fraction=(done + 1) / total, message=f"saved {saved.name}", preview=saved)
     job.progress(phase="done", fraction=1.0, message=f"{len(portraits)} portrait(s)")
     counts = getattr(generator, "counter", None)
-    return {"portraits": portraits, "failed": failures, "backend": generator.name,
+    return {"portraits": portraits, "failed": failures, "images": images, "backend": generator.name,
             "evaluations": counts.totals() if counts is not None else None}
 
 
@@ -175,6 +176,19 @@ def make_generator(ctx: AppContext, params: dict):
         _standalone_generators.clear()  # one base model in memory at a time
         _standalone_generators[key] = DiffusersGenerator(Path(base), controlnet_dir=ctx.paths.controlnet_dir)
     return _standalone_generators[key]
+
+
+def _share(saved: Path, work_dir: Path) -> str:
+    """A link (else a copy) of the saved portrait in the job's folder, where GET /jobs/{id}/result finds it."""
+    import os
+    import shutil
+
+    target = work_dir / saved.name
+    try:
+        os.link(saved, target)
+    except OSError:  # another file system, or links not allowed
+        shutil.copy2(saved, target)
+    return target.name
 
 
 def _upscaler(ctx: AppContext, config: PortraitConfig):

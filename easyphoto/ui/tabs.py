@@ -22,18 +22,11 @@ def build_ui(ctx: AppContext):
 
                 build_train_tab(gr, ctx)
             with gr.Tab("Portrait", elem_id="easyphoto_portrait_tab"):
-                _coming_panel(
-                    gr,
-                    "Portrait",
-                    "Pick an identity and template photos to make studio portraits (two-pass inpaint + face "
-                    "fusion through ControlNet). This panel arrives with the portrait pipeline.",
-                )
+                from easyphoto.ui.portrait_tab import build_portrait_tab
+
+                build_portrait_tab(gr, ctx)
             with gr.Tab("Models", elem_id="easyphoto_models_tab"):
                 from easyphoto.ui.models_tab import build_models_tab
 
                 build_models_tab(gr, ctx)
     return blocks
-
-
-def _coming_panel(gr, name: str, text: str) -> None:
-    gr.Markdown(f"### {name}\n{text}", elem_id=f"easyphoto_{name.lower()}_coming")
