@@ -116,6 +116,7 @@ def portrait_operation(ctx: AppContext, params: dict, job: JobContext) -> dict:
     if hasattr(generator, "interrupt"):
         job.on_cancel(generator.interrupt)
 
+    counts_before = generator.counter.totals()  # the generator (and its counter) outlives the job
     seed = resolve_seed(config.seed)
     total = len(files) * config.batch_size
     portraits, failures, images = [], [], []
@@ -151,9 +152,9 @@ def portrait_operation(ctx: AppContext, params: dict, job: JobContext) -> dict:
                               "faces": outputs.metadata(result, config)["faces"]})
             job.progress(fraction=(done + 1) / total, message=f"saved {saved.name}", preview=saved)
     job.progress(phase="done", fraction=1.0, message=f"{len(portraits)} portrait(s)")
-    counts = getattr(generator, "counter", None)
+    evaluations = {k: v - counts_before.get(k, 0) for k, v in generator.counter.totals().items()}
     return {"portraits": portraits, "failed": failures, "images": images, "backend": generator.name,
-            "evaluations": counts.totals() if counts is not None else None}
+            "evaluations": evaluations}
 
 
 _standalone_generators: dict[tuple, object] = {}
