@@ -130,16 +130,19 @@ def load_base(
     config_dir: Path | None = None,
     dtype: torch.dtype = torch.float32,
     device: str | torch.device = "cpu",
+    allow_inpaint: bool = False,
 ) -> BaseModel:
     """Load UNet, VAE, text encoder, tokenizer and training scheduler from a diffusers folder or a single file.
 
     Nothing is downloaded (``local_files_only``); every weight is frozen (requires_grad False) and in eval mode.
+    ``allow_inpaint`` also accepts a diffusers folder with a 9-channel inpainting UNet (inference can use one,
+    training cannot); single-file inpainting checkpoints stay refused (the shipped config is the 4-channel one).
     """
     source = Path(source)
     if not source.exists():
         raise BaseModelError(f"The base checkpoint {source} does not exist.", hint=_CHANGE_HINT)
     if source.is_dir():
-        parts = _load_folder(source, dtype)
+        parts = _load_folder(source, dtype, allow_inpaint=allow_inpaint)
         model_hash = _folder_hash(source)
     else:
         check_single_file(source)
@@ -163,7 +166,7 @@ def load_base(
     )
 
 
-def _load_folder(folder: Path, dtype: torch.dtype):
+def _load_folder(folder: Path, dtype: torch.dtype, *, allow_inpaint: bool = False):
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
@@ -178,7 +181,8 @@ def _load_folder(folder: Path, dtype: torch.dtype):
         raise BaseModelError(f"The diffusers folder {folder} lacks {', '.join(missing)}.", hint=_CHANGE_HINT)
     unet_config = json.loads((folder / "unet" / "config.json").read_text(encoding="utf-8"))
     cross = unet_config.get("cross_attention_dim") or 0
-    if unet_config.get("in_channels", 4) != 4 or (isinstance(cross, int) and cross >= 1024) or isinstance(cross, list):
+    channels_ok = unet_config.get("in_channels", 4) in ((4, 9) if allow_inpaint else (4,))
+    if not channels_ok or (isinstance(cross, int) and cross >= 1024) or isinstance(cross, list):
         raise BaseModelError(
             f"The diffusers folder {folder.name} is not an SD 1.5 txt2img model (UNet in_channels "
             f"{unet_config.get('in_channels')}, cross_attention_dim {unet_config.get('cross_attention_dim')}).",

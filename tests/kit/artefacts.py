@@ -8,7 +8,7 @@ any ad-hoc script share one definition of where each artefact lives under the ca
     <root>/clip_tokenizer/               CLIPTokenizer folder (real CLIP BPE)
     <root>/sd/txt2img/                   StableDiffusionPipeline folder
     <root>/sd/inpaint/                   StableDiffusionInpaintPipeline folder (9-channel UNet)
-    <root>/sd/controlnet/{canny,openpose}/
+    <root>/sd/controlnet/{canny,openpose,color,tile}/
     <root>/sd/{txt2img,inpaint}-config/  the same pipelines without weight files
     <root>/single_file/tiny-sd15/tiny-sd15.safetensors (+ .yaml)
     <root>/single_file/tiny-sd15-inpainting/tiny-sd15-inpainting.safetensors (+ .yaml)

@@ -85,7 +85,7 @@ def tiny_inpaint_dir(_tiny_sd_paths) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_controlnet_dirs(_tiny_sd_paths) -> dict[str, Path]:
-    """``{"canny": folder, "openpose": folder}`` of tiny ``ControlNetModel`` s (4 latent channels, RGB hint)."""
+    """Kind ("canny", "openpose", "color", "tile") -> folder of a tiny ``ControlNetModel`` (RGB hint)."""
     return dict(_tiny_sd_paths.controlnets)
 
 

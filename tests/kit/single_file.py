@@ -20,6 +20,10 @@ Key layout (written here from the naming rules of ``ldm``'s ``openaimodel.UNetMo
   ``nin_shortcut``.
 * ``cond_stage_model.transformer.text_model.*`` - the CLIP text encoder, keys unchanged below the
   prefix, plus ``embeddings.position_ids`` as SD 1.5 files carry it.
+* ``control_model.*`` - a ControlNet file of sd-webui-controlnet (:func:`controlnet_to_ldm`): the UNet's
+  ``time_embed``/``input_blocks``/``middle_block`` names plus ``zero_convs``, ``middle_block_out`` and
+  ``input_hint_block``. ``ControlNetModel.from_single_file(state_dict, config=<folder>)`` reads it back
+  bit-exactly, offline.
 
 What worked with diffusers 0.31 (proved by ``tests/test_kit_models.py``, offline):
 
@@ -173,6 +177,32 @@ def text_encoder_to_ldm(text_encoder) -> dict[str, torch.Tensor]:
     positions = text_encoder.config.max_position_embeddings
     converted[TEXT_PREFIX + "text_model.embeddings.position_ids"] = torch.arange(positions).unsqueeze(0)
     return converted
+
+
+def controlnet_prefix_map(config) -> dict[str, tuple[str, dict[str, str]]]:
+    """diffusers ControlNetModel prefix -> ldm ``cldm`` prefix: the UNet encoder half plus the ControlNet parts.
+
+    ``zero_convs.{i}.0`` are the per-resolution output convs, ``middle_block_out.0`` the mid one, and
+    ``input_hint_block`` the condition encoder: convs at even indices (SiLU in between), ``conv_in`` first.
+    """
+    mapping = unet_prefix_map({**config, "up_block_types": []})
+    blocks = 2 * (len(config["conditioning_embedding_out_channels"]) - 1)
+    mapping["controlnet_cond_embedding.conv_in."] = ("input_hint_block.0.", {})
+    for k in range(blocks):
+        mapping[f"controlnet_cond_embedding.blocks.{k}."] = (f"input_hint_block.{2 * (k + 1)}.", {})
+    mapping["controlnet_cond_embedding.conv_out."] = (f"input_hint_block.{2 * (blocks + 1)}.", {})
+    inputs = 1 + len(config["down_block_types"]) * (config["layers_per_block"] + 1) - 1
+    for i in range(inputs):
+        mapping[f"controlnet_down_blocks.{i}."] = (f"zero_convs.{i}.0.", {})
+    mapping["controlnet_mid_block."] = ("middle_block_out.0.", {})
+    return mapping
+
+
+def controlnet_to_ldm(controlnet) -> dict[str, torch.Tensor]:
+    """ControlNetModel weights as a WebUI ControlNet file has them (``control_model.*``, ldm names)."""
+    converted = rename_keys(controlnet.state_dict(), controlnet_prefix_map(controlnet.config),
+                            out_prefix="control_model.")
+    return {key: tensor.detach().contiguous() for key, tensor in converted.items()}
 
 
 def pipeline_to_ldm(pipe) -> dict[str, torch.Tensor]:
