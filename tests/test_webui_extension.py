@@ -175,7 +175,13 @@ def test_training_lock_is_the_hosts_queue_lock(webui_host_factory, flavour):
 
     from easyphoto.backends import webui
 
-    assert webui.make_context().gpu_lock() is call_queue.queue_lock
+    lock = webui.make_context().gpu_lock()
+    with lock:  # a job holds the host's own lock; its generator takes it again on the same thread, without waiting
+        assert call_queue.queue_lock.locked() and lock.held_by_this_thread()
+        with webui.make_context().gpu_lock():
+            assert call_queue.queue_lock.locked()
+        assert call_queue.queue_lock.locked()
+    assert not call_queue.queue_lock.locked() and not lock.held_by_this_thread()
 
 
 def test_training_base_defaults_to_the_webuis_selected_checkpoint(webui_host_factory, flavour):

@@ -293,8 +293,9 @@ class WebUIHost:
         """Settings then tabs (real create_ui order); the tabs are rendered into a demo Blocks like the real UI."""
         self._require_started()
         import gradio as gr
-        from modules import script_callbacks, shared
+        from modules import infotext_utils, script_callbacks, shared
 
+        infotext_utils.reset()  # the real create_ui starts afresh: no paste bindings of a previous build
         script_callbacks.ui_settings_callback()
         tabs = script_callbacks.ui_tabs_callback()
         with gr.Blocks(analytics_enabled=False) as demo:

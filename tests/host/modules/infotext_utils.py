@@ -1,5 +1,11 @@
 """Double of AUTOMATIC1111/stable-diffusion-webui:modules/infotext_utils.py (also importable under its old name
-``modules.generation_parameters_copypaste``, registered in sys.modules like the real file does)."""
+``modules.generation_parameters_copypaste``, registered in sys.modules like the real file does).
+
+Paste buttons: ``create_buttons`` makes the "Send to <tab>" gr.Buttons (gradio is imported only there, so starting
+the host stays cheap), ``register_paste_params_button`` appends a ``ParamBinding`` to ``registered_param_bindings``
+(what the real ``connect_paste_params_buttons`` wires up after the UI is built; tests read the list), ``reset()``
+clears them (the real ``ui.create_ui`` calls it first).
+"""
 
 import base64
 import io
@@ -15,6 +21,67 @@ sys.modules["modules.generation_parameters_copypaste"] = sys.modules[__name__]  
 re_param_code = r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)'
 re_param = re.compile(re_param_code)
 re_imagesize = re.compile(r"^(\d+)x(\d+)$")
+
+
+
+class ParamBinding:
+    def __init__(self, paste_button, tabname, source_text_component=None, source_image_component=None,
+                 source_tabname=None, override_settings_component=None, paste_field_names=None):
+        self.paste_button = paste_button
+        self.tabname = tabname
+        self.source_text_component = source_text_component
+        self.source_image_component = source_image_component
+        self.source_tabname = source_tabname
+        self.override_settings_component = override_settings_component
+        self.paste_field_names = paste_field_names or []
+
+
+class PasteField(tuple):
+    def __new__(cls, component, target, *, api=None):
+        return super().__new__(cls, (component, target))
+
+    def __init__(self, component, target, *, api=None):
+        super().__init__()
+        self.api = api
+        self.component = component
+        self.label = target if isinstance(target, str) else None
+        self.function = target if callable(target) else None
+
+
+paste_fields: dict[str, dict] = {}
+registered_param_bindings: list[ParamBinding] = []
+
+
+def reset():
+    paste_fields.clear()
+    registered_param_bindings.clear()
+
+
+def create_buttons(tabs_list):
+    """{tab: gr.Button("Send to <tab>", elem_id="<tab>_tab")} (inside the caller's gr.Blocks)."""
+    import gradio as gr
+
+    buttons = {}
+    for tab in tabs_list:
+        buttons[tab] = gr.Button(f"Send to {tab}", elem_id=f"{tab}_tab")
+    return buttons
+
+
+def bind_buttons(buttons, send_image, send_generate_info):
+    """Old API: one ParamBinding per button (a str ``send_generate_info`` names a source tab, else a component)."""
+    import gradio as gr
+
+    for tabname, button in buttons.items():
+        source_text_component = send_generate_info if isinstance(send_generate_info, gr.components.Component) else None
+        source_tabname = send_generate_info if isinstance(send_generate_info, str) else None
+        register_paste_params_button(ParamBinding(paste_button=button, tabname=tabname,
+                                                  source_text_component=source_text_component,
+                                                  source_image_component=send_image, source_tabname=source_tabname))
+
+
+def register_paste_params_button(binding: ParamBinding):
+    registered_param_bindings.append(binding)
+
 
 infotext_to_setting_name_mapping = [
     ("Clip skip", "CLIP_stop_at_last_layers"),
