@@ -24,6 +24,7 @@ from easyphoto.portrait.pipeline import PortraitPipeline
 from easyphoto.portrait.run import IdentityNotReady, load_identity
 from easyphoto.portrait.template import TemplateError, analyse, assign
 from easyphoto.store import Paths, atomic_write_json
+from tests.host.harness import safetensors_bytes
 
 FAST = {"first_steps": 4, "second_steps": 4, "short_side": 256}
 
@@ -71,7 +72,7 @@ def make_identity(paths: Paths, identity_id: str, photo, stack, *, lora: bool = 
     lora_file = paths.lora_dir / f"{identity_id}.safetensors"
     if lora:
         paths.lora_dir.mkdir(parents=True, exist_ok=True)
-        lora_file.write_bytes(b"stands for a LoRA: the painting generator never reads it")
+        lora_file.write_bytes(safetensors_bytes({"ss_output_name": identity_id}))  # header only: no tensors
     atomic_write_json(layout.identity_json, {"identity_id": identity_id, "lora_file": lora_file.name,
                                              "reference_face": "reference.jpg"})
     return layout

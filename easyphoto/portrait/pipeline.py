@@ -23,8 +23,8 @@ from easyphoto.face.stacks import FaceStack
 from easyphoto.face.types import Face, cosine
 from easyphoto.generation import (
     Control,
-    Generator,
     GenerationInterrupted,
+    Generator,
     InpaintRequest,
     LoraRef,
     Progress,

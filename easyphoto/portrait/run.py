@@ -18,9 +18,9 @@ from easyphoto.errors import EasyPhotoError, InvalidRequest
 from easyphoto.face import stacks
 from easyphoto.face.stacks import FaceStack
 from easyphoto.face.types import largest_first
-from easyphoto.generation import LoraRef
+from easyphoto.generation import GenerationInterrupted, LoraRef
 from easyphoto.imageops import load_photo, to_array
-from easyphoto.jobs import JobContext
+from easyphoto.jobs import Cancelled, JobContext
 from easyphoto.portrait import outputs, templates
 from easyphoto.portrait.fusion import FaceImage, face_masks
 from easyphoto.portrait.pipeline import IdentityAssets, PortraitPipeline, resolve_seed
@@ -132,13 +132,16 @@ def portrait_operation(ctx: AppContext, params: dict, job: JobContext) -> dict:
         for b in range(config.batch_size):
             done = t_index * config.batch_size + b
 
-            def progress(fraction: float, message: str, done=done) -> None:
+            def progress(fraction: float, message: str, done=done, name=path.name) -> None:
                 job.progress(phase="generating", fraction=(done + fraction) / total,
-                             message=f"{path.name} ({done + 1}/{total}): {message}")
+                             message=f"{name} ({done + 1}/{total}): {message}")
 
             try:
                 result = pipeline.render(analysis, identities, face_indices, seed + done, progress,
                                          lambda: job.cancelled)
+            except GenerationInterrupted as exc:  # job cancel, or the WebUI's Interrupt button
+                raise Cancelled(f"{exc.message} {len(portraits)} portrait(s) were saved before.",
+                                hint="Submit the job again to render the rest.") from exc
             except TemplateError as exc:
                 if len(files) == 1:
                     raise
@@ -175,7 +178,11 @@ def make_generator(ctx: AppContext, params: dict):
     key = (str(Path(base).resolve()), str(ctx.paths.controlnet_dir))
     if key not in _standalone_generators:
         _standalone_generators.clear()  # one base model in memory at a time
-        _standalone_generators[key] = DiffusersGenerator(Path(base), controlnet_dir=ctx.paths.controlnet_dir)
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        _standalone_generators[key] = DiffusersGenerator(Path(base), controlnet_dir=ctx.paths.controlnet_dir,
+                                                         device=device)
     return _standalone_generators[key]
 
 

@@ -234,7 +234,7 @@ def _send_to_webui(gr, ctx, results) -> None:
 
 def _gallery_path(item) -> str | None:
     """Gallery values are (path, caption) pairs, or dicts on gradio 4."""
-    if isinstance(item, (list, tuple)):
+    if isinstance(item, list | tuple):
         item = item[0]
     if isinstance(item, dict):
         item = (item.get("image") or {}).get("path") or item.get("name")

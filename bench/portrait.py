@@ -1,0 +1,163 @@
+"""UNet and ControlNet evaluations per portrait (counted in the Generator layer), next to the reference's defaults,
+and the time of one portrait.
+
+Runs the real portrait pipeline (easyphoto.portrait) on the standalone diffusers backend with the PortraitConfig
+defaults (pass 1: 50 steps × 0.45, canny + openpose + colour; pass 2: 20 × 0.30, canny + tile), on a real
+template photo. The reference (reference §3.6) runs the same two passes; its cost is computed from its defaults
+the way the WebUI samples img2img (int(steps × denoise) model steps, one UNet call per step with the conditional and
+unconditional halves batched, one call per ControlNet unit per step).
+
+    python bench/portrait.py                       tiny SD-1.5-architecture models (CPU is fine): counts + time
+    python bench/portrait.py --real-size           SD 1.5-size UNet and ControlNets with random weights, 512×768
+                                                   template, no face crop (needs CUDA for a useful time)
+    python bench/portrait.py --first-steps 4 ...   override any step count (e.g. a quick --real-size check on CPU)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+REFERENCE = {  # reference §3.6 (SD 1.5): steps, denoise, ControlNet units per pass
+    "pass 1": (50, 0.45, 3),
+    "pass 2": (20, 0.30, 2),
+}
+
+
+def reference_counts() -> dict[str, tuple[int, int]]:
+    from easyphoto.generation import planned_steps
+
+    return {label: (planned_steps(steps, denoise), planned_steps(steps, denoise) * units)
+            for label, (steps, denoise, units) in REFERENCE.items()}
+
+
+def random_controlnets(unet_dir: Path, folder: Path) -> dict[str, Path]:
+    """One ControlNet per kind derived from the UNet (ControlNetModel.from_unet), random zero-conv weights."""
+    import torch
+    from diffusers import ControlNetModel, UNet2DConditionModel
+
+    from easyphoto.generation import CONTROLNET_MODELS
+
+    unet = UNet2DConditionModel.from_pretrained(unet_dir)
+    paths = {}
+    for seed, (kind, stem) in enumerate(CONTROLNET_MODELS.items()):
+        torch.manual_seed(seed)
+        net = ControlNetModel.from_unet(unet)
+        with torch.no_grad():
+            for module in [*net.controlnet_down_blocks, net.controlnet_mid_block]:
+                module.weight.normal_(0, 0.01)
+        net.save_pretrained(folder / stem)
+        paths[kind] = folder / stem
+    return paths
+
+
+def identity_lora(unet_dir: Path, path: Path, rank: int):
+    import torch
+    from diffusers import UNet2DConditionModel
+
+    from easyphoto.train import lora as L
+
+    unet = UNet2DConditionModel.from_pretrained(unet_dir)
+    generator = torch.Generator().manual_seed(0)
+    weights = {}
+    for key in L.module_keys(unet, "unet", L.UNET_TARGETS):
+        shape = unet.get_submodule(key.partition(".")[2]).weight.shape
+        tail = tuple(shape[2:])
+        weights[key] = L.LoraModule(down=torch.randn((rank, shape[1], *tail), generator=generator) * 0.05,
+                                    up=torch.randn((shape[0], rank, *tail), generator=generator) * 0.05,
+                                    alpha=float(rank))
+    return L.save_lora(path, weights)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--real-size", action="store_true", help="SD 1.5 size, random weights, 512×768")
+    parser.add_argument("--first-steps", type=int, default=None)
+    parser.add_argument("--second-steps", type=int, default=None)
+    parser.add_argument("--repeat", type=int, default=2, help="timed portraits after one warm-up")
+    args = parser.parse_args()
+
+    import torch
+    from PIL import Image
+
+    from easyphoto.backends.diffusers import DiffusersGenerator
+    from easyphoto.config import PortraitConfig
+    from easyphoto.face import stacks
+    from easyphoto.generation import LoraRef
+    from easyphoto.imageops import load_photo, to_array
+    from easyphoto.portrait.fusion import FaceImage, face_masks
+    from easyphoto.portrait.pipeline import IdentityAssets, PortraitPipeline
+    from easyphoto.portrait.template import analyse
+    from easyphoto.store import Paths
+    from tests.kit import photos, tiny_sd_paths
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    overrides = {k: v for k, v in (("first_steps", args.first_steps), ("second_steps", args.second_steps)) if v}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        kit = work / "kit"
+        if args.real_size:
+            from bench.train_step import random_sd15
+
+            base = random_sd15(work / "sd15")
+            controlnets = random_controlnets(base / "unet", work / "controlnet")
+            config = PortraitConfig(crop_face=False, **overrides)
+            size = (512, 768)
+        else:
+            tiny = tiny_sd_paths(kit)
+            base, controlnets = tiny.txt2img, dict(tiny.controlnets)
+            config = PortraitConfig(**overrides)
+            size = None
+        stack = stacks.load("dlib", Paths.standalone(work / "models"))
+        template_image = load_photo(photos.photo_astronaut()).image
+        if size:
+            template_image = template_image.resize((512, 512)).crop((0, -128, 512, 640))  # 512×768, face centred
+        template = analyse(template_image, "astronaut", stack.detector)
+        reference = to_array(load_photo(photos.photos_same_man(kit)[0]).image)
+        face = stack.detector.detect(reference)[0]
+        lora = identity_lora(base / "unet", work / "person.safetensors", 128 if args.real_size else 4)
+        identity = IdentityAssets("person", LoraRef("person", 1.0, lora),
+                                  FaceImage(reference, face, face_masks(stack.parser, reference, face)),
+                                  stack.embedder.embed(reference, face)[None])
+        generator = DiffusersGenerator(base, controlnet_paths=controlnets, device=device)
+        pipeline = PortraitPipeline(generator, stack, config)
+        pipeline.check()
+        pipeline.render(template, [identity], None, seed=1)  # warm-up: loads every model
+        generator.counter.reset()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        for repeat in range(args.repeat):
+            result = pipeline.render(template, [identity], None, seed=2 + repeat)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        seconds = (time.perf_counter() - start) / args.repeat
+        Image.Image.close(result.image)
+
+    counts = generator.counter
+    ours = {label: (counts.unet.get(label, 0) // args.repeat, counts.controlnet.get(label, 0) // args.repeat)
+            for label in REFERENCE}
+    kind = "SD 1.5-size, random weights" if args.real_size else "tiny SD-1.5 architecture"
+    print(f"device {device}, {kind}, template {template.image.size[0]}×{template.image.size[1]}, "
+          f"config steps {config.first_steps}/{config.second_steps}")
+    print(f"{'pass':8} {'ours UNet':>10} {'ref UNet':>9} {'ours CN':>8} {'ref CN':>7}")
+    reference = reference_counts()
+    for label in REFERENCE:
+        print(f"{label:8} {ours[label][0]:>10} {reference[label][0]:>9} {ours[label][1]:>8} {reference[label][1]:>7}")
+    total_ours = [sum(v[i] for v in ours.values()) for i in (0, 1)]
+    total_ref = [sum(v[i] for v in reference.values()) for i in (0, 1)]
+    print(f"{'total':8} {total_ours[0]:>10} {total_ref[0]:>9} {total_ours[1]:>8} {total_ref[1]:>7}")
+    print(f"UNet evaluations ratio ours/reference: {total_ours[0] / total_ref[0]:.2f}; "
+          f"ControlNet: {total_ours[1] / total_ref[1]:.2f}")
+    print(f"time per portrait: {seconds:.2f} s (mean of {args.repeat}, after a warm-up)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
