@@ -3,7 +3,7 @@
 GPU work is serial, so there is exactly one worker. Inside the WebUI the host passes its own queue lock as
 `gpu_lock`, and every operation runs while holding it, so our jobs never overlap a txt2img request.
 
-    queue = JobQueue(paths.jobs_dir, gpu_lock=lambda: shared.queue_lock)
+    queue = JobQueue(paths.jobs_dir, gpu_lock=webui.host_queue_lock)
     queue.register("train", train_operation, label=lambda p: f"train {p['identity']}")
     record = queue.submit("train", {"identity": "alice"})
     queue.get(record.id).progress          # phase, fraction, ETA, message, latest preview

@@ -79,7 +79,14 @@ def test_portrait_passes_reach_the_host_as_specified(host, photos_same_man, phot
             assert isinstance(_get(unit, "image"), np.ndarray) and _get(unit, "image").dtype == np.uint8
     [saved] = record.result["portraits"]
     with Image.open(saved["file"]) as image, Image.open(photo_astronaut) as template:
-        assert image.size == template.size and "Steps: 50" in image.info["parameters"]
+        assert image.size == template.size
+        infotext = image.info["parameters"]
+    from modules import infotext_utils
+
+    parsed = infotext_utils.parse_generation_parameters(infotext)  # what PNG Info and "Send to" read
+    assert (str(parsed["Steps"]), parsed["Sampler"], str(parsed["Seed"])) == ("50", "DPM++ 2M SDE", "99")
+    face = saved["faces"][0]["index"]
+    assert "<lora:barack:0.9>" in parsed["Prompt"] and parsed["EasyPhoto identities"] == f"{face}=barack"
 
 
 def test_interrupt_button_mid_run_ends_the_job_cleanly(host, photo_astronaut, monkeypatch):
