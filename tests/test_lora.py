@@ -289,7 +289,9 @@ def test_diffusers_load_lora_weights_reads_the_export(models, tiny_sd_dir, tmp_p
         with pytest.raises(ValueError, match="PEFT backend is required"):
             pipe.load_lora_weights(str(path))
         pytest.skip("diffusers' PEFT backend is off here (transformers < 4.34): load_lora_weights refuses LoRAs")
-    pipe.load_lora_weights(str(path))
+    # folder + weight_name: works whether or not diffusers captured hub offline mode at import (an earlier test may
+    # have imported it while offline; diffusers binds HF_HUB_OFFLINE once)
+    pipe.load_lora_weights(str(path.parent), weight_name=path.name)
     weights, _ = L.load_lora(path)
     unet, text = _load_unet(tiny_sd_dir), _load_text_encoder(tiny_sd_dir)
     L.apply_webui_style(unet, "unet", weights)
