@@ -67,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
                                "(default: the largest faces)")
     portrait.add_argument("--out", required=True, help="folder for the results")
     portrait.add_argument("--base", help="standalone: the SD 1.5 base model the identities were trained on")
+    portrait.add_argument("--config-dir", help="diffusers config folder for a single-file base (default: shipped SD 1.5)")
     portrait.add_argument("--config", help="JSON file with PortraitConfig values")
     portrait.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                           help="one PortraitConfig value, e.g. --set seed=42 --set second_pass=false (repeatable)")
@@ -247,6 +248,8 @@ def _portrait(ctx: AppContext, args: argparse.Namespace) -> int:
               "config": config.to_dict(), "out": str(Path(args.out).resolve())}
     if args.base:
         params["base"] = str(Path(args.base).resolve())
+    if args.config_dir:
+        params["config_dir"] = str(Path(args.config_dir).resolve())
     print(json.dumps(run_job(ctx, "portrait", params), indent=2))
     return 0
 

@@ -1,12 +1,16 @@
 """Batch CLI commands that run jobs (`train`, `portrait`), on real photos: as users run them, in a subprocess."""
 
 import json
+from pathlib import Path
 
+from easyphoto.generation import CONTROLNET_MODELS
 from tests.test_cli import run
 
 
-def test_train_end_to_end_on_the_tiny_model(tmp_path, photos_same_man, tiny_single_file, tiny_sd_config_dir):
-    """Photos in, dataset, a short training in the child process, the LoRA exported: as a user runs it."""
+def test_train_then_portrait_end_to_end_on_the_tiny_model(tmp_path, photos_same_man, tiny_single_file,
+                                                          tiny_sd_config_dir, tiny_controlnet_dirs, photo_astronaut):
+    """Photos in, dataset, a short training in the child process, the LoRA exported, then a portrait with it: as a
+    user runs it."""
     config = tmp_path / "train.json"
     config.write_text(json.dumps({"resolution": 256, "rank": 4, "network_alpha": 4, "steps_per_photo": 1,
                                   "max_train_steps": 2, "validation": False, "validation_every": 2, "seed": 3,
@@ -21,6 +25,22 @@ def test_train_end_to_end_on_the_tiny_model(tmp_path, photos_same_man, tiny_sing
     assert "dataset of zed: preparing" in out.stderr  # progress lines
     identity = json.loads((tmp_path / "easyphoto" / "identities" / "zed" / "identity.json").read_text())
     assert identity["lora_file"] == str(lora_file) and identity["training"]["steps"] == 2
+
+    # ... and the trained identity straight into a portrait, standalone on the same base, with the kit's ControlNets
+    controlnets = tmp_path / "models" / "ControlNet"
+    controlnets.mkdir(parents=True)
+    for kind, stem in CONTROLNET_MODELS.items():
+        (controlnets / stem).symlink_to(tiny_controlnet_dirs[kind], target_is_directory=True)
+    bad = run("--data-dir", str(tmp_path), "portrait", "--id", "zed", str(photo_astronaut), "--out", str(tmp_path),
+              "--set", "first_steps=0")
+    assert bad.returncode == 2 and "first_steps" in bad.stderr
+    out = run("--data-dir", str(tmp_path), "portrait", "--id", "zed", str(photo_astronaut), "--out", str(tmp_path / "out"),
+              "--base", str(tiny_single_file), "--config-dir", str(tiny_sd_config_dir), "--set", "first_steps=5",
+              "--set", "second_steps=4", "--set", "short_side=256", "--set", "seed=7", timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    [made] = json.loads(out.stdout[out.stdout.index("{"):])["portraits"]
+    assert made["seed"] == 7 and made["file"].startswith(str(tmp_path / "out")) and Path(made["file"]).is_file()
+    assert "portrait of zed: generating" in out.stderr
 
 
 def test_train_refuses_bad_input_before_any_work(tmp_path, photos_same_man):

@@ -175,14 +175,15 @@ def make_generator(ctx: AppContext, params: dict):
                                   "was trained on (CLI: --base).")
     from easyphoto.backends.diffusers import DiffusersGenerator
 
-    key = (str(Path(base).resolve()), str(ctx.paths.controlnet_dir))
+    config_dir = params.get("config_dir")  # diffusers configs for a single-file base (default: shipped SD 1.5)
+    key = (str(Path(base).resolve()), str(ctx.paths.controlnet_dir), str(config_dir))
     if key not in _standalone_generators:
         _standalone_generators.clear()  # one base model in memory at a time
         import torch
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
         _standalone_generators[key] = DiffusersGenerator(Path(base), controlnet_dir=ctx.paths.controlnet_dir,
-                                                         device=device)
+                                                         device=device, base_config_dir=config_dir)
     return _standalone_generators[key]
 
 
