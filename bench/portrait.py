@@ -58,21 +58,13 @@ def random_controlnets(unet_dir: Path, folder: Path) -> dict[str, Path]:
 
 
 def identity_lora(unet_dir: Path, path: Path, rank: int):
-    import torch
     from diffusers import UNet2DConditionModel
 
     from easyphoto.train import lora as L
+    from tests.kit import random_lora
 
     unet = UNet2DConditionModel.from_pretrained(unet_dir)
-    generator = torch.Generator().manual_seed(0)
-    weights = {}
-    for key in L.module_keys(unet, "unet", L.UNET_TARGETS):
-        shape = unet.get_submodule(key.partition(".")[2]).weight.shape
-        tail = tuple(shape[2:])
-        weights[key] = L.LoraModule(down=torch.randn((rank, shape[1], *tail), generator=generator) * 0.05,
-                                    up=torch.randn((shape[0], rank, *tail), generator=generator) * 0.05,
-                                    alpha=float(rank))
-    return L.save_lora(path, weights)
+    return L.save_lora(path, random_lora([("unet", unet, L.UNET_TARGETS)], rank=rank, scale=0.05, seed=0))
 
 
 def main() -> int:

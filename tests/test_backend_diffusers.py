@@ -34,6 +34,7 @@ from easyphoto.generation import (  # noqa: E402
     Txt2ImgRequest,
 )
 from easyphoto.train import lora as L  # noqa: E402
+from tests.kit.lora import random_lora  # noqa: E402
 from tests.kit.single_file import controlnet_to_ldm  # noqa: E402
 from tests.kit.tiny_sd import torch_threads  # noqa: E402
 
@@ -76,16 +77,8 @@ def gen(tiny_sd_dir, tiny_controlnet_dirs, tmp_path_factory):
 def lora_file(gen, tmp_path_factory):
     """A random rank-4 LoRA over every target module of the tiny UNet and text encoder, saved in kohya format."""
     base = gen._base()
-    generator = torch.Generator().manual_seed(7)
-    weights = {}
-    for prefix, model, targets in (("unet", base.unet, L.UNET_TARGETS),
-                                   ("text_encoder", base.text_encoder, L.TEXT_TARGETS)):
-        for key in L.module_keys(model, prefix, targets):
-            shape = model.get_submodule(key.partition(".")[2]).weight.shape
-            tail = tuple(shape[2:])
-            down = torch.randn((4, shape[1], *tail), generator=generator) * 0.3
-            up = torch.randn((shape[0], 4, *tail), generator=generator) * 0.3
-            weights[key] = L.LoraModule(down=down, up=up, alpha=4.0)
+    weights = random_lora([("unet", base.unet, L.UNET_TARGETS), ("text_encoder", base.text_encoder, L.TEXT_TARGETS)],
+                          rank=4, scale=0.3, seed=7)
     return L.save_lora(tmp_path_factory.mktemp("lora") / "person.safetensors", weights)
 
 

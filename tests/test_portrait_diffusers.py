@@ -17,6 +17,7 @@ from easyphoto.imageops import load_photo, to_array  # noqa: E402
 from easyphoto.portrait import outputs  # noqa: E402
 from easyphoto.portrait.template import analyse  # noqa: E402
 from easyphoto.train import lora as L  # noqa: E402
+from tests.kit.lora import random_lora  # noqa: E402
 from tests.kit.tiny_sd import torch_threads  # noqa: E402
 from tests.test_portrait import make_identity  # noqa: E402
 
@@ -34,14 +35,7 @@ def tiny_lora(tiny_sd_dir, path, seed):
     from diffusers import UNet2DConditionModel
 
     unet = UNet2DConditionModel.from_pretrained(tiny_sd_dir, subfolder="unet")
-    generator = torch.Generator().manual_seed(seed)
-    weights = {}
-    for key in L.module_keys(unet, "unet", L.UNET_TARGETS):
-        shape = unet.get_submodule(key.partition(".")[2]).weight.shape
-        tail = tuple(shape[2:])
-        weights[key] = L.LoraModule(down=torch.randn((4, shape[1], *tail), generator=generator) * 0.2,
-                                    up=torch.randn((shape[0], 4, *tail), generator=generator) * 0.2, alpha=4.0)
-    return L.save_lora(path, weights)
+    return L.save_lora(path, random_lora([("unet", unet, L.UNET_TARGETS)], rank=4, scale=0.2, seed=seed))
 
 
 @pytest.fixture(scope="module")

@@ -37,6 +37,13 @@ class Face:
         x0, y0, x1, y1 = self.box
         return (max(int(x0 - dx), 0), max(int(y0 - dy), 0), min(int(x1 + dx), width), min(int(y1 + dy), height))
 
+    def in_crop(self, crop: tuple[int, int, int, int], scale_xy: tuple[float, float]) -> Face:
+        """This face in the coordinates of `crop` (x0, y0, x1, y1) cut out and then resized by (sx, sy)."""
+        offset = np.array(crop[:2], np.float32)
+        box = (np.array(self.box).reshape(2, 2) - offset) * np.array(scale_xy)
+        return Face(tuple(float(v) for v in box.reshape(-1)),
+                    (self.landmarks - offset) * np.asarray(scale_xy, np.float32), self.score)
+
     def to_dict(self) -> dict:
         return {"box": [round(float(v), 1) for v in self.box],
                 "landmarks": np.round(self.landmarks, 1).tolist(), "score": round(float(self.score), 4)}

@@ -35,7 +35,7 @@ from easyphoto.generation import (
 from easyphoto.imageops import blend, color_transfer, dilate, erode, soft_mask, to_array
 from easyphoto.portrait import controls
 from easyphoto.portrait.fusion import ClassicalFuser, FaceFuser, FaceImage, face_masks
-from easyphoto.portrait.template import TemplateAnalysis, assign, box_iou, shift_face
+from easyphoto.portrait.template import TemplateAnalysis, assign, box_iou
 
 POSITIVE_SUFFIX = "best quality, realistic, photo-realistic, detailed skin, natural lighting"
 NEGATIVE_PROMPT = ("lowres, blurry, deformed face, bad anatomy, bad eyes, bad teeth, bad lips, glasses, watermark, "
@@ -123,12 +123,11 @@ class PortraitPipeline:
             attempt_seed = (seed + attempt * 1_000_003) % (2**32 - 1)
             share = (attempt / attempts, (attempt + 1) / attempts)
             result = self._render_once(template, pairs, by_id, attempt_seed, _scaled(progress, *share), should_stop)
-            result.attempts = attempt + 1
             if best is None or _rank(result) > _rank(best):
                 best = result
             if not cfg.likeness_gate or (result.likeness is not None and result.likeness >= cfg.likeness_threshold):
                 break
-        best.attempts = attempt + 1
+        best.attempts = attempt + 1  # generations made, whichever of them was kept
         return best
 
     # ------------------------------------------------------------------------------------------ one attempt
@@ -142,25 +141,26 @@ class PortraitPipeline:
             identity = by_id[identity_id]
             face_progress = _scaled(progress, number / total, (number + 1) / total)
             prompt_used, negative_used = prompts(identity, self.config)
-            canvas = self._render_face(canvas, face, identity, seed + number, face_progress, should_stop)
+            canvas = self._render_face(canvas, face, identity, (prompt_used, negative_used), seed + number,
+                                       face_progress, should_stop)
         image = Image.fromarray(canvas, "RGB")
         progress(1.0, "scoring likeness")
         faces = self._score(canvas, template, pairs, by_id)
         return PortraitResult(image, template.name, seed, faces, 1, prompt_used, negative_used)
 
-    def _render_face(self, canvas: np.ndarray, face: Face, identity: IdentityAssets, seed: int,
-                     progress: Progress, should_stop: ShouldStop) -> np.ndarray:
+    def _render_face(self, canvas: np.ndarray, face: Face, identity: IdentityAssets, prompt_pair: tuple[str, str],
+                     seed: int, progress: Progress, should_stop: ShouldStop) -> np.ndarray:
         cfg = self.config
         height, width = canvas.shape[:2]
         box = face.expanded_box(cfg.crop_ratio, (width, height)) if cfg.crop_face else (0, 0, width, height)
         crop = canvas[box[1]:box[3], box[0]:box[2]]
         size = working_size(crop.shape[1], crop.shape[0], cfg.short_side)
         work = np.asarray(Image.fromarray(crop).resize(size, Image.LANCZOS))
-        local = shift_face(face, box, (size[0] / crop.shape[1], size[1] / crop.shape[0]))
+        local = face.in_crop(box, (size[0] / crop.shape[1], size[1] / crop.shape[0]))
         masks = face_masks(self.stack.parser, work, local)
         target = FaceImage(work, local, masks)
         px = min(size) / 512  # the reference's pixel sizes are for a 512 px crop
-        prompt, negative = prompts(identity, cfg)
+        prompt, negative = prompt_pair
         lora = LoraRef(identity.lora.name, cfg.lora_weight, identity.lora.path)
 
         fused = self.fuser.fuse(target, identity.reference, cfg.face_fusion_before) if cfg.fusion_before else work

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 from PIL import Image
 
 from easyphoto.errors import EasyPhotoError
@@ -83,14 +82,6 @@ def _explicit(analysis: TemplateAnalysis, identity_ids: list[str], indices: list
     if len(set(indices)) != len(indices):
         raise TemplateError(f"Face numbers {indices} name the same face twice.", hint="Give each identity its own face.")
     return [(identity_id, analysis.faces[int(i)]) for identity_id, i in zip(identity_ids, indices, strict=True)]
-
-
-def shift_face(face: Face, box: tuple[int, int, int, int], scale_xy: tuple[float, float]) -> Face:
-    """`face` in the coordinates of `box` cropped and then resized by (sx, sy)."""
-    offset = np.array(box[:2], np.float32)
-    scale = np.array(scale_xy, np.float32)
-    corners = (np.array(face.box, np.float32).reshape(2, 2) - offset) * scale
-    return Face(tuple(float(v) for v in corners.reshape(-1)), (face.landmarks - offset) * scale, face.score)
 
 
 def box_iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:

@@ -148,7 +148,8 @@ def _prepare_one(index, path, face, out, stack, config, upscaler, tagger) -> Dat
     else:
         cropped = cropped.resize((side, side), Image.LANCZOS)
     pixels = to_array(cropped)
-    local_face = _shift_face(face, crop, side)
+    scale = side / (crop[2] - crop[0])
+    local_face = face.in_crop(crop, (scale, scale))
     if config.retouch and stack.parser is not None:
         pixels = smooth_skin(pixels, stack.parser.parse(pixels, local_face).skin)
     matted = config.matting and stack.matter is not None
@@ -162,13 +163,6 @@ def _prepare_one(index, path, face, out, stack, config, upscaler, tagger) -> Dat
     atomic_write_bytes(out / "train" / f"{index}.jpg", buffer.getvalue())
     atomic_write_text(out / "train" / f"{index}.txt", caption)
     return DatasetItem(index, path.name, crop, upscaled and config.upscale_small, matted, caption)
-
-
-def _shift_face(face: Face, crop: tuple[int, int, int, int], side: int) -> Face:
-    scale = side / (crop[2] - crop[0])
-    offset = np.array(crop[:2], np.float32)
-    box = tuple(float(v) for v in ((np.array(face.box).reshape(2, 2) - offset) * scale).reshape(-1))
-    return Face(box, (face.landmarks - offset) * scale, face.score)
 
 
 def _swap_in(staging: Path, target: Path) -> None:

@@ -157,9 +157,10 @@ def build_portrait_tab(gr, ctx: AppContext) -> None:
                            elem_id="easyphoto_portrait_faces")
     with gr.Row():
         with gr.Column():
-            gallery = gr.Gallery(value=gallery_items(ctx), label="Template gallery", columns=4,
+            items = gallery_items(ctx)  # one folder listing for both components
+            gallery = gr.Gallery(value=items, label="Template gallery", columns=4,
                                  elem_id="easyphoto_portrait_gallery")
-            chosen = gr.Dropdown(choices=[name for _, name in gallery_items(ctx)], multiselect=True,
+            chosen = gr.Dropdown(choices=[name for _, name in items], multiselect=True,
                                  label="Templates from the gallery", elem_id="easyphoto_portrait_templates")
             uploads = gr.File(label="Or upload templates (several for a batch)", file_count="multiple",
                               file_types=["image"], elem_id="easyphoto_portrait_uploads")
@@ -180,8 +181,8 @@ def build_portrait_tab(gr, ctx: AppContext) -> None:
     _wire_selection(gr, ctx, gallery, chosen, preview, boxes, faces)
 
     def refresh_lists():
-        return (gr.update(choices=trained_identities(ctx)), gallery_items(ctx),
-                gr.update(choices=[name for _, name in gallery_items(ctx)]))
+        fresh = gallery_items(ctx)
+        return gr.update(choices=trained_identities(ctx)), fresh, gr.update(choices=[name for _, name in fresh])
 
     refresh.click(fn=refresh_lists, outputs=[identities, gallery, chosen])
 

@@ -18,6 +18,7 @@ ONNX 0.1 s); fetching the photos ~6 s more (pip prepares the face_recognition sd
 from .artefacts import build_all, config_only_dir, onnx_models, single_file_path, tiny_sd_paths, tokenizer_dir
 from .cache import KIT_VERSION, SourceUnavailable, prepare_root
 from .clip_tokenizer import VOCAB_SIZE, build_clip_tokenizer
+from .lora import random_lora
 from .photos import in_ci, photo_astronaut, photo_other_person, photo_t1, photos_same_man, skip_or_fail
 from .single_file import ldm_yaml, pipeline_to_ldm, text_encoder_to_ldm, unet_to_ldm, vae_to_ldm
 from .tiny_onnx import ARCFACE_INPUT, ARCFACE_OUTPUT, SCRFD_INPUT, SCRFD_OUTPUT_NAMES, scrfd_rows
@@ -49,6 +50,7 @@ __all__ = [
     "photos_same_man",
     "pipeline_to_ldm",
     "prepare_root",
+    "random_lora",
     "scrfd_rows",
     "single_file_path",
     "skip_or_fail",
