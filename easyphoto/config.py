@@ -279,6 +279,21 @@ class PortraitConfig(ConfigModel):
     likeness_threshold: float = Field(0.6, ge=0.0, le=1.0, description="Lowest accepted FaceID similarity (gate).")
     max_attempts: int = Field(3, ge=1, le=10, description="Generations per portrait at most, with the gate on.")
 
+    check_first_pass_steps = _cross_field_check(
+        "check_first_pass_steps", lambda v: _check_denoising_steps(v, "first", "Pass 1"))
+    check_second_pass_steps = _cross_field_check(
+        "check_second_pass_steps", lambda v: v["second_pass"] and _check_denoising_steps(v, "second", "Pass 2"))
+
+
+def _check_denoising_steps(values: Mapping[str, Any], prefix: str, label: str) -> None:
+    """An img2img pass denoises int(steps × strength) steps (diffusers; the WebUI runs one more). At 0 it does
+    nothing on diffusers and leaves the WebUI a one-step schedule, on which DPM++ 2M SDE crashes in k-diffusion."""
+    steps, strength = values[f"{prefix}_steps"], values[f"{prefix}_denoising_strength"]
+    denoised = int(steps * min(strength, 0.999))
+    _require(denoised >= 1, f"{label} would denoise in no sampling step: {prefix}_steps {steps} × "
+                            f"{prefix}_denoising_strength {strength:g} < 1. Raise {prefix}_steps or "
+                            f"{prefix}_denoising_strength so that their product is at least 1.")
+
 
 def _require(condition: bool, message: str) -> None:
     if not condition:

@@ -10,6 +10,7 @@ import logging
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -40,7 +41,8 @@ class AppContext:
     gpu_lock: Callable[[], AbstractContextManager] | None = None
     # Around training: frees the host's VRAM (the WebUI moves its checkpoint to the CPU and back). None standalone.
     host_offload: Callable[[], AbstractContextManager] | None = None
-    # The base checkpoint to train on when a request names none: the WebUI's selected one. None standalone.
+    # The base checkpoint to train on when a request names none: the WebUI's selected one; standalone, the
+    # manifest's SD 1.5 file in the checkpoints folder (weights.default_base: an actionable error when absent).
     selected_checkpoint: Callable[[], Path] | None = None
     # Builds the portrait Generator for a job's params: the WebUI's own processing inside the WebUI. None
     # standalone, where easyphoto.portrait.run builds a diffusers one from params["base"].
@@ -67,7 +69,27 @@ def standalone_context(
 ) -> AppContext:
     """Context for `python -m easyphoto ...`: settings live in <data root>/settings.json."""
     paths = Paths.standalone(data_dir, models_dir)
-    return AppContext(paths, HostInfo("standalone", __version__), lambda: load_settings_file(paths), offline)
+    _create_checkpoints_dir(paths)
+    return AppContext(paths, HostInfo("standalone", __version__), lambda: load_settings_file(paths), offline,
+                      selected_checkpoint=partial(default_base_checkpoint, paths))
+
+
+def _create_checkpoints_dir(paths: Paths) -> None:
+    """models/Stable-diffusion is the one model folder a user fills by hand before anything works (the base
+    checkpoint), so it exists from the first run, where error messages point. The other model folders appear when
+    the first file is downloaded or exported into them. A read-only data folder must not stop `info` or `models
+    list` from answering, so a failure is only logged."""
+    try:
+        paths.checkpoints_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        log.warning("EasyPhoto: cannot create %s (%s)", paths.checkpoints_dir, exc)
+
+
+def default_base_checkpoint(paths: Paths) -> Path:
+    """Standalone `selected_checkpoint`: the base file when present, else MissingWeights naming path and command."""
+    from easyphoto import weights  # the manifest is only needed when a job asks for a base
+
+    return weights.default_base(paths)
 
 
 def load_settings_file(paths: Paths) -> Settings:

@@ -188,7 +188,8 @@ class Generator(Protocol):
 
 
 def planned_steps(steps: int, denoising_strength: float | None) -> int:
-    """Sampling steps an img2img run really takes: both the WebUI and diffusers run int(steps × strength)."""
+    """Sampling steps a diffusers img2img run really takes: int(steps × strength) (the WebUI runs one more:
+    backends.webui.host_sampling)."""
     if denoising_strength is None:
         return steps
     return max(int(steps * min(denoising_strength, 0.999)), 1) if denoising_strength > 0 else 0

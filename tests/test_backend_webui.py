@@ -189,7 +189,9 @@ def test_inpaint_gives_the_host_exact_fields_and_units(host, flavour, monkeypatc
     assert host.errors == []
     assert len(call.processed.images) == 1 and getattr(call.processed, "extra_images", []) == []  # no detect maps
     assert p.sampler is None and p.c is None  # closed
-    assert gen.counter.unet == {"pass 1": 10} and gen.counter.controlnet == {"pass 1": 20}  # planned: int(20 * 0.5)
+    # the host runs int(20 × 0.5) + 1 steps of DPM++ 2M: 11 UNet evaluations, each with both ControlNets
+    assert [(r.steps, r.evaluations) for r in call.sampler_runs] == [(11, 11)]
+    assert gen.counter.unet == {"pass 1": 11} and gen.counter.controlnet == {"pass 1": 22}
     assert inside_main_thread == ([1] if flavour == "forge" else [])
 
 
@@ -206,6 +208,81 @@ def test_txt2img_uses_the_txt2img_runner(host, flavour):
     assert call.fields["outpath_samples"] == shared.opts.outdir_txt2img_samples
     assert [u.enabled for u in cn_slice(scripts.scripts_txt2img, call.script_args)] == [True, False, False]
     assert gen.counter.totals() == {"unet": 7, "controlnet": 7} and host.errors == []
+
+
+@pytest.mark.parametrize(("sampler", "steps", "strength"), [
+    ("DPM++ 2M SDE", 50, 0.45), ("Euler a", 20, 0.3), ("Heun", 10, 0.5), ("DPM++ SDE", 7, 0.6), ("DDIM", 20, 0.5),
+    ("DPM2 a", 9, 1.0), ("DPM++ 2M Karras", 12, 0.25)])
+def test_counted_evaluations_and_progress_are_what_the_hosts_sampler_ran(host, monkeypatch, sampler, steps,
+                                                                         strength):
+    from modules import processing, shared
+
+    progress_totals = []
+    real = processing.process_images
+
+    def spy(p):
+        progress_totals.append(shared.state.sampling_steps)  # what the progress bar shows before sampling starts
+        return real(p)
+
+    monkeypatch.setattr(processing, "process_images", spy)
+    gen = webui.WebUIGenerator()
+    gen.inpaint(inpaint_request(sampler=sampler, steps=steps, denoising_strength=strength))
+    gen.txt2img(Txt2ImgRequest(prompt="x", width=64, height=48, steps=steps, sampler=sampler, label="t2i"))
+    runs = [run for call in host.calls for run in call.sampler_runs]
+    assert [r.steps for r in runs] == [int(steps * min(strength, 0.999)) + 1, steps]
+    assert progress_totals == [r.steps for r in runs]
+    assert gen.counter.unet == {"pass 1": runs[0].evaluations, "t2i": runs[1].evaluations}
+    assert host.errors == []
+
+
+def test_img2img_fix_steps_runs_exactly_the_steps(host, monkeypatch):
+    from modules import shared
+
+    monkeypatch.setitem(shared.opts.data, "img2img_fix_steps", True)  # Settings → img2img: "do exactly the steps"
+    gen = webui.WebUIGenerator()
+    gen.inpaint(inpaint_request(sampler="Heun", steps=6, denoising_strength=0.3))
+    [run] = host.calls[0].sampler_runs
+    assert run.steps == 6 and gen.counter.unet == {"pass 1": run.evaluations} == {"pass 1": 11}
+
+
+def test_the_hosts_dpmpp_2m_sde_crashes_on_a_one_step_schedule(host):
+    """Why the generator refuses such schedules: k-diffusion fails inside the WebUI, after the queue wait."""
+    from modules import processing
+
+    p = processing.StableDiffusionProcessingImg2Img(init_images=[picture()], prompt="x", width=W, height=H, steps=3,
+                                                    denoising_strength=0.3, sampler_name="DPM++ 2M SDE")
+    with pytest.raises(UnboundLocalError, match="'h'"):
+        processing.process_images(p)
+
+
+@pytest.mark.parametrize("request_kind", ["inpaint", "txt2img"])
+def test_a_schedule_of_one_host_step_is_refused_before_anything_runs(host, request_kind):
+    gen = webui.WebUIGenerator()
+    with pytest.raises(GenerationError, match=r"would run 1 sampling step.*at least 2") as info:
+        if request_kind == "inpaint":  # int(3 × 0.3) = 0: the host would run 0 + 1 steps
+            gen.inpaint(inpaint_request(steps=3, denoising_strength=0.3, sampler="DPM++ 2M SDE"))
+        else:
+            gen.txt2img(Txt2ImgRequest(prompt="x", width=64, height=48, steps=1, sampler="DPM++ 2M SDE"))
+    assert "steps" in str(info.value) and "steps" in info.value.hint
+    assert host.calls == [] and gen.counter.totals() == {"unet": 0, "controlnet": 0}
+
+
+def test_a_generation_error_is_not_chained_to_the_forge_probe(host, monkeypatch):
+    """The WebUI's log must show the real error, not "No module named 'modules_forge' ... During handling ..."."""
+    from modules import processing
+
+    def boom(p):
+        raise RuntimeError("CUDA out of memory")
+
+    monkeypatch.setattr(processing, "process_images", boom)
+    with pytest.raises(RuntimeError, match="CUDA out of memory") as info:
+        webui.WebUIGenerator().inpaint(inpaint_request())
+    chain = []
+    error = info.value
+    while error is not None:
+        chain.append(type(error))
+        error = error.__context__ or error.__cause__
+    assert ImportError not in chain and ModuleNotFoundError not in chain
 
 
 def test_scripts_are_set_before_script_args(host, monkeypatch):

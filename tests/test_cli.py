@@ -42,6 +42,7 @@ def test_models_list_json_and_table(tmp_path):
     out = run("--data-dir", str(tmp_path), "models", "list", "--json")
     rows = json.loads(out.stdout)
     assert out.returncode == 0 and {r["state"] for r in rows} <= {"present", "missing"}
+    assert rows[0]["id"] == "sd15-base" and all("features" in r and "required" in r for r in rows)
     table = run("--data-dir", str(tmp_path), "models", "list", "--group", "controlnet")
     assert "controlnet-canny" in table.stdout and "put it at" in table.stdout
 

@@ -459,10 +459,11 @@ def test_manifest_entries_are_fetchable_and_their_checksums_well_formed():
             assert s.location and (s.path or s.kind in ("url", "pip")), (e.id, s)
             assert s.kind != "url" or s.location.startswith("https://"), (e.id, s)
     by_id = {e.id: e for e in weights.MANIFEST}
-    assert by_id["controlnet-sdxl-canny"].path(Paths.standalone("/x")) == Path(
-        "/x/models/ControlNet/diffusers_xl_canny_mid.safetensors")
-    assert by_id["instantid-controlnet"].destination == "controlnet"
-    assert weights.select(None, "instantid") and weights.select(["realesrgan-x2plus"])[0].group == "upscaler"
+    assert by_id["sd15-base"].path(Paths.standalone("/x")) == Path(
+        "/x/models/Stable-diffusion/v1-5-pruned-emaonly.safetensors")
+    assert by_id["controlnet-canny"].path(Paths.standalone("/x")) == Path("/x/models/ControlNet/control_v11p_sd15_canny.pth")
+    assert weights.select(None, "base") == [by_id["sd15-base"]]
+    assert weights.select(["realesrgan-x2plus"])[0].group == "upscaler"
     with pytest.raises(KeyError, match="groups"):
         weights.select(None, "nope")
 

@@ -68,6 +68,15 @@ def default_args(runner):
     return [0] + [c.value if c is not None else None for c in runner.inputs[1:]]
 
 
+def extension_scripts(runner):
+    """The alwayson scripts of extensions, without the WebUI's built-in processing scripts (sampler, seed, ...)."""
+    return [s for s in runner.alwayson_scripts if not s.setup_for_ui_only]
+
+
+def builtin_args(runner):
+    return sum(s.args_to - s.args_from for s in runner.alwayson_scripts if s.setup_for_ui_only)
+
+
 def unit(**kw):
     from internal_controlnet.external_code import ControlNetUnit
 
@@ -390,19 +399,22 @@ def test_update_cn_script_pads_and_shifts_later_scripts(webui_host_factory, tmp_
     from modules import scripts
 
     runner = scripts.scripts_txt2img
-    cn, after = runner.alwayson_scripts
-    assert (cn.args_from, cn.args_to, after.args_from, after.args_to) == (1, 4, 4, 6)
+    cn, after = extension_scripts(runner)
+    start = builtin_args(runner) + 1  # the sampler, refiner and seed rows are laid out before the script area
+    assert (cn.args_from, cn.args_to, after.args_from, after.args_to) == (start, start + 3, start + 3, start + 5)
     args = external_code.update_cn_script(runner, tuple(default_args(runner)), [unit()])
-    assert isinstance(args, tuple) and len(args) == 6 and [a.enabled for a in args[1:4]] == [True, False, False]
+    assert isinstance(args, tuple) and len(args) == start + 5
+    assert [a.enabled for a in args[start:start + 3]] == [True, False, False]
     args = external_code.update_cn_script(runner, default_args(runner), [unit()] * 5)
-    assert (cn.args_to, after.args_from, after.args_to) == (6, 6, 8) and args[6:] == ["after", "after"]
+    assert (cn.args_to, after.args_from, after.args_to) == (start + 5, start + 5, start + 7)
+    assert args[start + 5:] == ["after", "after"]
 
 
 def test_cn_absent_means_no_cn_script(webui_host_factory):
     webui_host_factory(controlnet=False)
     from modules import scripts
 
-    assert [s.title() for s in scripts.scripts_txt2img.alwayson_scripts] == []
+    assert [s.title() for s in extension_scripts(scripts.scripts_txt2img)] == []
     with pytest.raises(ImportError):
         __import__("scripts.external_code")
 
@@ -415,7 +427,7 @@ def test_forge_flavour(webui_host_factory, tmp_path):
     from modules import processing, scripts, sd_models, sd_vae
 
     assert launch.git_tag() == "f2.0.1v1.10.1-v1.10.1" and __import__("modules_forge.config")
-    assert [s.title() for s in scripts.scripts_txt2img.alwayson_scripts] == ["ControlNet"]  # Mikubill: disabled
+    assert [s.title() for s in extension_scripts(scripts.scripts_txt2img)] == ["ControlNet"]  # Mikubill: disabled
     assert "scripts.external_code" not in sys.modules
     assert sd_models.reload_model_weights() is None and sd_vae.reload_vae_weights() is None
     host.add_controlnet_model("control_v11p_sd15_canny.pth")
@@ -425,7 +437,7 @@ def test_forge_flavour(webui_host_factory, tmp_path):
     image = np.full((64, 64, 3), 9, np.uint8)
     for model in ("control_v11p_sd15_canny", exact):
         p = txt2img()
-        cn = scripts.scripts_txt2img.alwayson_scripts[0]
+        [cn] = extension_scripts(scripts.scripts_txt2img)
         p.script_args[cn.args_from] = {"enabled": True, "module": "canny", "model": model, "image": image,
                                        "low_vram": True}
         processed = processing.process_images(p)

@@ -123,6 +123,23 @@ def test_old_protobuf_of_the_webui_is_left_alone_and_mediapipe_skipped():
     assert "it needs protobuf, which is not installed" in lines[-1]
 
 
+def test_a_working_mediapipe_on_the_old_protobuf_is_used_without_a_word():
+    """A1111 1.10 with ControlNet's mediapipe 0.10.11 (which runs on protobuf 3.20): nothing to install or report."""
+    webui = {**OURS, "protobuf": "3.20.0", "mediapipe": "0.10.11"}
+    report, pip, lines = run_plan(env(A1111, webui, drop=["matplotlib", "absl-py"]))
+    assert report.actions == [] and pip.calls == [] and lines == []
+
+
+def test_the_mediapipe_licence_names_the_installed_release(monkeypatch):
+    import importlib.metadata
+
+    from easyphoto.face import mediapipe_stack
+
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: {"mediapipe": "0.10.11"}[name])
+    assert "mediapipe 0.10.11 legacy solutions" in mediapipe_stack._licence()
+    assert "0.10.21" not in mediapipe_stack._licence()
+
+
 def test_an_older_mediapipe_from_controlnet_is_accepted_and_a_newer_left_alone():
     assert run_plan(env(A1111, OURS, {"mediapipe": "0.10.14"}))[0].actions == []
     report, pip, _ = run_plan(env(A1111, OURS, {"mediapipe": "0.10.30"}))

@@ -59,12 +59,16 @@ def test_portrait_passes_reach_the_host_as_specified(host, photos_same_man, phot
     assert first.checkpoint.startswith("other.safetensors") and second.checkpoint == first.checkpoint
     names = {kind: f"{stem} [{sd_models.model_hash(str(host.root / 'models' / 'ControlNet' / f'{stem}.pth'))}]"
              for kind, stem in CONTROLNET_MODELS.items()}
-    expected = [(first, 50, 0.45, ["canny", "openpose", "color"], [0.5, 0.5, 0.85]),
-                (second, 20, 0.30, ["canny", "tile"], [1.0, 1.0])]
-    for call, steps, strength, kinds, weights in expected:
-        fields = call.fields
+    expected = [(first, 50, 0.45, 99, ["canny", "openpose", "color"], [0.5, 0.5, 0.85]),
+                (second, 20, 0.30, 99 + 7, ["canny", "tile"], [1.0, 1.0])]
+    for call, steps, strength, seed, kinds, weights in expected:
+        fields = call.fields  # p as process_images received it: after the host's processing scripts ran setup()
         assert call.kind == "img2img" and (fields["steps"], fields["denoising_strength"]) == (steps, strength)
-        assert (fields["sampler_name"], fields["cfg_scale"], fields["inpainting_fill"]) == ("DPM++ 2M SDE", 7.0, 1)
+        assert (fields["sampler_name"], fields["scheduler"], fields["seed"]) == ("DPM++ 2M SDE", "Karras", seed)
+        assert (fields["refiner_checkpoint"], fields["cfg_scale"], fields["inpainting_fill"]) == (None, 7.0, 1)
+        [run] = call.sampler_runs  # what the host's sampler ran: int(steps × strength) + 1 steps of it
+        assert (run.sampler, run.steps, run.evaluations) == ("DPM++ 2M SDE", int(steps * strength) + 1,
+                                                              int(steps * strength) + 1)
         assert fields["override_settings"] == {} and "<lora:barack:0.9>" in fields["prompt"]
         assert min(fields["width"], fields["height"]) == 512
         script = webui._controlnet_script(call.p.scripts)
@@ -77,6 +81,10 @@ def test_portrait_passes_reach_the_host_as_specified(host, photos_same_man, phot
             assert _value(_get(unit, "control_mode")) == "My prompt is more important"
             assert _value(_get(unit, "resize_mode")) == "Just Resize"
             assert isinstance(_get(unit, "image"), np.ndarray) and _get(unit, "image").dtype == np.uint8
+    unet = sum(run.evaluations for call in processing.calls for run in call.sampler_runs)
+    controlnet = sum(run.evaluations * 3 for run in first.sampler_runs) + \
+        sum(run.evaluations * 2 for run in second.sampler_runs)
+    assert record.result["evaluations"] == {"unet": unet, "controlnet": controlnet}
     [saved] = record.result["portraits"]
     with Image.open(saved["file"]) as image, Image.open(photo_astronaut) as template:
         assert image.size == template.size

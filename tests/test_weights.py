@@ -58,3 +58,66 @@ def test_require_returns_paths_when_present(paths):
 def test_unknown_id_lists_known_ones():
     with pytest.raises(KeyError, match="controlnet-canny"):
         weights.get("nope")
+
+
+# ---------------------------------------------------------------------------------------------- base, features
+
+SD15_SHA256 = "6ce0161689b3853acaa03779ec93eafe75a02f4ced659bee03f50797806fa2fa"
+
+
+def test_the_sd15_base_checkpoint_is_the_first_entry(paths):
+    base = weights.MANIFEST[0]
+    assert base.id == weights.BASE_ID == "sd15-base" and weights.GROUPS[0] == base.group == "base"
+    assert base.path(paths) == paths.checkpoints_dir / "v1-5-pruned-emaonly.safetensors"
+    assert base.licence == "CreativeML OpenRAIL-M" and base.sha256 == SD15_SHA256
+    assert base.required and set(base.features) == {"training", "portraits"}
+    hf = base.sources[0]
+    assert (hf.kind, hf.location, hf.path) == (
+        "huggingface", "stable-diffusion-v1-5/stable-diffusion-v1-5", "v1-5-pruned-emaonly.safetensors")
+    assert [s.entry.id for s in weights.status_all(paths)][0] == "sd15-base"  # models list order
+
+
+def test_every_entry_says_which_feature_needs_it_and_how_much():
+    for entry in weights.MANIFEST:
+        assert entry.features and set(entry.features) <= set(weights.FEATURES), entry.id
+        assert isinstance(entry.required, bool) and entry.need in ("required", "optional"), entry.id
+    by_id = {e.id: e for e in weights.MANIFEST}
+    # portraits fail without their ControlNets; the insightface stack and Real-ESRGAN only improve on a fallback
+    assert all(by_id[i].required for i in ("controlnet-canny", "controlnet-openpose", "controlnet-tile",
+                                            "controlnet-color"))
+    assert not any(by_id[i].required for i in ("insightface-det-10g", "insightface-w600k-r50", "realesrgan-x2plus"))
+
+
+def test_status_dict_carries_features_and_required(paths):
+    row = weights.status(weights.get("insightface-det-10g"), paths).to_dict()
+    assert row["features"] == ["face check"] and row["required"] is False
+    assert {"id", "file", "group", "purpose", "licence", "state", "path", "size", "detail", "sources"} <= set(row)
+
+
+def test_no_entries_for_features_this_version_does_not_have():
+    assert not {"controlnet-sdxl", "ip-adapter", "instantid"} & set(weights.GROUPS)
+    assert {e.group for e in weights.MANIFEST} == set(weights.GROUPS)  # no empty group in the Models tab dropdown
+    for entry in weights.MANIFEST:
+        text = f"{entry.id} {entry.filename} {entry.purpose}".lower()
+        for word in ("sdxl", "ip-adapter", "instantid", "antelopev2", "gfpgan"):
+            assert word not in text, (entry.id, word)
+    for group in ("controlnet-sdxl", "ip-adapter", "instantid"):
+        with pytest.raises(KeyError):
+            weights.select(None, group)
+
+
+def test_default_base_is_the_file_in_the_checkpoints_folder(paths):
+    target = paths.checkpoints_dir / "v1-5-pruned-emaonly.safetensors"
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"not a real checkpoint")  # path resolution only: nothing loads or hashes it
+    assert weights.default_base(paths) == target
+
+
+def test_missing_default_base_names_the_path_the_command_and_the_alternative(paths):
+    with pytest.raises(MissingWeights) as info:
+        weights.default_base(paths)
+    text = str(info.value)
+    assert str(paths.checkpoints_dir / "v1-5-pruned-emaonly.safetensors") in text
+    assert "python -m easyphoto models fetch sd15-base" in text
+    assert "--base" in text and "SD 1.5 .safetensors" in text
+    assert [m["id"] for m in info.value.missing] == ["sd15-base"]

@@ -56,6 +56,9 @@ class WeightStatusModel(BaseModel):
     size: int | None = None
     detail: str = ""
     sources: list[str]
+    # Added fields only (older clients ignore them): which features read the file, and whether they need it.
+    features: list[str] = Field([], description="Features that read this file: training, portraits, face check, ...")
+    required: bool = Field(False, description="True: those features fail without it; False: they fall back.")
 
 
 class ErrorResponse(BaseModel):
@@ -105,8 +108,9 @@ class TrainStepRequest(BaseModel):
 class TrainRequest(BaseModel):
     identity_id: str
     config: TrainConfig = Field(default_factory=TrainConfig)
-    base: str | None = Field(None, description="Base checkpoint (.safetensors) or diffusers folder; inside the WebUI "
-                                               "the selected checkpoint when empty.")
+    base: str | None = Field(None, description="Base checkpoint (.safetensors) or diffusers folder; when empty, the "
+                                               "WebUI's selected checkpoint (standalone: models/Stable-diffusion/"
+                                               "v1-5-pruned-emaonly.safetensors, model id sd15-base).")
     resume: bool = Field(False, description="Continue from the identity's last checkpoint.")
 
 

@@ -31,7 +31,6 @@ from easyphoto.generation import (
     Txt2ImgRequest,
     never_stop,
     no_progress,
-    planned_steps,
 )
 
 log = logging.getLogger("easyphoto")
@@ -253,6 +252,53 @@ def _host_samplers() -> tuple[str, ...]:
         return ()
 
 
+# Samplers of the host's sd_samplers_timesteps; all others are k-diffusion samplers (sd_samplers_kdiffusion).
+_TIMESTEP_SAMPLERS = frozenset({"DDIM", "DDIM CFG++", "PLMS", "UniPC"})
+MIN_HOST_STEPS = 2  # DPM++ 2M SDE crashes in k-diffusion on a one-step schedule (UnboundLocalError on 'h')
+
+
+@dataclasses.dataclass(frozen=True)
+class HostSampling:
+    """What the host's sampler runs for a request: `steps` (its progress total) and `evaluations` (UNet calls)."""
+
+    sampler: str
+    steps: int
+    evaluations: int
+
+
+def _sampler_config(name: str):
+    """(canonical sampler name, second order?) the host's way: a legacy "DPM++ 2M Karras" is split first."""
+    try:
+        from modules import sd_samplers
+
+        canonical, _ = sd_samplers.get_sampler_and_scheduler(name, None)
+        config = sd_samplers.find_sampler_config(canonical)
+    except Exception:  # an unusual host: count it as a first-order sampler under the given name
+        return name, False
+    if config is None:
+        return name, False
+    return config.name, bool(config.options.get("second_order"))
+
+
+def host_sampling(sampler: str, steps: int, denoising_strength: float | None, *, fix_steps: bool = False) -> HostSampling:
+    """The sampler steps and UNet evaluations A1111 / Forge run (sd_samplers_common.setup_img2img_steps and the
+    k-diffusion loop): img2img keeps `t_enc = int(steps × min(strength, 0.999))` and runs `t_enc + 1` steps (with
+    the "img2img_fix_steps" option: exactly `steps`); txt2img runs `steps`. Second-order k-diffusion samplers
+    (Heun, DPM2, DPM++ SDE, ...) evaluate twice per step except the last one, which ends at sigma 0; timestep
+    samplers (DDIM, PLMS, UniPC) evaluate `t_enc` times in img2img. Adaptive ones (DPM adaptive) cannot be known
+    in advance and count as first order."""
+    name, second_order = _sampler_config(sampler)
+    if denoising_strength is None:
+        run = evaluations = int(steps)
+    else:
+        t_enc = int(steps) - 1 if fix_steps else int(min(denoising_strength, 0.999) * steps)
+        run = t_enc + 1
+        evaluations = t_enc if name in _TIMESTEP_SAMPLERS else run
+    if second_order and name not in _TIMESTEP_SAMPLERS and evaluations > 0:
+        evaluations = 2 * evaluations - 1
+    return HostSampling(name, run, evaluations)
+
+
 def _lora_prompt(prompt: str, loras) -> str:
     tags = " ".join(f"<lora:{lora.name}:{lora.weight:g}>" for lora in loras)
     return f"{prompt} {tags}".strip() if tags else prompt
@@ -277,13 +323,22 @@ def _without_mask_images():
                 data.pop(key, None)
 
 
-def _on_host_thread(func):
-    """Run `func()` where the host runs generation: Forge's main thread (modules_forge.main_thread, host-api.md §6),
-    else right here. Forge's run_and_wait_result prints an exception and returns None, so the outcome travels back
-    in a box and is raised here."""
+def _forge_main_thread():
+    """Forge's modules_forge.main_thread, or None on A1111."""
     try:
         from modules_forge import main_thread
     except ImportError:
+        return None
+    return main_thread
+
+
+def _on_host_thread(func):
+    """Run `func()` where the host runs generation: Forge's main thread (modules_forge.main_thread, host-api.md §6),
+    else right here. Forge's run_and_wait_result prints an exception and returns None, so the outcome travels back
+    in a box and is raised here. `func` is never called inside an `except` block: a generation error would be
+    logged chained to the ImportError of the Forge probe."""
+    main_thread = _forge_main_thread()
+    if main_thread is None:
         return func()
     outcome = {}
 
@@ -308,8 +363,8 @@ class WebUIGenerator:
     Each request becomes one `process_images` call on the user's current checkpoint and VAE (no override_settings),
     under the host's queue lock and `shared.state.begin/end`, so the WebUI's progress bar and Interrupt button see
     it. ControlNet units are validated before anything runs: the host would only log a missing model or extension
-    and generate without control. `counter` holds *planned* evaluations (the host's sampler is not observable):
-    UNet = planned_steps(steps, denoise) per request, ControlNet = that times the number of controls.
+    and generate without control. `counter` holds the evaluations the host's sampler makes (`host_sampling`; its
+    sampler is not observable from here): UNet per request, ControlNet = that times the number of controls.
     """
 
     def __init__(self, flavour: str | None = None):
@@ -408,6 +463,7 @@ class WebUIGenerator:
 
         runner = scripts.scripts_img2img
         self._check_stop(should_stop, req.label)
+        self._sampling(req, req.denoising_strength)  # a schedule the host cannot run fails before anything else
         units = self._plan_units(req, runner)
         opts = shared.opts
         fields = self._common_fields(req, processing.StableDiffusionProcessingImg2Img)
@@ -422,8 +478,8 @@ class WebUIGenerator:
             denoising_strength=float(req.denoising_strength),
         )
         p = processing.StableDiffusionProcessingImg2Img(**fields)
-        steps = planned_steps(req.steps, req.denoising_strength)
-        return self._generate(p, runner, units, req, steps, progress, should_stop)
+        sampling = self._sampling(req, req.denoising_strength)
+        return self._generate(p, runner, units, req, sampling, progress, should_stop)
 
     def txt2img(self, req: Txt2ImgRequest, progress: Progress = no_progress,
                 should_stop: ShouldStop = never_stop) -> list:
@@ -431,6 +487,7 @@ class WebUIGenerator:
 
         runner = scripts.scripts_txt2img
         self._check_stop(should_stop, req.label)
+        self._sampling(req, None)
         units = self._plan_units(req, runner)
         opts = shared.opts
         fields = self._common_fields(req, processing.StableDiffusionProcessingTxt2Img)
@@ -439,8 +496,8 @@ class WebUIGenerator:
             outpath_grids=opts.outdir_grids or opts.outdir_txt2img_grids,
         )
         p = processing.StableDiffusionProcessingTxt2Img(**fields)
-        steps = planned_steps(req.steps, None)
-        return self._generate(p, runner, units, req, steps, progress, should_stop)
+        sampling = self._sampling(req, None)
+        return self._generate(p, runner, units, req, sampling, progress, should_stop)
 
     def interrupt(self) -> None:
         """Stop the running generation (a job cancel calls this). Only while this generator runs one: a cancel must
@@ -451,6 +508,22 @@ class WebUIGenerator:
             shared.state.interrupt()
 
     # ------------------------------------------------------------------ internals
+
+    @staticmethod
+    def _sampling(req: Txt2ImgRequest, denoising_strength: float | None) -> HostSampling:
+        """The host's schedule for `req`; fewer than MIN_HOST_STEPS steps is refused before anything runs."""
+        from modules import shared
+
+        fix_steps = bool(shared.opts.data.get("img2img_fix_steps", False))
+        sampling = host_sampling(req.sampler or "", int(req.steps), denoising_strength, fix_steps=fix_steps)
+        if sampling.steps < MIN_HOST_STEPS:
+            what = f"steps {req.steps}" if denoising_strength is None else \
+                f"steps {req.steps} × denoising strength {denoising_strength:g}"
+            raise GenerationError(
+                f"{req.label or 'This generation'} would run {sampling.steps} sampling step(s) in the WebUI "
+                f"({what}); at least {MIN_HOST_STEPS} are needed.",
+                hint="Raise the steps or the denoising strength of this pass.")
+        return sampling
 
     @staticmethod
     def _check_stop(should_stop: ShouldStop, label: str) -> None:
@@ -541,7 +614,7 @@ class WebUIGenerator:
             args[start:start + len(units)] = units  # never more than the slots: validated in _plan_units
         return args
 
-    def _generate(self, p, runner, units, req, steps, progress, should_stop) -> list:
+    def _generate(self, p, runner, units, req, sampling: HostSampling, progress, should_stop) -> list:
         from modules import processing, shared
 
         state = shared.state
@@ -554,8 +627,12 @@ class WebUIGenerator:
             try:
                 self._check_stop(should_stop, label)  # the wait for the lock can be long; begin() ate any interrupt
                 state.job_count = 1
-                state.sampling_steps = steps
+                state.sampling_steps = sampling.steps
                 state.textinfo = f"EasyPhoto {label}"
+                # An API call, as the host's own /sdapi does: otherwise assigning script_args runs the built-in
+                # UI scripts' setup() (modules/processing_scripts: sampler, seed, refiner), which overwrites the
+                # steps, sampler, schedule and seed with the img2img tab's UI defaults.
+                p.is_api = True
                 p.scripts = runner  # first: assigning script_args then runs the scripts' setup() once
                 p.script_args = self._script_args(runner, units)
                 progress(0.0, f"{label}: generating")
@@ -578,7 +655,7 @@ class WebUIGenerator:
         if interrupted or len(images) < expected:
             raise GenerationInterrupted(f"The WebUI's generation of {label} was interrupted.",
                                         hint="Run it again to get the result.")
-        self.counter.add(req.label, unet=steps, controlnet=steps * len(units))
+        self.counter.add(req.label, unet=sampling.evaluations, controlnet=sampling.evaluations * len(units))
         size = (int(req.width), int(req.height))  # the host decodes multiples of 8: give back the asked size
         images = [im if im.size == size else im.resize(size) for im in images]
         progress(1.0, f"{label}: done")

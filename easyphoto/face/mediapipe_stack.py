@@ -1,6 +1,7 @@
-"""mediapipe 0.10.21 legacy solutions (Apache-2.0, models inside the wheel): face detection, face mesh → face and
-skin masks, selfie segmentation → person matte. Newer mediapipe releases ship no models for these solutions, which
-is why the version is pinned (with numpy < 2 and protobuf 4.25.3–5).
+"""mediapipe legacy solutions (0.10.9–0.10.21; Apache-2.0, models inside the wheel): face detection, face mesh → face
+and skin masks, selfie segmentation → person matte. Newer mediapipe releases ship no models for these solutions, which
+is why the version is capped (0.10.21 is what we install, with numpy < 2 and protobuf 4.25.3–5; an older one the
+WebUI already has, e.g. 0.10.11 on protobuf 3.20, is used as it is).
 """
 
 from __future__ import annotations
@@ -12,7 +13,20 @@ import numpy as np
 
 from easyphoto.face.types import Face, FaceMasks, largest_first
 
-LICENCE = "Apache-2.0 (mediapipe 0.10.21 legacy solutions, models inside the wheel)"
+
+
+def _licence() -> str:
+    """Names the mediapipe release really installed (0.10.9–0.10.21 all ship the legacy solutions' models)."""
+    import importlib.metadata
+
+    try:
+        release = f"mediapipe {importlib.metadata.version('mediapipe')}"
+    except importlib.metadata.PackageNotFoundError:
+        release = "mediapipe"
+    return f"Apache-2.0 ({release} legacy solutions, models inside the wheel)"
+
+
+LICENCE = _licence()
 
 
 def available() -> bool:

@@ -164,11 +164,13 @@ _standalone_generators: dict[tuple, object] = {}
 
 
 def make_generator(ctx: AppContext, params: dict):
-    """The host's generator inside the WebUI; standalone, a diffusers one on params["base"] (cached per base, so a
-    second job reuses the loaded weights)."""
+    """The host's generator inside the WebUI; standalone, a diffusers one on params["base"], else on the SD 1.5 base
+    in models/Stable-diffusion (cached per base, so a second job reuses the loaded weights)."""
     if ctx.make_generator is not None:
         return ctx.make_generator(params)
     base = params.get("base")
+    if not base and ctx.selected_checkpoint is not None:
+        base = ctx.selected_checkpoint()  # the default base, or an error naming its path and the fetch command
     if not base:
         raise InvalidRequest("Standalone portraits need a base model.", phase="portrait",
                              hint="Pass base: the SD 1.5 checkpoint (.safetensors) or diffusers folder the identity "

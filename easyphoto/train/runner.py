@@ -145,7 +145,8 @@ def _config(data) -> TrainConfig:
 
 
 def _base_model(ctx: AppContext, params: dict) -> Path:
-    """params["base"], else the host's selected checkpoint (ctx.selected_checkpoint(), inside the WebUI)."""
+    """params["base"], else ctx.selected_checkpoint(): the WebUI's selected checkpoint, or standalone the SD 1.5 base
+    in models/Stable-diffusion (which raises an actionable error when that file is absent)."""
     base = params.get("base")
     if not base:
         selected = getattr(ctx, "selected_checkpoint", None)

@@ -145,7 +145,7 @@ def _build_training_step(gr, ctx: AppContext, identity) -> None:
     from easyphoto.ui.config_controls import controls
 
     gr.Markdown("### Train the identity LoRA", elem_id="easyphoto_train_step2")
-    base = gr.Textbox(label="Base checkpoint (empty: the WebUI's selected checkpoint)", elem_id="easyphoto_train_base",
+    base = gr.Textbox(label="Base checkpoint (empty: the WebUI's selected checkpoint; standalone: the SD 1.5 base in models/Stable-diffusion)", elem_id="easyphoto_train_base",
                       placeholder="path to an SD 1.5 .safetensors file or diffusers folder")
     with gr.Accordion("Training settings", open=False):
         fields = controls(gr, TrainConfig, TRAIN_FIELDS, prefix="easyphoto_train")

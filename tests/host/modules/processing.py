@@ -5,7 +5,9 @@ The three dataclasses have exactly the real init fields, order and defaults (For
 (before_process, override_settings, scripts.process, job_count, the n_iter loop with the interrupt break,
 per-image hooks, masks, grid, postprocess) but "samples" deterministic fake images: txt2img pixels come from the
 seed; img2img with a mask keeps the original outside the (blurred, optionally inverted) mask, and with
-``inpaint_full_res`` the crop region is really cropped, processed at width x height and pasted back.
+``inpaint_full_res`` the crop region is really cropped, processed at width x height and pasted back. Sampling walks
+the real sampler's schedule without a model (``sd_samplers_common.run_sampler``): the steps and denoiser calls it
+would make are recorded, and a schedule the real sampler crashes on raises the same error.
 Every call is recorded in ``calls`` (double-only).
 """
 
@@ -29,6 +31,7 @@ from modules import (
     scripts,
     sd_models,
     sd_samplers,
+    sd_samplers_common,
     sd_vae,
     shared,
 )
@@ -273,7 +276,9 @@ class StableDiffusionProcessing:
         pass
 
     def sample(self, conditioning, unconditional_conditioning, seeds, subseeds, subseed_strength, prompts):
-        """Double: one fake RGB image per seed at width x height."""
+        """Double: walk the sampler's schedule (sd_samplers_common.run_sampler: the steps and denoiser calls the real
+        sampler makes, recorded in ``calls``), then one fake RGB image per seed at width x height."""
+        _run_sampler(self)
         return [images.fake_image(seed, self.width, self.height) for seed in seeds]
 
     def close(self):
@@ -512,10 +517,21 @@ class ProcessImagesCall:
     override_settings: dict
     loras: list = dataclasses.field(default_factory=list)
     checkpoint: str = None
+    sampler_runs: list = dataclasses.field(default_factory=list)
     processed: Any = None
 
 
 calls = []
+
+
+def _run_sampler(p):
+    """What the real sampler's launch_sampling does to the progress state, with the run recorded for tests."""
+    run = sd_samplers_common.run_sampler(p, isinstance(p, StableDiffusionProcessingImg2Img))
+    state.sampling_steps = run.steps
+    state.sampling_step = run.steps
+    if calls and calls[-1].p is p:
+        calls[-1].sampler_runs.append(run)
+    return run
 
 
 def _snapshot(p):

@@ -346,6 +346,16 @@ def wrap_call(func, filename, funcname, *args, default=None, **kwargs):
     return default
 
 
+# the default order of modules/shared_items.ui_reorder_categories() as far as the double needs it: every built-in
+# section is laid out before "scripts", where ScriptRunner.setup_ui() runs
+_UI_CATEGORIES = ("prompt", "image", "inpaint", "sampler", "accordions", "checkboxes", "dimensions", "cfg",
+                  "denoising", "seed", "batch", "override_settings", "scripts")
+
+
+def _ui_category_rank(section):
+    return (_UI_CATEGORIES.index(section), "") if section in _UI_CATEGORIES else (len(_UI_CATEGORIES), str(section))
+
+
 class _ScriptDropdown:
     """Stands for the "Script" gr.Dropdown(type="index") at ``inputs[0]``: its default value maps to arg 0."""
 
@@ -441,16 +451,19 @@ class ScriptRunner:
         self.inputs = [None]
 
     def setup_ui(self):
-        """Assign args_from/args_to: index 0 is the script dropdown, alwayson scripts first, then selectable."""
+        """Assign args_from/args_to the way ui.create_ui builds the tab: prepare_ui(), then the built-in sections in
+        the order of the tab's UI categories (the sampler, accordions and seed rows come before the script area),
+        then setup_ui() proper: index 0 is the script dropdown, the other alwayson scripts, then selectable ones."""
         all_titles = [wrap_call(script.title, script.filename, "title") or script.filename for script in self.scripts]
         self.title_map = {title.lower(): script for title, script in zip(all_titles, self.scripts, strict=False)}
         self.titles = [wrap_call(script.title, script.filename, "title") or f"{script.filename} [error]"
                        for script in self.selectable_scripts]
         self.prepare_ui()
         with _blocks_context():
-            sections = [None] + sorted({s.section for s in self.alwayson_scripts if s.section is not None}, key=str)
-            for section in sections:
+            sections = {s.section for s in self.alwayson_scripts if s.section is not None}
+            for section in sorted(sections, key=_ui_category_rank):
                 self.setup_ui_for_section(section)
+            self.setup_ui_for_section(None)
             self.inputs[0] = _ScriptDropdown()
             self.setup_ui_for_section(None, self.selectable_scripts)
         return self.inputs

@@ -66,6 +66,10 @@ def set_samplers():
             samplers_map[alias.lower()] = sampler.name
 
 
+def visible_samplers():
+    return [x for x in samplers if x.name not in shared.opts.data.get("hide_samplers", [])]
+
+
 def visible_sampler_names():
     return [x.name for x in samplers if x.name not in shared.opts.data.get("hide_samplers", [])]
 
