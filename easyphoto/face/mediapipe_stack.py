@@ -14,7 +14,6 @@ import numpy as np
 from easyphoto.face.types import Face, FaceMasks, largest_first
 
 
-
 def _licence() -> str:
     """Names the mediapipe release really installed (0.10.9–0.10.21 all ship the legacy solutions' models)."""
     import importlib.metadata
