@@ -47,9 +47,36 @@ venv() {
   echo "$stamp" > "$dir/.stamp"
 }
 
+# Debian's chromium + chromedriver for tests/test_browser.py, installed when missing and apt is usable (CI runs as
+# root); without them that test fails under CI=true and is skipped elsewhere, saying why.
+ensure_browser() {
+  if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then return 0; fi
+  command -v apt-get >/dev/null || return 0
+  local sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo -n"
+  log "installing chromium + chromium-driver (browser test)"
+  $sudo apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 \
+    || { $sudo apt-get update -q >/dev/null 2>&1 && $sudo apt-get install -y -q chromium chromium-driver >/dev/null; } \
+    || echo "could not install chromium + chromium-driver; tests/test_browser.py will say so" >&2
+}
+
+# The README's main command on the Forge venv (the standalone pin set): it installs what is missing and `--smoke`
+# then answers one real queued UI event through gradio's client, so a hung queue or a broken install fails here.
+standalone_smoke() {
+  local data
+  data=$(mktemp -d)
+  log "run-standalone.sh --smoke (the standalone app from the forge venv)"
+  EASYPHOTO_VENV="$VENVS/forge" quiet bash run-standalone.sh --port 0 --smoke --data-dir "$data"
+  rm -rf "$data"
+}
+
 run_pinset() {
   local pinset=$1 start=$SECONDS
   venv "$pinset" "$PYTHON" requirements/constraints.txt "requirements/$pinset.txt" requirements/test.txt requirements/face.txt
+  if [ "$pinset" = forge ]; then
+    ensure_browser
+    standalone_smoke
+  fi
   log "pytest, $pinset pin set"
   EASYPHOTO_PINSET=$pinset "$VENVS/$pinset/bin/python" -m pytest tests ${PYTEST_ARGS:-} -p no:cacheprovider \
     -o cache_dir="$VENVS/.pytest-cache" --durations=10

@@ -31,10 +31,15 @@ REFERENCE = {  # reference §3.6 (SD 1.5): steps, denoise, ControlNet units per 
 
 
 def reference_counts() -> dict[str, tuple[int, int]]:
-    from easyphoto.generation import planned_steps
+    """What the reference runs inside A1111 with its sampler (DPM++ 2M SDE Karras): int(steps × denoise) + 1 UNet
+    evaluations per img2img pass (backends.webui.host_sampling), each with every ControlNet unit."""
+    from easyphoto.backends.webui import host_sampling
 
-    return {label: (planned_steps(steps, denoise), planned_steps(steps, denoise) * units)
-            for label, (steps, denoise, units) in REFERENCE.items()}
+    counts = {}
+    for label, (steps, denoise, units) in REFERENCE.items():
+        unet = host_sampling("DPM++ 2M SDE", steps, denoise).evaluations
+        counts[label] = (unet, unet * units)
+    return counts
 
 
 def random_controlnets(unet_dir: Path, folder: Path) -> dict[str, Path]:

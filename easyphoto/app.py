@@ -5,16 +5,27 @@ the tabs that need it say what is missing.
 """
 
 
+import errno
+import importlib.util
 import json
+import os
 import secrets
 import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Sequence
+from pathlib import Path
 
 from easyphoto import __version__
 from easyphoto.context import AppContext
+from easyphoto.errors import EasyPhotoError
+
+# A hidden UI event that answers the version through gradio's queue: `serve --smoke` calls it to prove that the
+# queue runs (it does only once the app's lifespan has started it), which /health alone cannot show.
+HEALTH_EVENT = "easyphoto_health"
+DOCS_ASSETS = "/docs/static"
 
 
 def token_dependencies(token: str | None) -> list:
@@ -37,26 +48,92 @@ def create_app(ctx: AppContext, *, with_ui: bool = True, token: str | None = Non
 
     from easyphoto import api
 
-    app = FastAPI(title="EasyPhoto", version=__version__)
-    # Routes first: the Gradio app is mounted at "/" and would otherwise catch /easyphoto/v1 too.
+    swagger_dir = swagger_ui_dir()
+    # FastAPI's own /docs loads Swagger UI from a CDN (a blank page offline); ours serves it from the package.
+    app = FastAPI(title="EasyPhoto", version=__version__, docs_url=None if swagger_dir else "/docs")
+    # Routes first: the Gradio app is mounted at "/" and would otherwise catch /easyphoto/v1 and /docs too.
     api.install(app, ctx, dependencies=token_dependencies(token))
+    if swagger_dir:
+        install_local_docs(app, swagger_dir)
     if with_ui:
         import gradio as gr
 
         from easyphoto.ui import build_ui
 
         blocks = build_ui(ctx)
+        add_health_event(gr, blocks)
         blocks.queue()  # progress streaming needs the queue (on by default in gradio 4, off in 3.41)
+        # Both gradio 3 (a startup handler) and 4 (a wrapped lifespan) start the queue from the parent app's
+        # lifespan, so uvicorn must run with lifespan on.
         app = gr.mount_gradio_app(app, blocks, path="/")
     return app
 
 
+def add_health_event(gr, blocks) -> None:
+    """Reopen the built UI to add an invisible button whose click returns the version, under a stable api_name."""
+    with blocks:
+        trigger = gr.Button(visible=False)
+        answer = gr.Textbox(visible=False)
+        trigger.click(lambda: __version__, inputs=None, outputs=answer, api_name=HEALTH_EVENT, queue=True)
+
+
+def swagger_ui_dir() -> Path | None:
+    """Swagger UI's dist files from the `swagger-ui-py` package (Swagger UI 5, which reads the OpenAPI 3.1 that
+    FastAPI >= 0.99 writes), found without importing the package's own web-framework glue; None if absent."""
+    spec = importlib.util.find_spec("swagger_ui")
+    if spec is None or not spec.origin:
+        return None
+    static = Path(spec.origin).parent / "static"
+    return static if (static / "swagger-ui-bundle.js").is_file() else None
+
+
+def install_local_docs(app, static_dir: Path) -> None:
+    from fastapi import Request
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.staticfiles import StaticFiles
+
+    app.mount(DOCS_ASSETS, StaticFiles(directory=str(static_dir)), name="swagger-ui")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs(request: Request):
+        root = request.scope.get("root_path", "").rstrip("/")  # behind a proxy prefix, as FastAPI's own page does
+        return get_swagger_ui_html(
+            openapi_url=root + app.openapi_url,
+            title=f"{app.title} - Swagger UI",
+            swagger_js_url=f"{root}{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{root}{DOCS_ASSETS}/favicon-32x32.png",
+        )
+
+
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _shutdown_options(uvicorn) -> dict:
+    """An open browser tab keeps gradio's event stream open, and uvicorn waits for every connection on Ctrl-C or
+    SIGTERM: bound that wait (uvicorn >= 0.24; older ones have no such option)."""
+    import inspect
+
+    accepted = inspect.signature(uvicorn.Config).parameters
+    return {"timeout_graceful_shutdown": 5} if "timeout_graceful_shutdown" in accepted else {}
+
+
 def _bind(host: str, port: int) -> socket.socket:
-    """Bind before starting uvicorn so `--port 0` can report the port the OS chose."""
+    """Bind before starting uvicorn so `--port 0` can report the port the OS chose, and a busy port is one line."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise EasyPhotoError(f"{_address(host, port)} is already in use.", phase="serve",
+                                 hint="Stop the program using it, or choose another port with --port "
+                                      "(--port 0 picks a free one).") from None
+        raise EasyPhotoError(f"Cannot listen on {_address(host, port)}: {exc.strerror or exc}.", phase="serve",
+                             hint="Choose another address with --host or another port with --port.") from None
     return sock
 
 
@@ -68,37 +145,112 @@ def serve(
     with_ui: bool = True,
     token: str | None = None,
     smoke: bool = False,
+    smoke_timeout: float = 60.0,
 ) -> int:
-    """Run until interrupted; with `smoke`, start, ask /health once, print it and stop (exit code 0 if healthy)."""
+    """Run until interrupted. With `smoke`: start, ask /health, run one queued UI event, print and stop; exit
+    code 0 when both answered, 1 (with one line on stderr) when not."""
     import uvicorn
 
     app = create_app(ctx, with_ui=with_ui, token=token)
     sock = _bind(host, port)
     bound_port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    url = f"http://{host if ':' not in host else f'[{host}]'}:{bound_port}"
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", **_shutdown_options(uvicorn)))
+    url = f"http://{_address(host, bound_port)}"
     print(f"EasyPhoto {__version__} serving on {url} (API {url}/easyphoto/v1, docs {url}/docs)", flush=True)
     if not smoke:
         server.run(sockets=[sock])
-        return 0
+        return 0 if server.started else 1  # not started: uvicorn has logged why (e.g. a failed app startup)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
+    failure = None
     try:
-        health = _wait_for_health(server, f"{url}/easyphoto/v1/health", token)
-        print(json.dumps(health), flush=True)
-        return 0 if health.get("version") == __version__ else 1
+        health = _smoke(server, thread, url, token, with_ui, smoke_timeout)
+    except SmokeFailure as exc:
+        failure = exc
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+        _stop(server, thread)
+    if failure is not None:  # printed after the stop so that the verdict is the last line
+        print(f"error: [serve] smoke check failed: {failure}", file=sys.stderr, flush=True)
+        return 1
+    print(json.dumps(health), flush=True)
+    return 0 if health.get("version") == __version__ else 1
 
 
-def _wait_for_health(server, url: str, token: str | None, timeout: float = 30.0) -> dict:
+def _stop(server, thread: threading.Thread, grace: float = 5.0) -> None:
+    """Graceful stop, then a forced one: a queue request abandoned by a failed check never finishes on its own,
+    and uvicorn would wait for it."""
+    import logging
+
+    server.should_exit = True
+    thread.join(timeout=grace)
+    if not thread.is_alive():
+        return
+    # Forcing cancels that request; the CancelledError traceback uvicorn would log is our doing, not news.
+    log = logging.getLogger("uvicorn.error")
+    level = log.level
+    log.setLevel(logging.CRITICAL)
+    try:
+        server.force_exit = True
+        thread.join(timeout=grace)
+    finally:
+        log.setLevel(level)
+
+
+class SmokeFailure(Exception):
+    pass
+
+
+def _smoke(server, thread: threading.Thread, url: str, token: str | None, with_ui: bool, timeout: float) -> dict:
+    """The /health body once the server is up and, with the UI, the hidden event has answered; else SmokeFailure."""
+    _wait_started(server, thread, timeout)
+    health = _get_health(f"{url}/easyphoto/v1/health", token)
+    if with_ui:
+        print(f"UI queue: /{HEALTH_EVENT} answered {probe_ui_queue(url, timeout)!r}", flush=True)
+    return health
+
+
+def _wait_started(server, thread: threading.Thread, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while not server.started:
+        if not thread.is_alive():
+            raise SmokeFailure("the server stopped during startup (its log above says why)")
         if time.monotonic() > deadline:
-            raise RuntimeError(f"the server did not start within {timeout:.0f} s")
+            raise SmokeFailure(f"the server did not start within {timeout:.0f} s")
         time.sleep(0.05)
-    headers: Sequence = [("Authorization", f"Bearer {token}")] if token else []
-    request = urllib.request.Request(url, headers=dict(headers))
-    with urllib.request.urlopen(request, timeout=10) as response:  # loopback only
-        return json.loads(response.read())
+
+
+def _get_health(url: str, token: str | None) -> dict:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10) as response:
+            return json.loads(response.read())  # loopback only
+    except OSError as exc:
+        raise SmokeFailure(f"GET {url}: {exc}") from None
+
+
+# Runs in a child process: gradio_client works on non-daemon threads that a hung queue would keep alive past our
+# exit, and a child can simply be killed at the deadline. Telemetry off: the check must never leave the machine.
+_PROBE = """
+import sys
+from gradio_client import Client
+print(Client(sys.argv[1], verbose=False).predict(api_name="/" + sys.argv[2]))
+"""
+
+
+def probe_ui_queue(url: str, timeout: float) -> str:
+    """Call the hidden health event through gradio's own client protocol (websocket queue in gradio 3, SSE in 4);
+    its answer, or SmokeFailure when it fails or does not complete within `timeout` seconds."""
+    env = {**os.environ, "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
+    try:
+        done = subprocess.run([sys.executable, "-c", _PROBE, f"{url}/", HEALTH_EVENT], capture_output=True,
+                              text=True, timeout=timeout, env=env, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise SmokeFailure(f"the UI event /{HEALTH_EVENT} did not complete within {timeout:.0f} s "
+                           "(gradio's queue is not running)") from None
+    lines = (done.stdout if done.returncode == 0 else done.stderr).strip().splitlines()
+    if done.returncode != 0:
+        raise SmokeFailure(f"the UI event /{HEALTH_EVENT} failed: {lines[-1] if lines else done.returncode}")
+    if not lines or lines[-1] != __version__:
+        raise SmokeFailure(f"the UI event /{HEALTH_EVENT} answered {lines[-1] if lines else 'nothing'!r}, "
+                           f"expected {__version__!r}")
+    return lines[-1]

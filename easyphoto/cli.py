@@ -17,14 +17,15 @@ from easyphoto.errors import EasyPhotoError
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from easyphoto.weights import BASE_ID, GROUPS  # the manifest module is light: no network or model imports
+
+    groups = ", ".join(GROUPS)
     parser = argparse.ArgumentParser(
         prog="python -m easyphoto",
         description="EasyPhoto: identity LoRA training and studio portraits (standalone and batch use).",
     )
     parser.add_argument("--version", action="version", version=f"EasyPhoto {__version__}")
-    parser.add_argument("--data-dir", help="data folder (default: $EASYPHOTO_DATA_DIR or ~/easyphoto)")
-    parser.add_argument("--models-dir", help="models folder (default: <data dir>/models)")
-    parser.add_argument("--offline", action="store_true", help="never touch the network")
+    _add_global_options(parser)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     serve = commands.add_parser("serve", help="start the web UI and REST API without the WebUI")
@@ -32,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=7861, help="port; 0 picks a free one (default: 7861)")
     serve.add_argument("--no-ui", action="store_true", help="REST API only")
     serve.add_argument("--token", help="require 'Authorization: Bearer TOKEN' on API calls")
-    serve.add_argument("--smoke", action="store_true", help="start, query /health once, print it and exit")
+    serve.add_argument("--smoke", action="store_true",
+                       help="start, query /health and run one queued UI event, print them and exit (1 if either fails)")
     serve.set_defaults(run=_serve)
 
     info = commands.add_parser("info", help="show version, folders and which optional components are installed")
@@ -52,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--id", required=True, dest="identity_id", help="identity id (created when new)")
     train.add_argument("photos", nargs="*", metavar="PHOTO", help="photo files to add (none: use the identity's)")
     train.add_argument("--config", help="JSON file with TrainConfig values")
-    train.add_argument("--base", required=True, help="base checkpoint: an SD 1.5 .safetensors file or diffusers folder")
+    train.add_argument("--base", help="base checkpoint: an SD 1.5 .safetensors file or diffusers folder (default: "
+                                      f"models/Stable-diffusion/v1-5-pruned-emaonly.safetensors, `models fetch {BASE_ID}`)")
     train.add_argument("--config-dir", help="diffusers config folder for a single-file base (default: shipped SD 1.5)")
     train.add_argument("--resume", action="store_true", help="continue from the identity's last checkpoint")
     train.set_defaults(run=_train)
@@ -66,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help="template face number (left to right, from 0) per --id, in the same order "
                                "(default: the largest faces)")
     portrait.add_argument("--out", required=True, help="folder for the results")
-    portrait.add_argument("--base", help="standalone: the SD 1.5 base model the identities were trained on")
+    portrait.add_argument("--base", help="the SD 1.5 base model the identities were trained on (default: the one in "
+                                         "models/Stable-diffusion, as for train)")
     portrait.add_argument("--config-dir", help="diffusers config folder for a single-file base (default: shipped SD 1.5)")
     portrait.add_argument("--config", help="JSON file with PortraitConfig values")
     portrait.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -75,21 +79,45 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = commands.add_parser("models", help="model files: what is present and where missing ones go")
     models_commands = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
-    listing = models_commands.add_parser("list", help="list every model file with its state")
-    listing.add_argument("--group", help="only this group (face, controlnet)")
+    listing = models_commands.add_parser("list", help="list every model file: the feature that needs it, its state")
+    listing.add_argument("--group", help=f"only this group ({groups})")
     listing.add_argument("--json", action="store_true", help="machine-readable output")
     listing.set_defaults(run=_models_list)
     fetching = models_commands.add_parser("fetch", help="download missing model files (resumable, checksum-verified)")
     fetching.add_argument("ids", nargs="*", metavar="ID", help="model ids (default: every model, or --group's)")
-    fetching.add_argument("--group", help="only this group (face, controlnet, controlnet-sdxl, ip-adapter, ...)")
+    fetching.add_argument("--group", help=f"only this group ({groups})")
     fetching.add_argument("--json", action="store_true", help="machine-readable output")
     fetching.set_defaults(run=_models_fetch)
     verifying = models_commands.add_parser("verify", help="hash model files on disk and compare with the manifest")
     verifying.add_argument("ids", nargs="*", metavar="ID", help="model ids (default: every model, or --group's)")
-    verifying.add_argument("--group", help="only this group")
+    verifying.add_argument("--group", help=f"only this group ({groups})")
     verifying.add_argument("--json", action="store_true", help="machine-readable output")
     verifying.set_defaults(run=_models_verify)
+    _accept_global_options_after_commands(parser)
     return parser
+
+
+_GLOBAL_OPTIONS = (
+    ("--data-dir", {"help": "data folder (default: $EASYPHOTO_DATA_DIR or ~/easyphoto)"}),
+    ("--models-dir", {"help": "models folder (default: <data dir>/models)"}),
+    ("--offline", {"action": "store_true", "help": "never touch the network"}),
+)
+
+
+def _add_global_options(parser: argparse.ArgumentParser, suppress: bool = False) -> None:
+    for flag, options in _GLOBAL_OPTIONS:
+        # SUPPRESS on subcommands: an option not given there leaves the value parsed before the command alone.
+        parser.add_argument(flag, **options, **({"default": argparse.SUPPRESS} if suppress else {}))
+
+
+def _accept_global_options_after_commands(parser: argparse.ArgumentParser) -> None:
+    """`serve --data-dir X` as well as `--data-dir X serve` (run-standalone.sh passes its arguments after `serve`);
+    given in both places, the later one wins. Walks every (nested) subcommand, so new ones get them too."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):  # aliases share one parser
+                _add_global_options(sub, suppress=True)
+                _accept_global_options_after_commands(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -218,7 +246,9 @@ def _train(ctx: AppContext, args: argparse.Namespace) -> int:
     from easyphoto.config import TrainConfig
     from easyphoto.train import prepare
 
+    ctx.identities.layout(args.identity_id)  # a bad id is the first thing to say, before any file is looked at
     config = _load_config(TrainConfig, args.config)
+    base = _resolve_base(ctx, args.base, "train")  # before photos are copied or a job runs: it fails fast
     if args.photos:
         prepare.add_photos(ctx, args.identity_id, args.photos)
     params = {"identity_id": args.identity_id, "config": config.to_dict()}
@@ -226,7 +256,7 @@ def _train(ctx: AppContext, args: argparse.Namespace) -> int:
         dataset = run_job(ctx, "prepare_dataset", params)
         print(f"{args.identity_id}: {dataset['images']} training images in "
               f"{ctx.identities.get(args.identity_id).dataset}")
-    params.update(base=str(Path(args.base).resolve()), resume=args.resume)
+    params.update(base=str(base), resume=args.resume)
     if args.config_dir:
         params["config_dir"] = str(Path(args.config_dir).resolve())
     result = run_job(ctx, "train", params)
@@ -245,29 +275,55 @@ def _portrait(ctx: AppContext, args: argparse.Namespace) -> int:
     templates = [t if not Path(t).exists() and "/" in t and not Path(t).is_absolute() else str(Path(t).resolve())
                  for t in args.templates]  # gallery names stay names
     params = {"identity_ids": args.identity_ids, "templates": templates, "face_indices": args.face_indices,
-              "config": config.to_dict(), "out": str(Path(args.out).resolve())}
-    if args.base:
-        params["base"] = str(Path(args.base).resolve())
+              "config": config.to_dict(), "out": str(Path(args.out).resolve()),
+              "base": str(_resolve_base(ctx, args.base, "portrait"))}
     if args.config_dir:
         params["config_dir"] = str(Path(args.config_dir).resolve())
     print(json.dumps(run_job(ctx, "portrait", params), indent=2))
     return 0
 
 
+def _resolve_base(ctx: AppContext, given: str | None, phase: str):
+    """The base checkpoint a train/portrait job will use, checked before any step runs: --base when given (it must
+    exist), else the context's default (standalone: the manifest's SD 1.5 file, or an error naming its path and
+    the fetch command)."""
+    from pathlib import Path
+
+    if given:
+        path = Path(given).expanduser()
+        if not path.exists():
+            raise EasyPhotoError(f"The base model {path} does not exist.", phase=phase,
+                                 hint="Pass --base with the path of an SD 1.5 checkpoint (.safetensors) or diffusers "
+                                      "folder, or leave it out to use the default base in "
+                                      f"{ctx.paths.checkpoints_dir}.")
+        return path.resolve()
+    if ctx.selected_checkpoint is None:
+        raise EasyPhotoError("No base model was given.", phase=phase, hint="Pass --base FILE (an SD 1.5 checkpoint).")
+    return Path(ctx.selected_checkpoint()).resolve()
+
+
 def _models_list(ctx: AppContext, args: argparse.Namespace) -> int:
     from easyphoto import weights
 
+    if args.group is not None:
+        _model_ids(weights, args)  # an unknown group is an error naming the groups, not an empty table
     statuses = weights.status_all(ctx.paths, args.group)
     if args.json:
         print(json.dumps([s.to_dict() for s in statuses], indent=2))
         return 0
-    rows = [(s.entry.id, s.state, s.entry.licence, s.found_at) for s in statuses]
-    _print_table(("id", "state", "licence", "path"), rows)
+    rows = [(s.entry.id, ", ".join(s.entry.features), s.entry.need, s.state, s.entry.licence, s.found_at)
+            for s in statuses]
+    _print_table(("id", "needed by", "need", "state", "licence", "path"), rows)
     missing = [s for s in statuses if s.state != "present"]
     if missing:
-        print(f"\n{len(missing)} missing; to add them by hand:")
+        required = [s for s in missing if s.entry.required]
+        print(f"\n{len(missing)} missing ({len(required)} required by a feature, "
+              f"{len(missing) - len(required)} optional); to add them by hand:")
         for s in missing:
             print(weights.how_to_fetch(s))
+        downloadable = [s.entry.id for s in missing if s.entry.destination != "package"]
+        if downloadable:
+            print(f"or download them: python -m easyphoto models fetch {' '.join(downloadable)}")
     return 0
 
 
@@ -315,7 +371,7 @@ def _models_verify(ctx: AppContext, args: argparse.Namespace) -> int:
 def _model_ids(weights, args: argparse.Namespace) -> list[str]:
     """Ids from the command line and --group; an unknown id or group is a user error, not a traceback."""
     try:
-        return [e.id for e in weights.select(args.ids or None, args.group)]
+        return [e.id for e in weights.select(getattr(args, "ids", None) or None, args.group)]
     except KeyError as exc:
         raise EasyPhotoError(str(exc.args[0]), hint="`python -m easyphoto models list` shows ids and groups.",
                              phase="models") from None

@@ -28,6 +28,7 @@ def test_serve_smoke_answers_health(tmp_path):
     assert out.returncode == 0, out.stderr
     lines = out.stdout.strip().splitlines()
     assert lines[0].startswith("EasyPhoto ") and "serving on http://127.0.0.1:" in lines[0]
+    assert any(line.startswith("UI queue: /easyphoto_health answered ") for line in lines)  # via gradio's queue
     health = json.loads(lines[-1])
     assert health["name"] == "EasyPhoto" and health["host"]["flavour"] == "standalone"
 

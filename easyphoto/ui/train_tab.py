@@ -66,7 +66,15 @@ def _finished(ctx: AppContext, identity_id: str, record) -> tuple[list, str]:
         f"**{kept} of {report['total']} photos kept** for `{identity_id}`; reference face: "
         f"`{report.get('reference') or 'none'}`; face models: {report['face_stack'].get('name', '?')}.{advice}"
     )
-    return prepare.thumbnails(layout, report), summary
+    return prepare.thumbnails(layout, report), summary + _dropped_list(report)
+
+
+def _dropped_list(report: dict) -> str:
+    """The gallery's captions are cut to one line: every dropped photo's reason is also listed in full."""
+    dropped = [p for p in report.get("photos", []) if not p["kept"]]
+    if not dropped:
+        return ""
+    return "\n\nDropped:\n" + "\n".join(f"- `{p['file']}`: {p['reason']}" for p in dropped)
 
 
 def cancel_job(ctx: AppContext, job_id: str) -> str:
@@ -145,7 +153,8 @@ def _build_training_step(gr, ctx: AppContext, identity) -> None:
     from easyphoto.ui.config_controls import controls
 
     gr.Markdown("### Train the identity LoRA", elem_id="easyphoto_train_step2")
-    base = gr.Textbox(label="Base checkpoint (empty: the WebUI's selected checkpoint; standalone: the SD 1.5 base in models/Stable-diffusion)", elem_id="easyphoto_train_base",
+    base = gr.Textbox(label="Base checkpoint (empty: the WebUI's selected checkpoint; standalone: the SD 1.5 base "
+                            "in models/Stable-diffusion)", elem_id="easyphoto_train_base",
                       placeholder="path to an SD 1.5 .safetensors file or diffusers folder")
     with gr.Accordion("Training settings", open=False):
         fields = controls(gr, TrainConfig, TRAIN_FIELDS, prefix="easyphoto_train")

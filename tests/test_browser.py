@@ -1,0 +1,163 @@
+"""The standalone app as a newcomer gets it, driven in a real browser.
+
+`bash run-standalone.sh` (the README's main command) starts the app from the test command's Forge venv (the pin set
+the standalone install uses), and Debian's headless Chromium, driven by selenium through chromedriver, opens the UI,
+uploads real photos, presses **Check photos** and reads the kept and dropped photos with their reasons. This is the
+path a hung gradio queue, a 500 on `/` or a missing face stack breaks; screenshots of each step are saved under
+$EASYPHOTO_ARTIFACTS (default .artifacts/) for CI to keep.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = Path(os.environ.get("EASYPHOTO_ARTIFACTS", ROOT / ".artifacts")) / "browser"
+IN_CI = os.environ.get("CI") == "true"
+START_TIMEOUT = 900  # a first run of run-standalone.sh may still have to install the pin set
+CHECK_TIMEOUT = 300
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(START_TIMEOUT + CHECK_TIMEOUT)]
+
+if os.environ.get("EASYPHOTO_PINSET") != "forge":
+    # run-standalone.sh installs the standalone pin set into the venv it is given: only the Forge venv has it
+    pytest.skip("runs in the forge pin set (run-tests.sh forge): the standalone app's pins", allow_module_level=True)
+
+
+def _missing(what: str) -> None:
+    """CI must run this test: a missing browser there is a failure, not a skip."""
+    message = f"{what} (run-tests.sh installs Debian's chromium + chromium-driver and selenium)"
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver_path = shutil.which("chromedriver")
+    if not (chromium and driver_path):
+        _missing("no chromium / chromedriver on PATH")
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        _missing("selenium is not installed")
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,2400"):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
+    yield driver
+    driver.quit()
+
+
+class StandaloneApp:
+    """`bash run-standalone.sh --port 0 --data-dir DIR` in the background; `url` once it says where it serves."""
+
+    def __init__(self, data_dir: Path):
+        env = {**os.environ, "EASYPHOTO_VENV": sys.prefix, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+        self.process = subprocess.Popen(
+            ["bash", "run-standalone.sh", "--port", "0", "--data-dir", str(data_dir)], cwd=ROOT, env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.log: list[str] = []
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        for line in self.process.stdout:
+            self.lines.put(line)
+        self.lines.put("")  # end of output: the script exited
+
+    def wait_for_url(self) -> str:
+        while True:
+            try:
+                line = self.lines.get(timeout=START_TIMEOUT)
+            except queue.Empty:
+                raise AssertionError("run-standalone.sh printed nothing for a long time:\n" + "".join(self.log)) from None
+            self.log.append(line)
+            if not line:
+                raise AssertionError("run-standalone.sh exited before serving:\n" + "".join(self.log))
+            found = re.search(r"serving on (http://\S+?) ", line)
+            if found:
+                return found.group(1)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, 15)
+            self.process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    app = StandaloneApp(tmp_path_factory.mktemp("standalone-data"))
+    try:
+        yield app.wait_for_url()
+    finally:
+        app.stop()
+
+
+def _shot(driver, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    driver.save_screenshot(str(ARTIFACTS / f"{name}.png"))
+
+
+def _upload_set(photos_same_man, photo_other_person, tmp_path) -> tuple[list[Path], Path]:
+    """Three photos of one man, one of another man, and a picture without a face (named so the report shows it)."""
+    landscape = tmp_path / "landscape.png"
+    Image.new("RGB", (640, 480), (70, 130, 180)).save(landscape)
+    return [*photos_same_man, photo_other_person, landscape], landscape
+
+
+def test_a_newcomer_checks_photos_in_the_browser(app_url, browser, photos_same_man, photo_other_person, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(browser, CHECK_TIMEOUT)
+    browser.get(app_url)
+    identity = wait.until(ec.visibility_of_element_located(
+        (By.CSS_SELECTOR, "#easyphoto_train_identity textarea, #easyphoto_train_identity input")))
+    _shot(browser, "01-opened")
+    assert "Internal Server Error" not in browser.page_source
+
+    uploads, landscape = _upload_set(photos_same_man, photo_other_person, tmp_path)
+    identity.send_keys("newcomer")
+    browser.find_element(By.CSS_SELECTOR, "#easyphoto_train_uploads input[type=file]").send_keys(
+        "\n".join(str(p) for p in uploads))
+    # gradio uploads the files to the server first; the file list shows each name (stem, then extension) once there
+    wait.until(lambda d: all(p.stem in d.find_element(By.ID, "easyphoto_train_uploads").text for p in uploads))
+    _shot(browser, "02-uploaded")
+
+    browser.find_element(By.ID, "easyphoto_train_check").click()
+    summary = wait.until(lambda d: _text_with(d, "easyphoto_train_summary", "photos kept"))
+    _shot(browser, "03-checked")
+
+    kept, total = map(int, re.search(r"(\d+) of (\d+) photos kept", summary).groups())
+    assert total == len(uploads) and kept == len(photos_same_man), summary
+    gallery = browser.find_element(By.ID, "easyphoto_train_gallery")
+    captions = [c.get_attribute("textContent") for c in gallery.find_elements(By.CSS_SELECTOR, ".caption-label")]
+    assert len(captions) == len(uploads), gallery.get_attribute("textContent")
+    by_photo = {path.stem: next(c for c in captions if path.stem + path.suffix in c) for path in uploads}
+    assert all("✓ kept" in by_photo[path.stem] for path in photos_same_man), captions
+    assert "✗ dropped" in by_photo[photo_other_person.stem] and "different person" in by_photo[photo_other_person.stem]
+    assert "✗ dropped" in by_photo[landscape.stem] and "no face" in by_photo[landscape.stem], captions
+    # the captions are cut to one line on screen: the reasons are readable in full in the summary below them
+    assert "different person" in summary and "no face found" in summary, summary
+
+
+def _text_with(driver, elem_id: str, needle: str) -> str | bool:
+    from selenium.webdriver.common.by import By
+
+    text = driver.find_element(By.ID, elem_id).text
+    return text if needle in text else False
