@@ -28,22 +28,89 @@ HEALTH_EVENT = "easyphoto_health"
 DOCS_ASSETS = "/docs/static"
 
 
-def token_dependencies(token: str | None) -> list:
-    """Optional bearer token for the standalone API (the WebUI uses its own --api-auth instead)."""
-    if not token:
-        return []
-    from fastapi import Depends, HTTPException, Request, status
-
-    def check(request: Request) -> None:
-        given = request.headers.get("authorization", "")
-        if not secrets.compare_digest(given, f"Bearer {token}"):
-            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "Missing or wrong API token",
-                                headers={"WWW-Authenticate": "Bearer"})
-
-    return [Depends(check)]
+TOKEN_COOKIE = "easyphoto_token"
+LOOPBACK_NAMES = ("localhost", "localhost.localdomain")
 
 
-def create_app(ctx: AppContext, *, with_ui: bool = True, token: str | None = None):
+def is_loopback(host: str | None) -> bool:
+    """True when a server bound to `host` is reachable from this machine only."""
+    import ipaddress
+
+    name = (host or "").strip().strip("[]").lower()
+    if name in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False  # a host name or 0.0.0.0-style wildcard: other machines may reach it
+
+
+def api_exposure(host: str, token: str | None):
+    """Standalone: beyond loopback without --token, the API answers only /health (403 naming the flag)."""
+    from easyphoto.api.routes import Exposure
+
+    if token or is_loopback(host):
+        return Exposure()
+    return Exposure(refuse=True, hint=f"The server listens on {host}: start it with --token T and send "
+                                      "'Authorization: Bearer T' (or open /?token=T once in the browser).")
+
+
+class TokenGate:
+    """ASGI middleware for `serve --token T`: every HTTP request and websocket (the UI, gradio's queue, the API,
+    /docs) needs the token, as `Authorization: Bearer T` or as the cookie a browser gets by opening /?token=T
+    once (then redirected to the same page without the token in its address)."""
+
+    def __init__(self, app, token: str, internal_token: str | None = None):
+        import hashlib
+
+        self.app = app
+        self.token = token
+        # gradio 3 runs each queued event by POSTing to its own /api/predict with "Bearer <its queue token>"
+        # (a random secret of that gradio app): that request must pass as well.
+        self.bearers = [f"Bearer {t}" for t in (token, internal_token) if t]
+        # The cookie holds a digest, so the token itself is neither stored by the browser nor needs quoting.
+        self.cookie = hashlib.sha256(f"easyphoto-ui:{token}".encode()).hexdigest()
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] not in ("http", "websocket"):
+            return await self.app(scope, receive, send)
+        from starlette.requests import HTTPConnection
+
+        conn = HTTPConnection(scope)
+        bearer = conn.headers.get("authorization", "")
+        if any(secrets.compare_digest(bearer, b) for b in self.bearers) or secrets.compare_digest(
+            conn.cookies.get(TOKEN_COOKIE, ""), self.cookie
+        ):
+            return await self.app(scope, receive, send)
+        if scope["type"] == "http" and secrets.compare_digest(conn.query_params.get("token", ""), self.token):
+            return await self._remember(conn, scope, receive, send)
+        if scope["type"] == "websocket":
+            return await send({"type": "websocket.close", "code": 1008})
+        return await self._deny(scope, receive, send)
+
+    async def _remember(self, conn, scope, receive, send):
+        """Set the cookie and redirect to the same URL without the token."""
+        from urllib.parse import urlencode
+
+        from starlette.responses import RedirectResponse
+
+        rest = urlencode([(k, v) for k, v in conn.query_params.multi_items() if k != "token"])
+        response = RedirectResponse(scope.get("root_path", "") + scope["path"] + (f"?{rest}" if rest else ""),
+                                    status_code=303)
+        response.set_cookie(TOKEN_COOKIE, self.cookie, httponly=True, samesite="strict", path="/")
+        await response(scope, receive, send)
+
+    async def _deny(self, scope, receive, send):
+        from starlette.responses import JSONResponse
+
+        body = {"error": "Unauthorized", "phase": "auth", "message": "This EasyPhoto server needs its token.",
+                "hint": "Open /?token=YOUR_TOKEN once in the browser, or send 'Authorization: Bearer YOUR_TOKEN'."}
+        await JSONResponse(body, status_code=401, headers={"WWW-Authenticate": "Bearer"})(scope, receive, send)
+
+
+def create_app(ctx: AppContext, *, with_ui: bool = True, token: str | None = None, host: str = "127.0.0.1"):
+    """The FastAPI app: API, offline docs and (with_ui) the Gradio UI at "/". `host` is where it will listen:
+    beyond loopback without a token the API refuses everything but /health."""
     from fastapi import FastAPI
 
     from easyphoto import api
@@ -52,7 +119,7 @@ def create_app(ctx: AppContext, *, with_ui: bool = True, token: str | None = Non
     # FastAPI's own /docs loads Swagger UI from a CDN (a blank page offline); ours serves it from the package.
     app = FastAPI(title="EasyPhoto", version=__version__, docs_url=None if swagger_dir else "/docs")
     # Routes first: the Gradio app is mounted at "/" and would otherwise catch /easyphoto/v1 and /docs too.
-    api.install(app, ctx, dependencies=token_dependencies(token))
+    api.install(app, ctx, exposure=api_exposure(host, token))
     if swagger_dir:
         install_local_docs(app, swagger_dir)
     if with_ui:
@@ -66,7 +133,19 @@ def create_app(ctx: AppContext, *, with_ui: bool = True, token: str | None = Non
         # Both gradio 3 (a startup handler) and 4 (a wrapped lifespan) start the queue from the parent app's
         # lifespan, so uvicorn must run with lifespan on.
         app = gr.mount_gradio_app(app, blocks, path="/")
+    if token:
+        # Middleware of the outer app: it covers the mounted Gradio app (page, assets, queue) and the API alike.
+        app.add_middleware(TokenGate, token=token, internal_token=_gradio_queue_token(app))
     return app
+
+
+def _gradio_queue_token(app) -> str | None:
+    """gradio 3's per-app queue secret (see TokenGate); None on gradio 4, which runs events in-process."""
+    for route in app.routes:
+        token = getattr(getattr(route, "app", None), "queue_token", None)
+        if isinstance(token, str) and token:
+            return token
+    return None
 
 
 def add_health_event(gr, blocks) -> None:
@@ -137,6 +216,14 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def session_token(host: str, token: str | None) -> tuple[str | None, bool]:
+    """(token to require, generated?). Beyond loopback a server without --token would let anyone on the network
+    read a person's photos or start work: it gets a random token for this run, printed at start (as Jupyter does)."""
+    if token or is_loopback(host):
+        return token, False
+    return secrets.token_urlsafe(18), True
+
+
 def serve(
     ctx: AppContext,
     *,
@@ -151,12 +238,17 @@ def serve(
     code 0 when both answered, 1 (with one line on stderr) when not."""
     import uvicorn
 
-    app = create_app(ctx, with_ui=with_ui, token=token)
+    token, generated = session_token(host, token)
+    app = create_app(ctx, with_ui=with_ui, token=token, host=host)
     sock = _bind(host, port)
     bound_port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", **_shutdown_options(uvicorn)))
     url = f"http://{_address(host, bound_port)}"
     print(f"EasyPhoto {__version__} serving on {url} (API {url}/easyphoto/v1, docs {url}/docs)", flush=True)
+    if generated:
+        print(f"{host} is reachable from other machines, so this server needs a token (none was given with --token): "
+              f"open {url}/?token={token} once in the browser, and send 'Authorization: Bearer {token}' to the API.",
+              flush=True)
     if not smoke:
         server.run(sockets=[sock])
         return 0 if server.started else 1  # not started: uvicorn has logged why (e.g. a failed app startup)
@@ -205,7 +297,7 @@ def _smoke(server, thread: threading.Thread, url: str, token: str | None, with_u
     _wait_started(server, thread, timeout)
     health = _get_health(f"{url}/easyphoto/v1/health", token)
     if with_ui:
-        print(f"UI queue: /{HEALTH_EVENT} answered {probe_ui_queue(url, timeout)!r}", flush=True)
+        print(f"UI queue: /{HEALTH_EVENT} answered {probe_ui_queue(url, timeout, token)!r}", flush=True)
     return health
 
 
@@ -230,19 +322,21 @@ def _get_health(url: str, token: str | None) -> dict:
 
 # Runs in a child process: gradio_client works on non-daemon threads that a hung queue would keep alive past our
 # exit, and a child can simply be killed at the deadline. Telemetry off: the check must never leave the machine.
+# With `serve --token T` the token goes in as `hf_token`: both gradio_client versions send it as
+# "Authorization: Bearer T" on every request and on the websocket, which is what TokenGate accepts.
 _PROBE = """
 import sys
 from gradio_client import Client
-print(Client(sys.argv[1], verbose=False).predict(api_name="/" + sys.argv[2]))
+print(Client(sys.argv[1], hf_token=sys.argv[3] or None, verbose=False).predict(api_name="/" + sys.argv[2]))
 """
 
 
-def probe_ui_queue(url: str, timeout: float) -> str:
+def probe_ui_queue(url: str, timeout: float, token: str | None = None) -> str:
     """Call the hidden health event through gradio's own client protocol (websocket queue in gradio 3, SSE in 4);
     its answer, or SmokeFailure when it fails or does not complete within `timeout` seconds."""
     env = {**os.environ, "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
     try:
-        done = subprocess.run([sys.executable, "-c", _PROBE, f"{url}/", HEALTH_EVENT], capture_output=True,
+        done = subprocess.run([sys.executable, "-c", _PROBE, f"{url}/", HEALTH_EVENT, token or ""], capture_output=True,
                               text=True, timeout=timeout, env=env, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
         raise SmokeFailure(f"the UI event /{HEALTH_EVENT} did not complete within {timeout:.0f} s "

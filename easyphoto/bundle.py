@@ -16,16 +16,25 @@ import stat
 import time
 import uuid
 import zipfile
+import zlib
 from pathlib import Path
+from typing import BinaryIO
 
 from easyphoto import __version__
 from easyphoto.errors import EasyPhotoError, InvalidIdentityId
-from easyphoto.store import IdentityStore, atomic_path, validate_identity_id
+from easyphoto.store import IdentityStore, atomic_path, check_lora_target, validate_identity_id
 
 FORMAT = "easyphoto-identity"
 FORMAT_VERSION = 1
 MAX_MEMBERS = 2000
 MAX_UNPACKED_BYTES = 4 * 1024**3
+MAX_JSON_BYTES = 16 * 1024**2
+# An uploaded bundle (POST /identities/import) is spooled to a temporary file and refused past this size; a bundle
+# holds photos, the dataset and one LoRA, so it stays far below it (export without the dataset if not).
+MAX_BUNDLE_BYTES = 2 * 1024**3
+# What a damaged or crafted zip raises while its members are read (bad CRC, truncated data, unsupported method,
+# encrypted member): each means the bundle is unusable, never a server fault.
+_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError, EOFError)
 LORA_MEMBER = "lora.safetensors"
 _ALLOWED = re.compile(
     r"(manifest\.json|report\.json|identity\.json|reference\.jpg|lora\.safetensors"
@@ -62,28 +71,37 @@ def export_identity(store: IdentityStore, identity_id: str, *, include_dataset: 
     return buffer.getvalue()
 
 
-def import_identity(store: IdentityStore, data: bytes, *, identity_id: str | None = None) -> str:
-    """Create an identity from bundle bytes; returns its id. Nothing is written when the bundle is refused."""
+def import_identity(store: IdentityStore, data: bytes | BinaryIO, *, identity_id: str | None = None) -> str:
+    """Create an identity from bundle bytes or a seekable binary file; returns its id. Nothing is written when
+    the bundle is refused."""
+    source = io.BytesIO(data) if isinstance(data, bytes | bytearray) else data
     try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile:
+        archive = zipfile.ZipFile(source)
+    except (*_ZIP_ERRORS, ValueError):
         raise BadBundle("The bundle is not a zip file.", hint="Export it again with EasyPhoto's export.") from None
     with archive:
-        members = _checked_members(archive)
-        manifest = _read_json(archive, "manifest.json")
-        if manifest.get("format") != FORMAT or manifest.get("version") != FORMAT_VERSION:
-            raise BadBundle(f"Unsupported bundle format {manifest.get('format')!r} version {manifest.get('version')!r}.")
-        target_id = validate_identity_id(identity_id or manifest.get("identity_id"))
-        layout = store.layout(target_id)
-        if layout.root.exists():
-            raise InvalidIdentityId(f"An identity named {target_id!r} already exists.",
-                                    hint="Import under another id, or delete the existing identity first.")
-        for name in ("report.json", "identity.json"):
-            if name in members:
-                _read_json(archive, name)
-        if LORA_MEMBER in members:
-            _check_safetensors(archive.read(LORA_MEMBER))
-        _unpack(archive, members, layout.root, layout.lora_file)
+        try:
+            return _import(store, archive, identity_id)
+        except _ZIP_ERRORS as exc:
+            raise BadBundle(f"The bundle is damaged ({exc}).", hint="Export it again with EasyPhoto's export.") from None
+
+
+def _import(store: IdentityStore, archive: zipfile.ZipFile, identity_id: str | None) -> str:
+    members = _checked_members(archive)
+    manifest = _read_json(archive, "manifest.json")
+    if manifest.get("format") != FORMAT or manifest.get("version") != FORMAT_VERSION:
+        raise BadBundle(f"Unsupported bundle format {manifest.get('format')!r} version {manifest.get('version')!r}.")
+    target_id = validate_identity_id(identity_id or manifest.get("identity_id"))
+    layout = store.layout(target_id)
+    if layout.root.exists():
+        raise InvalidIdentityId(f"An identity named {target_id!r} already exists.",
+                                hint="Import under another id, or delete the existing identity first.")
+    for name in ("report.json", "identity.json"):
+        if name in members:
+            _read_json(archive, name)
+    if LORA_MEMBER in members:
+        _check_safetensors(archive)
+    _unpack(archive, members, layout.root, layout.lora_file)
     return target_id
 
 
@@ -110,6 +128,8 @@ def _checked_members(archive: zipfile.ZipFile) -> list[str]:
 
 
 def _read_json(archive: zipfile.ZipFile, name: str) -> dict:
+    if archive.getinfo(name).file_size > MAX_JSON_BYTES:  # read whole into memory: bounded first
+        raise BadBundle(f"{name} in the bundle is over {MAX_JSON_BYTES // 1024**2} MB; refused.")
     try:
         value = json.loads(archive.read(name).decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -119,15 +139,20 @@ def _read_json(archive: zipfile.ZipFile, name: str) -> dict:
     return value
 
 
-def _check_safetensors(data: bytes) -> None:
-    """The safetensors layout: 8-byte little-endian header length, then a JSON header; nothing is executed."""
-    if len(data) < 8:
-        raise BadBundle(f"{LORA_MEMBER} is too short to be a safetensors file.")
-    length = int.from_bytes(data[:8], "little")
-    if length > min(len(data) - 8, 100 * 1024**2):
-        raise BadBundle(f"{LORA_MEMBER} has a damaged header (claims {length} bytes).")
+def _check_safetensors(archive: zipfile.ZipFile) -> None:
+    """The safetensors layout: 8-byte little-endian header length, then a JSON header; nothing is executed and
+    only the header is read."""
+    size = archive.getinfo(LORA_MEMBER).file_size
+    with archive.open(LORA_MEMBER) as member:
+        prefix = member.read(8)
+        if len(prefix) < 8:
+            raise BadBundle(f"{LORA_MEMBER} is too short to be a safetensors file.")
+        length = int.from_bytes(prefix, "little")
+        if length > min(size - 8, 100 * 1024**2):
+            raise BadBundle(f"{LORA_MEMBER} has a damaged header (claims {length} bytes).")
+        raw = member.read(length)
     try:
-        header = json.loads(data[8 : 8 + length])
+        header = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise BadBundle(f"{LORA_MEMBER} is not a safetensors file (its header is not JSON).") from None
     if not isinstance(header, dict):
@@ -135,6 +160,9 @@ def _check_safetensors(data: bytes) -> None:
 
 
 def _unpack(archive: zipfile.ZipFile, members: list[str], root: Path, lora_file: Path) -> None:
+    # Before anything is written: a <Lora>/<id>.safetensors that EasyPhoto did not write is someone's own LoRA,
+    # never replaced (and never taken as this identity's, even when the bundle brings none).
+    check_lora_target(lora_file, root.name)
     staging = root.with_name(f".import-{root.name}-{uuid.uuid4().hex[:8]}")
     try:
         for name in members:

@@ -49,6 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--max-photos", type=int, default=None, help="keep at most this many")
     check.add_argument("--json", action="store_true", help="print the full report as JSON")
     check.set_defaults(run=_photos_check)
+    remove = photos_commands.add_parser("remove", help="delete photos of an identity by their names in its report")
+    remove.add_argument("--id", required=True, dest="identity_id", help="identity id")
+    remove.add_argument("names", nargs="+", metavar="NAME", help="photo names as the report shows them")
+    remove.set_defaults(run=_photos_remove)
 
     train = commands.add_parser("train", help="add photos to an identity, check them, prepare the dataset, train")
     train.add_argument("--id", required=True, dest="identity_id", help="identity id (created when new)")
@@ -150,14 +154,19 @@ def _photos_check(ctx: AppContext, args: argparse.Namespace) -> int:
 
     from easyphoto.config import TrainConfig
     from easyphoto.face import stacks
-    from easyphoto.train.photos import list_photos, select_photos
+    from easyphoto.train.photos import IMAGE_SUFFIXES, list_photos, looks_like_image, select_photos
 
     folder = Path(args.folder)
     if not folder.is_dir():
         raise EasyPhotoError(f"{folder} is not a folder.", hint="Pass the folder that holds the photos.", phase="photos")
+    config = _options_config(TrainConfig, {"max_photos": ("--max-photos", args.max_photos)})
+    files = list_photos(folder)
+    if not any(looks_like_image(f) for f in files):
+        found = f"{len(files)} other file{'s' if len(files) != 1 else ''}" if files else "it is empty"
+        raise EasyPhotoError(f"no image files in {folder} ({found}).", phase="photos",
+                             hint=f"Supported extensions: {', '.join(sorted(IMAGE_SUFFIXES))}.")
     stack = stacks.load(args.face_stack or ctx.settings.face_stack, ctx.paths)
-    config = TrainConfig(max_photos=args.max_photos)
-    report = select_photos(list_photos(folder), stack, config, max_megapixels=ctx.settings.max_upload_megapixels)
+    report = select_photos(files, stack, config, max_megapixels=ctx.settings.max_upload_megapixels)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
         return 0
@@ -170,6 +179,30 @@ def _photos_check(ctx: AppContext, args: argparse.Namespace) -> int:
     print(f"\n{len(report.kept)} of {len(report.decisions)} kept; reference face: {report.reference or 'none'}; "
           f"face stack: {stack.name}")
     return 0 if report.kept else 1
+
+
+def _options_config(cls, options: dict):
+    """A config from command-line options {field: (flag, value)}; a rejected value is one line naming the flag."""
+    values = {name: value for name, (_, value) in options.items() if value is not None}
+    try:
+        return cls.from_dict(values)
+    except ValueError as exc:  # pydantic's ValidationError on both major versions
+        errors = exc.errors() if hasattr(exc, "errors") else []
+        first = errors[0] if errors else {"loc": (), "msg": str(exc)}
+        name = next((str(part) for part in first.get("loc", ()) if str(part) in options), None)
+        flag, value = options[name] if name else ("an option", None)
+        raise EasyPhotoError(f"{flag} {value}: {first.get('msg', 'invalid value')}.", phase="photos",
+                             hint="See `python -m easyphoto photos check --help`.") from None
+
+
+def _photos_remove(ctx: AppContext, args: argparse.Namespace) -> int:
+    from easyphoto.store import photo_files
+    from easyphoto.train import prepare
+
+    removed = prepare.remove_photos(ctx, args.identity_id, args.names)
+    left = len(photo_files(ctx.identities.get(args.identity_id).photos))
+    print(f"{args.identity_id}: removed {', '.join(removed)}; {left} photo{'' if left == 1 else 's'} left")
+    return 0
 
 
 def _load_config(cls, path: str | None):
@@ -250,7 +283,8 @@ def _train(ctx: AppContext, args: argparse.Namespace) -> int:
     config = _load_config(TrainConfig, args.config)
     base = _resolve_base(ctx, args.base, "train")  # before photos are copied or a job runs: it fails fast
     if args.photos:
-        prepare.add_photos(ctx, args.identity_id, args.photos)
+        added = prepare.add_photos(ctx, args.identity_id, args.photos)
+        print(f"{args.identity_id}: {added.summary()}", file=sys.stderr)
     params = {"identity_id": args.identity_id, "config": config.to_dict()}
     if not args.resume:
         dataset = run_job(ctx, "prepare_dataset", params)
@@ -270,8 +304,10 @@ def _portrait(ctx: AppContext, args: argparse.Namespace) -> int:
     from easyphoto.config import PortraitConfig
 
     config = _with_overrides(_load_config(PortraitConfig, args.config), args.set)
+    from easyphoto.portrait.run import require_trained
+
     for identity_id in args.identity_ids:
-        ctx.identities.get(identity_id)
+        require_trained(ctx, identity_id)  # unknown or untrained: said before any job or model load
     templates = [t if not Path(t).exists() and "/" in t and not Path(t).is_absolute() else str(Path(t).resolve())
                  for t in args.templates]  # gallery names stay names
     params = {"identity_ids": args.identity_ids, "templates": templates, "face_indices": args.face_indices,

@@ -11,6 +11,8 @@ measurement says otherwise; each field's description says what it does.
 from __future__ import annotations
 
 import json
+import math
+import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -62,13 +64,25 @@ class FieldSpec:
 class ConfigModel(BaseModel):
     """Base for every config: unknown keys are errors (a typo must not be silently ignored)."""
 
+    # allow_inf_nan=False: JSON parsers (Starlette's included) accept NaN/Infinity. Bound checks reject NaN only by
+    # accident (pydantic 1: "must be >= 0"), and unbounded floats would take it; `_reject_non_finite` says why.
     if PYDANTIC_V2:
-        model_config = pydantic.ConfigDict(extra="forbid", validate_assignment=True)
+        model_config = pydantic.ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+        @pydantic.field_validator("*", mode="before")
+        @classmethod
+        def _reject_non_finite(cls, value: Any, info: Any) -> Any:
+            return _finite(value, cls.model_fields[info.field_name].annotation)
     else:
 
         class Config:
             extra = "forbid"
             validate_assignment = True
+            allow_inf_nan = False
+
+        @pydantic.validator("*", pre=True, allow_reuse=True)
+        def _reject_non_finite(cls, value: Any, field: Any) -> Any:  # noqa: N805 - pydantic 1 passes the class
+            return _finite(value, field.outer_type_)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]):
@@ -94,6 +108,28 @@ class ConfigModel(BaseModel):
     def field_specs(cls) -> list[FieldSpec]:
         schema = cls.json_schema()
         return [_field_spec(name, prop, schema) for name, prop in schema.get("properties", {}).items()]
+
+
+_NON_FINITE_WORDS = {"nan", "inf", "+inf", "-inf", "infinity", "+infinity", "-infinity"}
+
+
+def _finite(value: Any, annotation: Any) -> Any:
+    """`value` unchanged unless it is a non-finite number (or its spelling, for a float field): then ValueError.
+
+    Runs before pydantic's own checks so the message says what is wrong (pydantic 1 would report that NaN is
+    "not >= 0"), on both pydantic versions."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"must be a finite number, not {value!r}")
+    if isinstance(value, str) and value.strip().lower() in _NON_FINITE_WORDS and _is_float(annotation):
+        raise ValueError(f"must be a finite number, not {value.strip()!r}")
+    return value
+
+
+def _is_float(annotation: Any) -> bool:
+    """True for float, constrained floats and Optional[float] (annotations are resolved types on both versions)."""
+    if isinstance(annotation, type):
+        return issubclass(annotation, float)
+    return any(_is_float(arg) for arg in typing.get_args(annotation))
 
 
 def _field_spec(name: str, prop: dict[str, Any], schema: dict[str, Any]) -> FieldSpec:
@@ -195,6 +231,14 @@ class TrainConfig(ConfigModel):
     max_train_steps: int = Field(800, ge=1, le=100000, description="Upper bound on training steps.")
     validation: bool = Field(True, description="Score checkpoints by face identity and merge the best.")
     validation_every: int = Field(100, ge=1, le=100000, description="Steps between checkpoints/validations.")
+    # 2: the two best-scored checkpoints are what one compares with the exported (merged) LoRA, e.g. an earlier,
+    # less fitted one when likeness is overdone; each is ~0.3 GB (float32, its optimizer state is never kept), so
+    # an identity keeps ~0.6 GB instead of ~0.9 GB per checkpoint (~7 GB at 800 steps).
+    keep_checkpoints: int = Field(
+        2, ge=0, le=1000,
+        description="Checkpoint LoRAs kept after training besides the exported one (best-scored first, else the "
+        "latest); 0 = none. During training only what the merge and resume still need is kept in addition.",
+    )
     seed: int | None = Field(None, ge=0, le=2**32 - 1, description="Random seed; empty = random per training.")
 
     check_alpha_at_most_rank = _cross_field_check(

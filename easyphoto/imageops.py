@@ -47,6 +47,28 @@ def load_photo(
     """Decode an uploaded photo into upright 8-bit RGB, or raise UnreadableImage saying why not."""
     data = _read_bytes(source, max_bytes)
     name = source.name if isinstance(source, Path) else (Path(source).name if isinstance(source, str) else "upload")
+    try:
+        return _load(data, name, max_megapixels, min_side)
+    except UnreadableImage:
+        raise
+    except MemoryError:
+        raise UnreadableImage(f"{name}: decoding it needs more memory than is free.",
+                              hint="Resize the photo and upload it again.") from None
+    except Exception as exc:  # noqa: BLE001 - any decoder failure on untrusted bytes is this file's fault, said so
+        raise UnreadableImage(f"{name}: the image could not be decoded: {_decoder_reason(exc)}.",
+                              hint="The file is damaged or in an unusual variant of its format; export it again "
+                                   "as JPEG or PNG.") from None
+
+
+def _decoder_reason(exc: Exception) -> str:
+    """PIL's own words where it has some ("Truncated File Read" means the header ends early)."""
+    text = str(exc).strip()
+    if "truncated" in text.lower():
+        return "truncated (the file ends inside its header or image data)"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _load(data: bytes, name: str, max_megapixels: float, min_side: int) -> LoadedImage:
     image = _open(data, name)
     width, height = image.size
     if width * height > max_megapixels * 1_000_000:
@@ -80,12 +102,39 @@ def _read_bytes(source: Path | str | bytes, max_bytes: int) -> bytes:
         size = path.stat().st_size
         if size > max_bytes:
             raise UnreadableImage(f"{path.name}: {_human(size)} is over the {_human(max_bytes)} upload limit.")
-        data = path.read_bytes()
+        try:
+            data = path.read_bytes()
+        except OSError as exc:  # permissions, a file that vanished, an I/O error: that photo's reason, not a crash
+            raise UnreadableImage(f"{path.name}: the file cannot be read ({exc.strerror or exc}).") from None
     if not data:
         raise UnreadableImage("The file is empty (0 bytes).", hint="Upload the photo again.")
     if len(data) > max_bytes:
         raise UnreadableImage(f"{_human(len(data))} is over the {_human(max_bytes)} upload limit.")
     return data
+
+
+# Image formats by their first bytes, for files PIL cannot open (a JPEG cut inside its header is still a JPEG).
+_MAGIC = ((b"\xff\xd8\xff", "jpg"), (b"\x89PNG\r\n\x1a\n", "png"), (b"GIF8", "gif"), (b"BM", "bmp"),
+          (b"II*\x00", "tif"), (b"MM\x00*", "tif"))
+_PIL_SUFFIX = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "GIF": "gif", "BMP": "bmp", "TIFF": "tif", "WEBP": "webp",
+               "JPEG2000": "jp2"}
+
+
+def image_suffix(data: bytes) -> str | None:
+    """The file extension of the image format `data` really is ("jpg", "png", ...), judged from its header and
+    never from a file name; None when it is no image format we know."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    known = next((suffix for magic, suffix in _MAGIC if data.startswith(magic)), None)
+    if known:
+        return known
+    try:  # other formats PIL identifies from the header alone (nothing is decoded)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data)) as image:
+                return _PIL_SUFFIX.get(image.format or "", (image.format or "").lower()[:5] or None)
+    except Exception:  # noqa: BLE001 - unknown or damaged: no format to name
+        return None
 
 
 def _human(size: int) -> str:

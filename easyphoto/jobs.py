@@ -1,10 +1,12 @@
 """The job queue: one worker thread runs EasyPhoto's long work (training, generation) one job at a time.
 
 GPU work is serial, so there is exactly one worker. Inside the WebUI the host passes its own queue lock as
-`gpu_lock`, and every operation runs while holding it, so our jobs never overlap a txt2img request.
+`gpu_lock`; each job kind declares whether it needs the GPU (`register(..., gpu=...)`), and only those run while
+holding that lock, so training and portraits never overlap a txt2img request, while photo checks and downloads
+never block one.
 
     queue = JobQueue(paths.jobs_dir, gpu_lock=webui.host_queue_lock)
-    queue.register("train", train_operation, label=lambda p: f"train {p['identity']}")
+    queue.register("train", train_operation, label=lambda p: f"train {p['identity']}", gpu=True)
     record = queue.submit("train", {"identity": "alice"})
     queue.get(record.id).progress          # phase, fraction, ETA, message, latest preview
     queue.cancel(record.id)
@@ -15,7 +17,8 @@ registers `ctx.on_cancel(callback)` to stop that work when a cancel is requested
 
 Every state change is written atomically to `<jobs_dir>/<id>.json`, so a new queue on the same folder (after a
 restart or a crash) shows what happened: final records as they were, and jobs that were queued or running
-marked FAILED "interrupted". At most `history` final records are kept; older ones are deleted with their
+marked FAILED "interrupted" (naming the step to resume from when the job recorded one with
+`ctx.resumable(step)`). At most `history` final records are kept; older ones are deleted with their
 work folders. Queued and running jobs are never deleted.
 """
 
@@ -116,6 +119,7 @@ class JobProgress:
     preview: str | None = None  # path of the latest preview image file
     step: int | None = None
     total: int | None = None
+    resumable_step: int | None = None  # the last step a resumed job could continue from (JobContext.resumable)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -128,6 +132,7 @@ class JobProgress:
         progress = cls(**{k: v for k, v in data.items() if k in known})
         progress.fraction = min(1.0, max(0.0, float(progress.fraction)))
         progress.eta_seconds = _opt_float(progress.eta_seconds)
+        progress.resumable_step = None if progress.resumable_step is None else int(progress.resumable_step)
         return progress
 
 
@@ -203,6 +208,13 @@ def _opt_float(value: Any) -> float | None:
 Operation = Callable[[dict, "JobContext"], "dict | None"]
 
 
+@dataclass(frozen=True)
+class _Kind:
+    operation: Operation
+    label: Callable[[dict], str] | None
+    gpu: bool  # runs under the host's GPU lock (the WebUI's queue lock)
+
+
 class _Active:
     """Book-keeping of the running job (guarded by the queue's lock)."""
 
@@ -253,6 +265,13 @@ class JobContext:
         if self._active.cancel_event.is_set():
             raise Cancelled("The job was cancelled.", hint="Submit it again to run it.")
 
+    def resumable(self, step: int) -> None:
+        """Record that the job could continue from `step` if it stopped now (e.g. the last saved checkpoint).
+
+        Written to disk at once, so a killed process (kill -9, power loss) still leaves the step in the record,
+        and the next queue's "interrupted" message names it."""
+        self._queue._resumable(self._active, step)
+
     def on_cancel(self, callback: Callable[[], Any]) -> None:
         """Call `callback()` once when a cancel is requested (at once if it already was).
 
@@ -298,7 +317,7 @@ class JobQueue:
         self._jobs: dict[str, JobRecord] = {}  # in creation order
         self._pending: deque[str] = deque()
         self._active: _Active | None = None
-        self._ops: dict[str, tuple[Operation, Callable[[dict], str] | None]] = {}
+        self._ops: dict[str, _Kind] = {}
         self._stopping = False
         self._thread: threading.Thread | None = None
         with self._lock:
@@ -318,11 +337,20 @@ class JobQueue:
             self._thread = threading.Thread(target=self._worker, name="easyphoto-jobs", daemon=True)
             self._thread.start()
 
-    def register(self, kind: str, operation: Operation, *, label: Callable[[dict], str] | None = None) -> None:
+    def register(
+        self, kind: str, operation: Operation, *, label: Callable[[dict], str] | None = None, gpu: bool = True
+    ) -> None:
+        """Register `operation` for `kind`. `gpu`: whether it needs the GPU, i.e. must hold the host's GPU lock
+        while it runs (True, the safe default, for anything that may load a model on the GPU)."""
         if not isinstance(kind, str) or not kind:
             raise ValueError("a job kind must be a non-empty string")
         with self._lock:
-            self._ops[kind] = (operation, label)
+            self._ops[kind] = _Kind(operation, label, bool(gpu))
+
+    def needs_gpu(self, kind: str) -> bool:
+        with self._lock:
+            entry = self._ops.get(kind)
+            return True if entry is None else entry.gpu
 
     def kinds(self) -> list[str]:
         with self._lock:
@@ -340,7 +368,7 @@ class JobQueue:
             )
         params = _json_params(params)
         record = JobRecord(id=uuid.uuid4().hex, kind=kind, state=JobState.QUEUED, created=time.time(), params=params)
-        record.label = _make_label(entry[1], params, kind)
+        record.label = _make_label(entry.label, params, kind)
         with self._lock:
             if self._stopping:
                 raise QueueStopped(
@@ -459,9 +487,12 @@ class JobQueue:
             record = self._jobs.get(job_id)
             if record is None or record.state is not JobState.QUEUED:
                 return
-            operation = self._ops.get(record.kind, (None, None))[0]
+            entry = self._ops.get(record.kind)
+        operation = entry.operation if entry is not None else None
         try:
-            gpu = self._gpu_lock() if self._gpu_lock is not None else nullcontext()
+            # Only kinds that need the GPU take the host's lock: a photo check must not block the WebUI's txt2img.
+            needs_lock = self._gpu_lock is not None and (entry is None or entry.gpu)
+            gpu = self._gpu_lock() if needs_lock else nullcontext()
             with gpu:
                 with self._lock:
                     if record.state is not JobState.QUEUED or self._stopping:
@@ -541,6 +572,15 @@ class JobQueue:
             if phase_changed or now - active.last_persist >= PERSIST_INTERVAL:
                 active.last_persist = now
                 self._persist(record)
+
+    def _resumable(self, active: _Active, step: int) -> None:
+        with self._lock:
+            record = active.record
+            if record.state is not JobState.RUNNING:
+                return
+            record.progress.resumable_step = int(step)
+            active.last_persist = time.monotonic()
+            self._persist(record)
 
     def _add_cancel_callback(self, active: _Active, callback: Callable[[], Any]) -> bool:
         """Store the callback; True when the cancel was already requested (the caller then calls it at once)."""
@@ -625,7 +665,7 @@ class JobQueue:
             if record.state in (JobState.QUEUED, JobState.RUNNING):
                 was = record.state
                 record.state = JobState.FAILED
-                record.error = _interrupted_error(was)
+                record.error = _interrupted_error(was, record.progress.resumable_step)
                 record.progress.eta_seconds = None
                 try:
                     record.finished = path.stat().st_mtime  # its last write: about when it stopped
@@ -641,10 +681,14 @@ class JobQueue:
 # ---------------------------------------------------------------------------------------------- helpers
 
 
-def _interrupted_error(state: JobState) -> dict:
+def _interrupted_error(state: JobState, resumable_step: int | None = None) -> dict:
+    message = f"interrupted: EasyPhoto stopped while this job was {state.value}"
+    if not resumable_step:
+        return Interrupted(message, hint="Submit the job again to run it.").to_dict()
     return Interrupted(
-        f"interrupted: EasyPhoto stopped while this job was {state.value}",
-        hint="Submit the job again to run it.",
+        f"{message}; resume from step {resumable_step} with resume: true / --resume",
+        hint=f"Submit it again with resume (API \"resume\": true, CLI --resume, or the Train tab's Resume box) to "
+        f"continue from step {resumable_step}; without resume it starts over.",
     ).to_dict()
 
 

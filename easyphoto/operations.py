@@ -51,17 +51,29 @@ def shutdown_all() -> None:
         _queues.clear()
 
 
+# Whether each job kind needs the GPU. Only those hold the WebUI's queue lock while they run (so they never overlap
+# a txt2img request); the others (face detection on small photos, cropping, downloads) run beside the WebUI.
+NEEDS_GPU: dict[str, bool] = {
+    "check_photos": False,
+    "prepare_dataset": False,
+    "fetch_models": False,
+    "train": True,  # the child process trains on the GPU, and the WebUI's checkpoint is moved off it meanwhile
+    "portrait": True,  # the WebUI's img2img (or diffusers) pipeline
+}
+
+
 def register_operations(queue: JobQueue, ctx: AppContext) -> None:
-    queue.register("check_photos", lambda p, job: check_photos(ctx, p, job), label=lambda p: f"check photos of {p['identity_id']}")
-    queue.register(
-        "prepare_dataset", lambda p, job: prepare_dataset(ctx, p, job), label=lambda p: f"dataset of {p['identity_id']}"
-    )
-    queue.register("fetch_models", lambda p, job: fetch_models(ctx, p, job), label=lambda p: "download model files")
+    def add(kind, operation, label) -> None:
+        queue.register(kind, operation, label=label, gpu=NEEDS_GPU[kind])
+
+    add("check_photos", lambda p, job: check_photos(ctx, p, job), lambda p: f"check photos of {p['identity_id']}")
+    add("prepare_dataset", lambda p, job: prepare_dataset(ctx, p, job), lambda p: f"dataset of {p['identity_id']}")
+    add("fetch_models", lambda p, job: fetch_models(ctx, p, job), lambda p: "download model files")
     from easyphoto.train.runner import train_operation  # light: the training itself runs in a child process
 
-    queue.register("train", lambda p, job: train_operation(ctx, p, job), label=lambda p: f"train {p['identity_id']}")
-    queue.register("portrait", lambda p, job: portrait(ctx, p, job),
-                   label=lambda p: f"portrait of {', '.join(p.get('identity_ids') or [])}")
+    add("train", lambda p, job: train_operation(ctx, p, job), lambda p: f"train {p['identity_id']}")
+    add("portrait", lambda p, job: portrait(ctx, p, job),
+        lambda p: f"portrait of {', '.join(p.get('identity_ids') or [])}")
 
 
 def portrait(ctx: AppContext, params: dict, job: JobContext) -> dict:

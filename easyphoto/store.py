@@ -18,11 +18,14 @@ killed process leaves either the old file or the new one, never half of one.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
+import logging
 import os
 import re
 import shutil
 import tempfile
+import threading
 import unicodedata
 import uuid
 from collections.abc import Iterator
@@ -30,7 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from easyphoto.errors import EasyPhotoError, IdentityNotFound, InvalidIdentityId
+from easyphoto.errors import EasyPhotoError, IdentityNotFound, InvalidIdentityId, NotFound
+
+_log = logging.getLogger("easyphoto")
 
 MAX_ID_LENGTH = 64
 _ID_RE = re.compile(r"[a-z0-9](?:[a-z0-9_-]*[a-z0-9])?")
@@ -45,6 +50,30 @@ def suggest_identity_id(name: str) -> str:
     if not slug or slug in _WINDOWS_RESERVED:
         slug = f"person_{slug}" if slug else "person"
     return slug
+
+
+MAX_PHOTO_STEM = 60
+
+
+def safe_photo_name(original: str, suffix: str) -> str:
+    """A file name for an upload: its original name as a safe slug ("Zoë at the beach (2).JPG" → "Zoe_at_the_beach_2")
+    plus `suffix`, the extension of the format the bytes really are (never the name's own, which may lie)."""
+    stem = Path(Path(str(original).replace("\\", "/")).name).stem  # no folders, from either kind of separator
+    stem = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode()
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "_", stem).strip("_-")[:MAX_PHOTO_STEM].strip("_-") or "photo"
+    if stem.lower() in _WINDOWS_RESERVED:
+        stem = f"photo_{stem}"
+    suffix = re.sub(r"[^a-z0-9]", "", str(suffix).lower())[:5] or "bin"
+    return f"{stem}.{suffix}"
+
+
+def file_digest(path: Path | str) -> str:
+    """sha256 of a file's bytes, read in chunks (photos are compared by content, never by name)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def validate_identity_id(value: object) -> str:
@@ -201,6 +230,59 @@ class IdentityLayout:
         return self.root / "identity.json"
 
 
+# ---------------------------------------------------------------------------------------------- LoRA ownership
+
+# Keys save_lora (easyphoto.train.lora) writes into every LoRA's safetensors metadata. kohya's ss_* keys are not
+# proof of anything: every community LoRA has them.
+EASYPHOTO_LORA_KEYS = ("easyphoto_version", "easyphoto_modules")
+_MAX_SAFETENSORS_HEADER = 100 * 1024 * 1024  # safetensors' own limit
+
+
+class ForeignLoraFile(EasyPhotoError):
+    """`<Lora>/<id>.safetensors` exists and EasyPhoto did not write it: it is never overwritten or deleted."""
+
+    phase = "identity"
+    http_status = 409
+
+
+def safetensors_metadata(path: Path | str) -> dict[str, str] | None:
+    """The ``__metadata__`` of a .safetensors file from its JSON header alone (no tensor is read, nothing is
+    deserialised); None when the file is not a readable safetensors file."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(8)
+            length = int.from_bytes(raw, "little") if len(raw) == 8 else 0
+            if not 2 <= length <= _MAX_SAFETENSORS_HEADER:
+                return None
+            header = json.loads(f.read(length).decode("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    if not isinstance(header, dict):
+        return None
+    metadata = header.get("__metadata__") or {}
+    return metadata if isinstance(metadata, dict) else {}
+
+
+def is_easyphoto_lora(path: Path | str) -> bool:
+    """True when the file's safetensors metadata carries EasyPhoto's keys (see EASYPHOTO_LORA_KEYS)."""
+    metadata = safetensors_metadata(path)
+    return metadata is not None and any(key in metadata for key in EASYPHOTO_LORA_KEYS)
+
+
+def check_lora_target(lora_file: Path | str, identity_id: str | None = None) -> None:
+    """Raise ForeignLoraFile when writing `lora_file` would replace a file EasyPhoto did not write."""
+    lora_file = Path(lora_file)
+    if not lora_file.exists() or is_easyphoto_lora(lora_file):
+        return
+    name = identity_id or lora_file.stem
+    raise ForeignLoraFile(
+        f"{lora_file} already exists and was not written by EasyPhoto (no EasyPhoto metadata): it may be another "
+        f"LoRA of the same name, so it is never overwritten. The identity {name!r} must be renamed.",
+        hint=f"Use another identity id (e.g. '{name}_ep': create it with the same photos, or export this identity "
+        "and import the bundle under the new id), or move the other file out of the Lora folder.",
+    )
+
+
 class IdentityStore:
     """Create, list and delete identities; every id is validated before it touches the file system."""
 
@@ -244,12 +326,87 @@ class IdentityStore:
         names = (p.name for p in self.paths.identities_dir.iterdir() if p.is_dir())
         return sorted(n for n in names if _ID_RE.fullmatch(n) and len(n) <= MAX_ID_LENGTH)
 
-    def delete(self, identity_id: str) -> None:
-        """Remove the identity folder and its exported LoRA. The folder is renamed first, so a crash midway never
-        leaves a half-deleted identity that still looks valid."""
+    def delete(self, identity_id: str) -> list[str]:
+        """Remove the identity folder and its exported LoRA; returns notes for the user (empty when all went).
+
+        The folder is renamed first, so a crash midway never leaves a half-deleted identity that still looks valid.
+        `<Lora>/<id>.safetensors` is deleted only when EasyPhoto wrote it: a file of the same name without our
+        metadata is someone else's LoRA (an identity named like a community LoRA) and stays, with a note."""
         layout = self.get(identity_id)
         trash = Path(tempfile.mkdtemp(prefix=f".trash-{identity_id}-", dir=self.paths.identities_dir))
         os.replace(layout.root, trash / identity_id)
+        notes = []
         if layout.lora_file.exists():
-            layout.lora_file.unlink()
+            if is_easyphoto_lora(layout.lora_file):
+                layout.lora_file.unlink()
+            else:
+                notes.append(f"{layout.lora_file} was not written by EasyPhoto (no EasyPhoto metadata), so it was "
+                             "left in place.")
+                _log.warning("EasyPhoto: %s", notes[-1])
         shutil.rmtree(trash)
+        return notes
+
+
+# ---------------------------------------------------------------------------------------------- photos of an identity
+
+_photo_locks: dict[Path, threading.Lock] = {}
+_photo_locks_guard = threading.Lock()
+
+
+def photo_files(folder: Path) -> list[Path]:
+    """The photos of a photos folder in name order (hidden and temp files excluded)."""
+    if not Path(folder).is_dir():
+        return []
+    return sorted(p for p in Path(folder).iterdir() if p.is_file() and not p.name.startswith("."))
+
+
+@contextlib.contextmanager
+def photos_lock(layout: IdentityLayout) -> Iterator[None]:
+    """Serialises additions and removals on one identity in this process, so two requests carrying the same photo
+    cannot both find it new and store it twice."""
+    key = layout.photos.resolve()
+    with _photo_locks_guard:
+        lock = _photo_locks.setdefault(key, threading.Lock())
+    with lock:
+        yield
+
+
+def photo_digests(layout: IdentityLayout) -> dict[str, str]:
+    """sha256 → file name of every stored photo (the first name in name order when a copy was made by hand)."""
+    digests: dict[str, str] = {}
+    for path in photo_files(layout.photos):
+        digests.setdefault(file_digest(path), path.name)
+    return digests
+
+
+def store_photo(layout: IdentityLayout, data: bytes, name: str) -> Path:
+    """Write one photo under `name`, or `<stem>-2.<ext>`, `-3`, ... when that name is taken (compared without case,
+    as Windows and macOS do). The caller holds photos_lock and has sanitised the name (safe_photo_name)."""
+    taken = {p.name.lower() for p in photo_files(layout.photos)}
+    stem, _, suffix = name.rpartition(".")
+    candidate, number = name, 1
+    while candidate.lower() in taken:
+        number += 1
+        candidate = f"{stem}-{number}.{suffix}"
+    return atomic_write_bytes(layout.photos / candidate, data)
+
+
+def find_photo(layout: IdentityLayout, name: str) -> Path:
+    """The stored photo called `name`, looked up among the identity's photos and never joined to a path, so no
+    name can reach outside the folder."""
+    for path in photo_files(layout.photos):
+        if path.name == name:
+            return path
+    names = [p.name for p in photo_files(layout.photos)]
+    shown = ", ".join(names[:20]) + (f", … ({len(names)} in all)" if len(names) > 20 else "")
+    raise NotFound(f"{layout.identity_id!r} has no photo named {name!r}.", phase="photos",
+                   hint=f"Its photos: {shown}." if names else "It has no photos.")
+
+
+def remove_photos(layout: IdentityLayout, names: list[str]) -> list[str]:
+    """Delete photos by name; every name is checked before anything is deleted, so a typo deletes nothing."""
+    with photos_lock(layout):
+        paths = [find_photo(layout, name) for name in dict.fromkeys(names)]
+        for path in paths:
+            path.unlink()
+    return [p.name for p in paths]

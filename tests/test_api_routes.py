@@ -57,7 +57,7 @@ def test_identity_lifecycle_with_real_photos(client, photos_same_man, photo_othe
     assert report["kept"] == 3 and len(report["photos"]) == 4
     assert client.get(f"{API}/identities").json()[0]["kept"] == 3
     more = client.post(f"{API}/identities/alice/photos", json={"photos": [b64(photos_same_man[0])]})
-    assert more.json()["photos"] == 5
+    assert more.json()["photos"] == 4  # the same bytes again: not stored twice
     assert client.delete(f"{API}/identities/alice").status_code == 204
     assert client.get(f"{API}/identities/alice").status_code == 404
 
@@ -78,10 +78,10 @@ def test_export_and_import_bundle(client, ctx, photos_same_man):
     assert exported.status_code == 200 and exported.headers["content-type"] == "application/zip"
     names = zipfile.ZipFile(io.BytesIO(exported.content)).namelist()
     assert {"manifest.json", "report.json", "reference.jpg", "lora.safetensors"} <= set(names)
-    bundle = base64.b64encode(exported.content).decode()
-    again = client.post(f"{API}/identities/import", json={"bundle": bundle})
+    bundle = {"bundle": ("carol.easyphoto.zip", exported.content, "application/zip")}
+    again = client.post(f"{API}/identities/import", files=bundle)
     assert again.status_code == 422 and "already exists" in again.json()["message"]
-    copy = client.post(f"{API}/identities/import", json={"bundle": bundle, "id": "carol2"})
+    copy = client.post(f"{API}/identities/import", files=bundle, data={"id": "carol2"})
     assert copy.status_code == 201 and copy.json()["photos"] == 3 and copy.json()["checked"] is True
     assert copy.json()["has_lora"] is True
 
@@ -91,20 +91,20 @@ def hostile_bundle(name, data=b"x"):
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("manifest.json", json.dumps({"format": "easyphoto-identity", "version": 1, "identity_id": "z"}))
         archive.writestr(name, data)
-    return base64.b64encode(buffer.getvalue()).decode()
+    return {"bundle": ("z.zip", buffer.getvalue(), "application/zip")}
 
 
 @pytest.mark.parametrize("member", ["../evil.py", "/etc/passwd", "photos/../../x", "scripts/run.py"])
 def test_import_refuses_hostile_bundles(client, ctx, member):
-    response = client.post(f"{API}/identities/import", json={"bundle": hostile_bundle(member)})
+    response = client.post(f"{API}/identities/import", files=hostile_bundle(member))
     assert response.status_code == 422 and "refused" in response.json()["message"]
     assert ctx.identities.list() == []
 
 
 def test_import_refuses_a_fake_lora_and_non_zip(client, ctx):
-    response = client.post(f"{API}/identities/import", json={"bundle": hostile_bundle("lora.safetensors", b"\x80pickle")})
+    response = client.post(f"{API}/identities/import", files=hostile_bundle("lora.safetensors", b"\x80pickle"))
     assert response.status_code == 422 and "safetensors" in response.json()["message"]
-    not_zip = client.post(f"{API}/identities/import", json={"bundle": base64.b64encode(b"hello").decode()})
+    not_zip = client.post(f"{API}/identities/import", files={"bundle": ("z.zip", b"hello")})
     assert not_zip.status_code == 422 and "not a zip" in not_zip.json()["message"]
     assert ctx.identities.list() == []
 
@@ -114,7 +114,7 @@ def test_payload_errors_name_the_field(client):
     assert bad.status_code == 422 and bad.json()["message"] == "photos[0]: not valid base64."
     huge = "A" * (26 * 1024 * 1024 * 4 // 3)
     too_big = client.post(f"{API}/identities", json={"id": "dave", "photos": [huge]})
-    assert too_big.status_code == 422 and "over the 26 MB limit" in too_big.json()["message"]
+    assert too_big.status_code == 422 and "over the 25 MB limit" in too_big.json()["message"]
     many = client.post(f"{API}/identities", json={"id": "dave", "photos": ["aGk="] * 51})
     assert many.status_code == 422 and "at most 50" in many.json()["message"]
     hostile = client.post(f"{API}/identities", json={"id": "../dave", "photos": []})
@@ -195,9 +195,10 @@ def test_running_job_progress_is_monotonic_and_cancel_is_prompt(client, photos_s
             break
         time.sleep(0.05)
     assert record["state"] == "running"
-    cancelled_at = time.monotonic()
     assert client.post(f"{API}/jobs/{job['id']}/cancel").status_code == 200
-    final = wait_final(client, job, timeout=10)
-    assert final["state"] == "cancelled" and time.monotonic() - cancelled_at < 5
+    final = wait_final(client, job, timeout=60)  # a failure guard only
+    # Prompt = between two photos: the check stopped midway, it did not run to its end first.
+    assert final["state"] == "cancelled" and final["progress"]["phase"] != "done"
+    assert final["progress"]["step"] < final["progress"]["total"]
     assert fractions == sorted(fractions)
     assert client.get(f"{API}/jobs/{job['id']}/result").status_code == 409

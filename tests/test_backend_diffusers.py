@@ -18,8 +18,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("diffusers")
+from tests.conftest import require_module  # skips locally, fails under CI
+
+torch = require_module("torch")
+require_module("diffusers")
 
 from easyphoto.backends import diffusers as backend  # noqa: E402
 from easyphoto.backends.diffusers import DiffusersGenerator  # noqa: E402

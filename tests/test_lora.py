@@ -12,9 +12,11 @@ import random
 
 import pytest
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("diffusers")
-peft = pytest.importorskip("peft")
+from tests.conftest import require_module
+
+torch = require_module("torch")
+require_module("diffusers")
+peft = require_module("peft")
 
 from safetensors import safe_open  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
@@ -220,6 +222,23 @@ def test_metadata_must_be_strings(models, tmp_path):
     with pytest.raises(L.LoraFormatError, match="str"):
         L.save_lora(tmp_path / "a.safetensors", models["weights"], {"ss_steps": 800})
     assert not (tmp_path / "a.safetensors").exists()
+
+
+def test_a_lora_easyphoto_did_not_write_is_never_overwritten(models, tmp_path):
+    """An identity named like a community LoRA in the shared Lora folder: the export refuses, the file stays."""
+    from easyphoto.store import ForeignLoraFile, is_easyphoto_lora
+
+    community = tmp_path / "alice.safetensors"
+    save_file(L.lora_state_dict(models["weights"], torch.float16), str(community),
+              metadata={"ss_network_dim": "4", "ss_output_name": "alice"})  # kohya ss_* keys, none of ours
+    before = community.read_bytes()
+    with pytest.raises(ForeignLoraFile, match="must be renamed"):
+        L.save_lora(community, models["weights"])
+    assert community.read_bytes() == before
+    ours = L.save_lora(tmp_path / "bob.safetensors", models["weights"])
+    assert is_easyphoto_lora(ours)
+    L.save_lora(ours, models["weights"], {"ss_steps": "2"})  # our own file is replaced as before
+    assert L.read_lora_metadata(ours)["ss_steps"] == "2"
 
 
 @pytest.mark.parametrize("previous", [False, True])

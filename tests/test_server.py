@@ -80,3 +80,27 @@ def test_smoke_fails_in_one_line_when_the_ui_queue_never_runs(tmp_path, monkeypa
     assert code == 1
     assert err[-1].startswith("error: [serve] smoke check failed: ")
     assert f"/{HEALTH_EVENT} did not complete within 10 s" in err[-1]
+
+
+def test_smoke_with_a_token_runs_the_ui_queue_through_the_token_gate(tmp_path, capsys):
+    """The gate covers gradio's queue too; gradio 3 runs each queued event by calling itself over HTTP, which
+    must still pass (a gate that refused it would hang every button of the UI)."""
+    pytest.importorskip("gradio")
+    code = serve(standalone_context(tmp_path, offline=True), port=0, smoke=True, token="s3cret", smoke_timeout=60)
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert "answered '" in out.out
+
+
+def test_beyond_loopback_without_a_token_the_server_makes_one_and_says_how_to_use_it(tmp_path, capsys):
+    """Listening on every interface without --token must not leave the UI or the API open to the network."""
+    from easyphoto.app import serve, session_token
+
+    assert session_token("127.0.0.1", None) == (None, False) and session_token("0.0.0.0", "t") == ("t", False)
+    token, generated = session_token("0.0.0.0", None)
+    assert generated and len(token) >= 20 and session_token("0.0.0.0", None)[0] != token
+    code = serve(standalone_context(tmp_path, offline=True), host="0.0.0.0", port=0, with_ui=False, smoke=True)
+    out = capsys.readouterr().out
+    assert code == 0 and "/?token=" in out and "Authorization: Bearer " in out
+    printed = out.split("/?token=", 1)[1].split()[0]
+    assert f"Bearer {printed}'" in out  # the same token for the browser and the API

@@ -77,7 +77,8 @@ def test_create_list_get_delete(store):
         store.create("bob")
     layout = store.get("bob")
     layout.lora_file.parent.mkdir(parents=True)
-    layout.lora_file.write_bytes(b"lora")
+    header = b'{"__metadata__":{"easyphoto_version":"0"}}'  # EasyPhoto's own: deleted with the identity
+    layout.lora_file.write_bytes(len(header).to_bytes(8, "little") + header)
     (layout.photos / "0.jpg").write_bytes(b"x")
     store.delete("bob")
     assert not layout.root.exists() and not layout.lora_file.exists()

@@ -138,6 +138,42 @@ def test_pickle_checkpoints_and_damaged_files_are_refused(tmp_path):
         load_base(tmp_path / "missing.safetensors")
 
 
+def test_a_folder_base_model_with_pickle_weights_is_refused_naming_the_file(offline, tiny_sd_dir, tmp_path):
+    """transformers 4.30 falls back to pytorch_model.bin even with use_safetensors=True: the folder is checked first."""
+    import shutil
+
+    from safetensors.torch import load_file
+
+    folder = tmp_path / "pickled"
+    shutil.copytree(tiny_sd_dir, folder)
+    weights = folder / "text_encoder" / "model.safetensors"
+    torch.save(load_file(str(weights)), folder / "text_encoder" / "pytorch_model.bin")  # a legitimate pickle
+    weights.unlink()
+    with pytest.raises(BaseModelError, match=r"text_encoder/pytorch_model\.bin is a pickle") as info:
+        load_base(folder)
+    assert "safe_serialization=True" in info.value.hint and info.value.phase == "train"
+    (folder / "text_encoder" / "pytorch_model.bin").unlink()
+    with pytest.raises(BaseModelError, match="has no model.safetensors"):
+        load_base(folder)
+
+
+def test_a_controlnet_folder_with_pickle_weights_is_refused(offline, tiny_controlnet_dirs, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file
+
+    from easyphoto.backends.diffusers import load_controlnet
+    from easyphoto.generation import GenerationError
+
+    folder = tmp_path / "control_canny"
+    shutil.copytree(next(iter(tiny_controlnet_dirs.values())), folder)
+    weights = folder / "diffusion_pytorch_model.safetensors"
+    torch.save(load_file(str(weights)), folder / "diffusion_pytorch_model.bin")
+    weights.unlink()
+    with pytest.raises(GenerationError, match=r"diffusion_pytorch_model\.bin is a pickle"):
+        load_controlnet(folder, folder, torch.float32)
+
+
 def test_shipped_sd15_config_folder_is_complete():
     from diffusers import AutoencoderKL, PNDMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTokenizer
@@ -179,8 +215,10 @@ def test_a_short_run_learns_touches_only_the_lora_and_writes_checkpoints(base, d
     assert saved == [(10, "step-000010.safetensors"), (20, "step-000020.safetensors")]
     assert result.checkpoints == [tmp_path / "step-000010.safetensors", tmp_path / "step-000020.safetensors"]
     assert result.final_checkpoint == tmp_path / "step-000020.safetensors" and result.seconds_per_step > 0
-    for step in (10, 20):
-        assert (tmp_path / f"step-{step:06d}.optim.safetensors").is_file()
+    # resume needs the optimizer state of the last checkpoint only; keep_checkpoints (2) keeps both LoRAs
+    assert (tmp_path / "step-000020.optim.safetensors").is_file()
+    assert not (tmp_path / "step-000010.optim.safetensors").exists()
+    assert (tmp_path / "step-000010.safetensors").is_file()
     state = json.loads((tmp_path / "state.json").read_text())
     assert state["last_step"] == 20 and state["seed"] == 7 and state["config"]["rank"] == 4
     assert [c["step"] for c in state["checkpoints"]] == [10, 20]
@@ -246,6 +284,48 @@ def test_resume_with_a_different_config_is_refused(base, dataset, tmp_path):
     assert info.value.phase == "train"
     with pytest.raises(TrainError, match="seed 7 → 8"):
         train_lora(base, dataset, tmp_path, _config(seed=8), steps=2, resume=True)
+
+
+def test_checkpoints_are_pruned_to_what_the_merge_and_resume_need(base, dataset, tmp_path):
+    scores = {2: 0.5, 4: 0.9, 6: 0.1, 8: 0.3}
+    config = _config(validation_every=2, keep_checkpoints=1)
+    train_lora(base, dataset, tmp_path, config, steps=8, merge_top_k=2,
+               on_checkpoint=lambda step, path: scores[step])
+
+    def files():
+        return sorted(p.name for p in tmp_path.glob("step-*.safetensors"))
+
+    # best 1 (keep) ∪ best 2 (merge) ∪ the last with its optimizer state (resume)
+    assert files() == ["step-000002.safetensors", "step-000004.safetensors", "step-000008.optim.safetensors",
+                       "step-000008.safetensors"]
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert [(c["step"], c.get("score")) for c in state["checkpoints"]] == list(scores.items())  # entries stay
+    removed = trainer.prune_checkpoints(tmp_path, keep=1, finished=True)  # after the export
+    assert sorted(removed) == ["step-000002.safetensors", "step-000008.optim.safetensors",
+                               "step-000008.safetensors"]
+    assert files() == ["step-000004.safetensors"]
+    assert trainer.prune_checkpoints(tmp_path, keep=0) == ["step-000004.safetensors"]
+
+
+def test_a_pruned_training_still_resumes_from_its_last_checkpoint(base, dataset, tmp_path):
+    config = _config(validation_every=2, keep_checkpoints=0)
+    seen = []
+    with pytest.raises(Cancelled):
+        train_lora(base, dataset, tmp_path, config, steps=8, progress=lambda s, t, loss: seen.append(s),
+                   should_stop=lambda: len(seen) >= 5)
+    assert sorted(p.name for p in tmp_path.glob("step-*")) == ["step-000005.optim.safetensors",
+                                                                "step-000005.safetensors"]
+    result = train_lora(base, dataset, tmp_path, config, steps=8, resume=True)
+    assert result.resumed_from == 5 and result.steps == 8 and result.final_checkpoint.is_file()
+
+
+def test_retained_steps_rule():
+    entries = [{"step": 1, "score": 0.2}, {"step": 2, "score": None}, {"step": 3, "score": 0.2}, {"step": 4}]
+    # ties go to the later step, like the merge's ranking; unscored ones rank after scored ones, latest first
+    assert trainer.retained_steps(entries, keep=1, merge_top_k=0, finished=True) == ({3}, set())
+    assert trainer.retained_steps(entries, keep=3, merge_top_k=0, finished=True) == ({1, 3, 4}, set())
+    assert trainer.retained_steps(entries, keep=0, merge_top_k=3, finished=False) == ({1, 3, 4}, {4})
+    assert trainer.retained_steps([], keep=2, merge_top_k=3, finished=False) == (set(), set())
 
 
 LEVERS = [

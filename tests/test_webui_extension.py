@@ -190,3 +190,55 @@ def test_training_base_defaults_to_the_webuis_selected_checkpoint(webui_host_fac
 
     chosen = webui.make_context().selected_checkpoint()
     assert chosen.is_file() and chosen.parent == host.root / "models" / "Stable-diffusion"
+
+
+# ---------------------------------------------------------------------------------------------- safe by default
+
+def post_identity(client, **kw):
+    return client.post("/easyphoto/v1/identities", json={"id": "ann", "photos": []}, **kw)
+
+
+def test_without_api_flag_only_health_is_served(webui_host_factory, flavour):
+    host = start(webui_host_factory, flavour)
+    client = TestClient(host.app_started(demo=object()))
+    assert client.get("/easyphoto/v1/health").status_code == 200
+    refused = post_identity(client)
+    assert refused.status_code == 404 and "--api" in refused.json()["hint"]
+    assert client.get("/easyphoto/v1/identities").status_code == 404
+    assert "/easyphoto/v1/identities" not in client.get("/openapi.json").json()["paths"]
+    assert not (host.root / "easyphoto" / "identities" / "ann").exists()
+
+
+@pytest.mark.parametrize("flag", ["--api", "--nowebui"])
+def test_api_or_nowebui_serves_the_whole_api_on_loopback(webui_host_factory, flavour, flag):
+    host = start(webui_host_factory, flavour, cmd_args=[flag])
+    client = TestClient(host.app_started(demo=None if flag == "--nowebui" else object()))
+    assert post_identity(client).status_code == 201
+    assert [i["id"] for i in client.get("/easyphoto/v1/identities").json()] == ["ann"]
+
+
+@pytest.mark.parametrize("exposed", [["--listen"], ["--share"], ["--server-name", "0.0.0.0"],
+                                     ["--server-name", "studio.example"], ["--ngrok", "tok"]])
+def test_reachable_beyond_loopback_without_api_auth_refuses_with_the_flag_to_set(webui_host_factory, flavour,
+                                                                                 exposed):
+    host = start(webui_host_factory, flavour, cmd_args=["--api", *exposed])
+    client = TestClient(host.app_started(demo=object()))
+    assert client.get("/easyphoto/v1/health").status_code == 200
+    for response in (post_identity(client), client.get("/easyphoto/v1/identities"),
+                     client.delete("/easyphoto/v1/identities/ann")):
+        assert response.status_code == 403
+        assert "--api-auth user:password" in response.json()["hint"] and response.json()["phase"] == "auth"
+    assert not (host.root / "easyphoto" / "identities" / "ann").exists()
+
+
+def test_loopback_server_name_is_not_exposure(webui_host_factory):
+    host = start(webui_host_factory, "a1111", cmd_args=["--api", "--server-name", "127.0.0.1"])
+    assert post_identity(TestClient(host.app_started(demo=object()))).status_code == 201
+
+
+def test_listen_with_api_auth_serves_the_api_to_authenticated_clients(webui_host_factory, flavour):
+    host = start(webui_host_factory, flavour, cmd_args=["--api", "--listen", "--api-auth", "ann:pw1"])
+    client = TestClient(host.app_started(demo=object()))
+    assert post_identity(client).status_code == 401
+    assert post_identity(client, auth=("ann", "wrong")).status_code == 401
+    assert post_identity(client, auth=("ann", "pw1")).status_code == 201

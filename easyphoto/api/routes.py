@@ -10,23 +10,52 @@ idempotent per app so a second call on the same app adds nothing.
 
 from __future__ import annotations
 
+import inspect
+import math
 import re
+import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request, Response
+import pydantic
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, Field
 
 from easyphoto import __version__, weights
-from easyphoto.api.payloads import MAX_IMAGES, decode_base64, decode_images, write_uploads
-from easyphoto.config import PortraitConfig, TrainConfig
+from easyphoto.api.payloads import MAX_IMAGE_MB, MAX_IMAGES, decode_base64, decode_images, read_upload, write_uploads
+from easyphoto.config import PYDANTIC_V2, PortraitConfig, TrainConfig
 from easyphoto.context import AppContext
 from easyphoto.errors import Conflict, EasyPhotoError, InvalidRequest, NotFound
-from easyphoto.store import read_json
+from easyphoto.store import is_easyphoto_lora, read_json
 
 API_PREFIX = "/easyphoto/v1"
 _FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,120}")
+_OUTPUT_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+MAX_JOBS_LISTED = 1000  # GET /jobs?limit= accepts 1 to this
+IMAGE_MODES = ("base64", "files")  # GET /jobs/{id}/result?images=
+PUBLIC_PATHS = (f"{API_PREFIX}/health",)  # answered even where the rest of the API is not mounted or refused
+_PHOTOS_HELP = f"Images as base64 or data URLs (image/*), at most {MAX_IMAGES} per request and {MAX_IMAGE_MB} MB each."
+
+
+class NotAllowed(EasyPhotoError):
+    phase = "auth"
+    http_status = 403
+
+
+@dataclass(frozen=True)
+class Exposure:
+    """How much of the API a server may offer (see easyphoto.backends.webui.api_exposure and easyphoto.app).
+
+    private: mount every route (False: only PUBLIC_PATHS, and a 404 naming `hint` for the others).
+    refuse: answer every non-public route with 403 (the server is reachable beyond loopback without auth).
+    hint: what the user sets to get the full API."""
+
+    private: bool = True
+    refuse: bool = False
+    hint: str = ""
 
 
 # ---------------------------------------------------------------------------------------------- models
@@ -92,20 +121,36 @@ class IdentityModel(BaseModel):
     lora_file: str
 
 
-class CreateIdentityRequest(BaseModel):
+class PhotosAddedModel(IdentityModel):
+    added: int  # photos stored by this request
+    already_stored: int  # photos of the request the identity already had (same bytes): not stored twice
+
+
+class RequestModel(BaseModel):
+    """Base of every request body: an unknown top-level field is a 422 naming it (a typo is never ignored)."""
+
+    if PYDANTIC_V2:
+        model_config = pydantic.ConfigDict(extra="forbid")
+    else:
+
+        class Config:
+            extra = "forbid"
+
+
+class CreateIdentityRequest(RequestModel):
     id: str = Field(..., description="Identity id: lowercase letters, digits, '_' or '-'.")
-    photos: list[str] = Field([], description=f"Images as base64 or data URLs (at most {MAX_IMAGES}).")
+    photos: list[str] = Field([], description=_PHOTOS_HELP)
 
 
-class PhotosRequest(BaseModel):
-    photos: list[str] = Field(..., description=f"Images as base64 or data URLs (at most {MAX_IMAGES}).")
+class PhotosRequest(RequestModel):
+    photos: list[str] = Field(..., description=_PHOTOS_HELP)
 
 
-class TrainStepRequest(BaseModel):
+class TrainStepRequest(RequestModel):
     config: TrainConfig = Field(default_factory=TrainConfig)
 
 
-class TrainRequest(BaseModel):
+class TrainRequest(RequestModel):
     identity_id: str
     config: TrainConfig = Field(default_factory=TrainConfig)
     base: str | None = Field(None, description="Base checkpoint (.safetensors) or diffusers folder; when empty, the "
@@ -114,9 +159,9 @@ class TrainRequest(BaseModel):
     resume: bool = Field(False, description="Continue from the identity's last checkpoint.")
 
 
-class PortraitRequest(BaseModel):
+class PortraitRequest(RequestModel):
     identity_ids: list[str] = Field(..., description="The identities to render, one per chosen template face.")
-    templates: list[str] = Field([], description="Template images as base64 or data URLs.")
+    templates: list[str] = Field([], description=f"Template images: {_PHOTOS_HELP}")
     template_names: list[str] = Field([], description="Gallery templates by name (GET /templates), e.g. 'user/x.png'.")
     face_indices: list[int] | None = Field(None, description="Template face number (left to right, from 0) per "
                                                              "identity; default: the largest faces, left to right.")
@@ -125,8 +170,8 @@ class PortraitRequest(BaseModel):
                                                "folder) the identities were trained on.")
 
 
-class TemplateUpload(BaseModel):
-    image: str = Field(..., description="The template photo as base64 or a data URL.")
+class TemplateUpload(RequestModel):
+    image: str = Field(..., description=f"The template photo as base64 or a data URL (image/*), at most {MAX_IMAGE_MB} MB.")
     filename: str = Field("template.png", max_length=200)
 
 
@@ -136,14 +181,15 @@ class TemplateModel(BaseModel):
     file: str
 
 
-class ImportRequest(BaseModel):
-    bundle: str = Field(..., description="The exported zip as base64.")
-    id: str | None = Field(None, description="Import under this id instead of the bundle's.")
-
-
-class ModelsRequest(BaseModel):
+class ModelsRequest(RequestModel):
     ids: list[str] = []
     group: str | None = None
+
+
+_IMPORT_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["bundle"],
+    "properties": {"bundle": {"type": "string", "format": "binary", "description": "The exported .easyphoto.zip"},
+                   "id": {"type": "string", "description": "Import under this id instead of the bundle's."}}}}}}}
 
 
 def _dump(model: BaseModel) -> dict:
@@ -189,11 +235,27 @@ def build_router(ctx: AppContext, dependencies: Sequence = ()) -> APIRouter:
         ctx.identities.get(identity_id)
         return identity_info(ctx, identity_id)
 
-    @router.post("/identities/{identity_id}/photos", response_model=IdentityModel)
+    @router.post("/identities/{identity_id}/photos", response_model=PhotosAddedModel)
     def add_photos(identity_id: str, body: PhotosRequest) -> dict:
         ctx.identities.get(identity_id)
-        _add_photos(ctx, identity_id, decode_images(body.photos, "photos"))
-        return identity_info(ctx, identity_id)
+        result = _add_photos(ctx, identity_id, decode_images(body.photos, "photos"))
+        return {**identity_info(ctx, identity_id), "added": len(result.added),
+                "already_stored": len(result.duplicates)}
+
+    @router.delete("/identities/{identity_id}/photos/{name}", status_code=204)
+    def delete_photo(identity_id: str, name: str) -> Response:
+        """Remove one photo by its name in the report (looked up among the identity's photos, never used as a path);
+        the saved report forgets it and the next check or training starts from the photos left."""
+        from easyphoto.train import prepare
+
+        ctx.identities.get(identity_id)
+        busy = [j for j in jobs().list(limit=1000) if j.params.get("identity_id") == identity_id
+                and j.state.value in ("queued", "running")]
+        if busy:
+            raise Conflict(f"{identity_id!r} is used by job {busy[0].id} ({busy[0].state.value}).",
+                           hint="Cancel the job or wait for it to finish, then remove the photo.", phase="photos")
+        prepare.remove_photos(ctx, identity_id, [name])
+        return Response(status_code=204)
 
     @router.get("/identities/{identity_id}/report")
     def get_report(identity_id: str) -> dict:
@@ -234,11 +296,21 @@ def build_router(ctx: AppContext, dependencies: Sequence = ()) -> APIRouter:
         headers = {"Content-Disposition": f'attachment; filename="{identity_id}.easyphoto.zip"'}
         return Response(content=data, media_type="application/zip", headers=headers)
 
-    @router.post("/identities/import", response_model=IdentityModel, status_code=201)
-    def import_identity(body: ImportRequest) -> dict:
-        from easyphoto.bundle import import_identity as load
+    @router.post("/identities/import", response_model=IdentityModel, status_code=201, openapi_extra=_IMPORT_BODY)
+    async def import_identity(request: Request) -> dict:
+        """The zip from GET /identities/{id}/export as a multipart file field `bundle` (optional text field `id`:
+        import under this id). Spooled to a temporary file while it arrives; refused past the size limit."""
+        from starlette.concurrency import run_in_threadpool
 
-        identity_id = load(ctx.identities, decode_base64(body.bundle, "bundle", max_bytes=4 * 1024**3), identity_id=body.id)
+        from easyphoto import bundle
+
+        form, fields = await read_upload(request, "bundle", max_bytes=bundle.MAX_BUNDLE_BYTES, text_fields=("id",))
+        try:
+            upload = form.get("bundle")
+            identity_id = await run_in_threadpool(bundle.import_identity, ctx.identities, upload.file,
+                                                  identity_id=fields.get("id"))
+        finally:
+            await form.close()
         return identity_info(ctx, identity_id)
 
     # ------------------------------------------------------------------ training and portraits
@@ -262,8 +334,10 @@ def build_router(ctx: AppContext, dependencies: Sequence = ()) -> APIRouter:
 
         if not body.identity_ids:
             raise InvalidRequest("identity_ids: name at least one identity.")
+        from easyphoto.portrait.run import require_trained
+
         for identity_id in body.identity_ids:
-            ctx.identities.get(identity_id)
+            require_trained(ctx, identity_id)  # 404 unknown, 409 not trained: before any upload is written
         if not body.templates and not body.template_names:
             raise InvalidRequest("Send templates (images) or template_names (from GET /templates).")
         for name in body.template_names:
@@ -271,12 +345,11 @@ def build_router(ctx: AppContext, dependencies: Sequence = ()) -> APIRouter:
         queue = jobs()
         require(queue, "portrait")  # before writing template files for a job that cannot run
         images = decode_images(body.templates, "templates")
-        uploaded = [str(p) for p in write_uploads(images, ctx.paths.data_root / "uploads")]
-        params = {"identity_ids": body.identity_ids, "templates": list(body.template_names) + uploaded,
+        params = {"identity_ids": body.identity_ids, "templates": list(body.template_names),
                   "face_indices": body.face_indices, "config": _dump(body.config)}
         if body.base:
             params["base"] = body.base
-        return queue.submit("portrait", params).to_dict()
+        return _submit_with_uploads(ctx, queue, params, images).to_dict()
 
     # ------------------------------------------------------------------ templates
 
@@ -309,11 +382,19 @@ def build_router(ctx: AppContext, dependencies: Sequence = ()) -> APIRouter:
     # ------------------------------------------------------------------ jobs
 
     @router.get("/jobs", response_model=list[JobModel])
-    def list_jobs(state: str | None = None, kind: str | None = None, limit: int = 100) -> list[dict]:
+    def list_jobs(state: str | None = Query(None, description="queued, running, succeeded, failed or cancelled"),
+                  kind: str | None = Query(None, description="A job kind, e.g. train, portrait, check_photos"),
+                  limit: int = Query(100, description=f"1 to {MAX_JOBS_LISTED}")) -> list[dict]:
         from easyphoto.jobs import JobState
 
-        wanted = _job_state(state, JobState) if state else None
-        return [j.to_dict() for j in jobs().list(state=wanted, kind=kind, limit=max(1, min(limit, 1000)))]
+        wanted = _job_state(state, JobState) if state is not None else None
+        queue = jobs()
+        if kind is not None and kind not in queue.kinds():
+            raise InvalidRequest(f"kind: unknown job kind {kind!r}.", phase="job",
+                                 hint=f"Use one of: {', '.join(queue.kinds())}.")
+        if not 1 <= limit <= MAX_JOBS_LISTED:
+            raise InvalidRequest(f"limit: {limit} is out of range; use 1 to {MAX_JOBS_LISTED}.", phase="job")
+        return [j.to_dict() for j in queue.list(state=wanted, kind=kind, limit=limit)]
 
     @router.get("/jobs/{job_id}", response_model=JobModel)
     def get_job(job_id: str) -> dict:
@@ -324,8 +405,11 @@ def build_router(ctx: AppContext, dependencies: Sequence = ()) -> APIRouter:
         return jobs().cancel(job_id).to_dict()
 
     @router.get("/jobs/{job_id}/result")
-    def job_result(job_id: str, images: str = "base64") -> dict:
+    def job_result(job_id: str, images: str = Query("base64", description="base64 or files")) -> dict:
         """The finished job's result; image files as base64 (default) or as URLs (images=files)."""
+        if images not in IMAGE_MODES:
+            raise InvalidRequest(f"images: {images!r} is not accepted; use images=base64 or images=files.",
+                                 phase="job")
         record = jobs().get(job_id)
         if record.state.value != "succeeded":
             raise Conflict(f"Job {job_id} is {record.state.value}; it has no result.", phase="job",
@@ -336,15 +420,20 @@ def build_router(ctx: AppContext, dependencies: Sequence = ()) -> APIRouter:
     def job_file(job_id: str, name: str) -> FileResponse:
         record = jobs().get(job_id)
         folder = ctx.paths.jobs_dir / record.id
-        if not _FILE_NAME.fullmatch(name) or not (folder / name).is_file():
-            raise NotFound(f"Job {job_id} has no file {name!r}.", phase="job")
+        # Outputs only: the job folder also holds internal files (spec.json, child.log) with server paths.
+        if name not in _output_names(record) or not (folder / name).is_file():
+            raise NotFound(f"Job {job_id} has no output file {name!r}.", phase="job",
+                           hint=f"GET {API_PREFIX}/jobs/{job_id}/result?images=files lists them.")
         return FileResponse(folder / name)
 
     # ------------------------------------------------------------------ models
 
     @router.get("/models", response_model=list[WeightStatusModel])
-    def list_models(group: str | None = None) -> list[dict]:
+    def list_models(group: str | None = Query(None, description=f"One of: {', '.join(weights.GROUPS)}")) -> list[dict]:
         """Every manifest entry with its state on disk (present / missing / corrupt)."""
+        if group is not None and group not in weights.GROUPS:
+            raise InvalidRequest(f"group: unknown model group {group!r}.", phase="models",
+                                 hint=f"Groups: {', '.join(weights.GROUPS)}.")
         return [s.to_dict() for s in weights.status_all(ctx.paths, group)]
 
     @router.post("/models/fetch", response_model=JobModel, status_code=202)
@@ -368,17 +457,16 @@ def identity_info(ctx: AppContext, identity_id: str) -> dict:
     photos = sum(1 for p in layout.photos.iterdir() if p.is_file()) if layout.photos.is_dir() else 0
     return {"id": identity_id, "photos": photos, "checked": report is not None,
             "kept": report.get("kept") if report else None, "reference": report.get("reference") if report else None,
-            "has_lora": layout.lora_file.is_file(), "lora_file": str(layout.lora_file)}
+            "has_lora": layout.lora_file.is_file() and is_easyphoto_lora(layout.lora_file),  # not a namesake's
+            "lora_file": str(layout.lora_file)}
 
 
-def _add_photos(ctx: AppContext, identity_id: str, images: list[tuple[bytes, str]]) -> None:
-    import tempfile
-    from pathlib import Path
-
+def _add_photos(ctx: AppContext, identity_id: str, images: list[tuple[bytes, str]]):
+    """Store decoded uploads; they carry no file name, so each is named by its place in the request and the format
+    its bytes really are (upload_00.jpg). Returns prepare.AddedPhotos: photos already stored are not stored again."""
     from easyphoto.train import prepare
 
-    with tempfile.TemporaryDirectory(prefix="easyphoto-upload-") as tmp:
-        prepare.add_photos(ctx, identity_id, write_uploads(images, Path(tmp)))
+    return prepare.add_photos(ctx, identity_id, [(f"upload_{i:02d}", data) for i, (data, _) in enumerate(images)])
 
 
 def _weight(entry_id: str):
@@ -392,8 +480,16 @@ def _job_state(value: str, states):
     try:
         return states(value)
     except ValueError:
-        raise InvalidRequest(f"Unknown job state {value!r}.", phase="job",
+        raise InvalidRequest(f"state: unknown job state {value!r}.", phase="job",
                              hint=f"Use one of: {', '.join(s.value for s in states)}.") from None
+
+
+def _output_names(record) -> list[str]:
+    """The files of a job that clients may fetch: the images its result lists, nothing else in its folder."""
+    names = (record.result or {}).get("images")
+    if not isinstance(names, list):
+        return []
+    return [n for n in names if isinstance(n, str) and _FILE_NAME.fullmatch(n) and n.lower().endswith(_OUTPUT_SUFFIXES)]
 
 
 def _with_images(record, mode: str, job_id: str, ctx: AppContext) -> dict:
@@ -401,26 +497,157 @@ def _with_images(record, mode: str, job_id: str, ctx: AppContext) -> dict:
     import base64
 
     result = dict(record.result or {})
-    names = result.get("images")
-    if not isinstance(names, list):
+    if not isinstance(result.get("images"), list):
         return result
+    names = _output_names(record)
     folder = ctx.paths.jobs_dir / record.id
     if mode == "files":
         result["images"] = [f"{API_PREFIX}/jobs/{job_id}/files/{n}" for n in names]
-    else:
+        return result
+    try:
         result["images"] = [base64.b64encode((folder / n).read_bytes()).decode() for n in names]
+    except OSError:
+        raise Conflict(f"The images of job {job_id} are no longer on disk.", phase="job",
+                       hint="Run the job again.") from None
     return result
 
 
-def install(app: FastAPI, ctx: AppContext, dependencies: Sequence = ()) -> bool:
-    """Mount the router and our error handler on `app` once. Returns False when already installed."""
+def _submit_with_uploads(ctx: AppContext, queue, params: dict, images: list[tuple[bytes, str]]):
+    """Submit a portrait job whose uploaded templates live in their own folder, removed when the job ends."""
+    from easyphoto.portrait import templates as gallery
+
+    unfinished = [t for j in queue.list(limit=MAX_JOBS_LISTED) if not j.is_final
+                  for t in j.params.get("templates") or [] if isinstance(t, str)]
+    gallery.sweep_uploads(ctx.paths, unfinished)  # what a crash or kill left behind
+    if not images:
+        return queue.submit("portrait", params)
+    folder = gallery.new_upload_folder(ctx.paths)
+    try:
+        params = {**params, "templates": [*params["templates"], *(str(p) for p in write_uploads(images, folder))]}
+        record = queue.submit("portrait", params)
+    except BaseException:
+        gallery.remove_upload_folder(ctx.paths, folder)
+        raise
+
+    def remove_when_done() -> None:
+        queue.wait(record.id)
+        gallery.remove_upload_folder(ctx.paths, folder)
+
+    threading.Thread(target=remove_when_done, name=f"easyphoto-uploads-{record.id}", daemon=True).start()
+    return record
+
+
+def install(app: FastAPI, ctx: AppContext, dependencies: Sequence = (), *, exposure: Exposure = Exposure()) -> bool:
+    """Mount the router and our error handlers on `app` once. Returns False when already installed.
+
+    `dependencies` (authentication) apply to every route; `exposure` decides which routes exist and whether
+    they answer (see Exposure)."""
     if getattr(app.state, "easyphoto_api_installed", False):
         return False
-    app.include_router(build_router(ctx, dependencies))
+    app.include_router(_exposed(build_router(ctx), dependencies, exposure))
     app.add_exception_handler(EasyPhotoError, _error_response)
+    previous = app.exception_handlers.get(RequestValidationError)
+    app.add_exception_handler(RequestValidationError, _validation_handler(previous))
     app.state.easyphoto_api_installed = True
     return True
 
 
+def _exposed(router: APIRouter, dependencies: Sequence, exposure: Exposure) -> APIRouter:
+    """The routes of `router` split into public ones (PUBLIC_PATHS) and the rest, each with its guards."""
+    public, private = APIRouter(), APIRouter()
+    for route in router.routes:
+        (public if getattr(route, "path", "") in PUBLIC_PATHS else private).routes.append(route)
+    exposed = APIRouter()
+    exposed.include_router(public, dependencies=list(dependencies))
+    if exposure.private:
+        guard = [Depends(_refuse(exposure.hint))] if exposure.refuse else []
+        exposed.include_router(private, dependencies=[*dependencies, *guard])
+        # last, so it only answers what no route matched: our error shape naming the route, not {"detail": ...}
+        exposed.add_api_route(API_PREFIX + "/{path:path}", _no_such_route, include_in_schema=False,
+                              methods=["GET", "POST", "PUT", "PATCH", "DELETE"], dependencies=[*dependencies, *guard])
+    else:
+        exposed.add_api_route(API_PREFIX + "/{path:path}", _not_mounted(exposure.hint), include_in_schema=False,
+                              methods=["GET", "POST", "PUT", "PATCH", "DELETE"], dependencies=list(dependencies))
+    return exposed
+
+
+def _no_such_route(request: Request, path: str) -> None:
+    raise NotFound(f"There is no API route {request.method} {API_PREFIX}/{path} (or it does not take "
+                   f"{request.method}).", phase="request", hint="The routes are listed at /docs.")
+
+
+def _refuse(hint: str):
+    def refuse() -> None:
+        raise NotAllowed("EasyPhoto's API is reachable from other machines without authentication, so it "
+                         "refuses this request (only /health answers).", hint=hint)
+
+    return refuse
+
+
+def _not_mounted(hint: str):
+    def not_mounted(path: str) -> None:
+        raise NotFound(f"{API_PREFIX}/{path} is not served: only {', '.join(PUBLIC_PATHS)} is.", phase="api",
+                       hint=hint)
+
+    return not_mounted
+
+
 async def _error_response(_request: Request, exc: EasyPhotoError) -> JSONResponse:
     return JSONResponse(status_code=exc.http_status, content=exc.to_dict())
+
+
+def _validation_handler(previous):
+    """422 for our routes as {error, phase, message, hint, detail}: the message names the fields, and the details
+    are made JSON-safe (pydantic 2 echoes the input, and a NaN in it made the default handler fail with a 500).
+    Other routes of a host app keep their previous handler."""
+
+    async def handle(request: Request, exc: RequestValidationError):
+        if not (request.scope.get("path", "") + "/").startswith(API_PREFIX + "/") and previous is not None:
+            answer = previous(request, exc)
+            return await answer if inspect.isawaitable(answer) else answer
+        detail = _json_safe(list(exc.errors()))
+        body = {"error": "InvalidRequest", "phase": "request", "message": _summary(detail),
+                "hint": f"See the request schemas at /docs; limits: {MAX_IMAGES} images per request, "
+                        f"{MAX_IMAGE_MB} MB each.", "detail": detail}
+        return JSONResponse(status_code=422, content=body)
+
+    return handle
+
+
+def _summary(errors: list, shown: int = 3) -> str:
+    parts = [_describe(e) for e in errors[:shown]]
+    more = f" (and {len(errors) - shown} more)" if len(errors) > shown else ""
+    return "; ".join(parts) + more if parts else "The request is not valid."
+
+
+def _describe(error: Any) -> str:
+    """'config.learning_rate: must be a finite number, not nan', 'limit (query parameter): ...'."""
+    if not isinstance(error, dict):
+        return str(error)
+    loc = [str(p) for p in error.get("loc") or []]
+    where = ""
+    if loc and loc[0] in ("query", "path", "header", "cookie"):
+        where, loc = f" ({loc[0]} parameter)", loc[1:]
+    elif loc and loc[0] == "body":
+        loc = loc[1:]
+    text = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+    if error.get("type") in ("extra_forbidden", "value_error.extra"):
+        text = "unknown field; it is not part of this request"
+    return f"{'.'.join(loc) or 'body'}{where}: {text}"
+
+
+def _json_safe(value: Any, depth: int = 0) -> Any:
+    """`value` with every non-finite float spelled out, long strings cut and unknown objects as text."""
+    if value is None or isinstance(value, bool | int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else repr(value)
+    if isinstance(value, str):
+        return value if len(value) <= 200 else value[:200] + "..."
+    if depth > 6:
+        return "..."
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v, depth + 1) for k, v in list(value.items())[:50]}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v, depth + 1) for v in value[:50]]
+    return _json_safe(str(value), depth + 1)

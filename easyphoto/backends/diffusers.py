@@ -168,9 +168,17 @@ def load_controlnet(path: Path, config_dir: Path, dtype):
     """A ControlNetModel from a diffusers folder, or from a WebUI single file against a local config (offline)."""
     from diffusers import ControlNetModel
 
+    from easyphoto.train.base_model import BaseModelError, require_safetensors
+
+    if path.is_dir():  # safetensors only: a diffusion_pytorch_model.bin in it would be unpickled
+        try:
+            require_safetensors(path, "diffusion_pytorch_model", what=f"The ControlNet folder {path.name}")
+        except BaseModelError as exc:
+            raise GenerationError(exc.message, hint=exc.hint) from None
     try:
         if path.is_dir():
-            return ControlNetModel.from_pretrained(str(path), torch_dtype=dtype, local_files_only=True)
+            return ControlNetModel.from_pretrained(str(path), torch_dtype=dtype, local_files_only=True,
+                                                   use_safetensors=True)
         return ControlNetModel.from_single_file(read_state_dict(path), config=str(config_dir), torch_dtype=dtype,
                                                 local_files_only=True)
     except (OSError, ValueError, KeyError, RuntimeError) as exc:

@@ -725,7 +725,35 @@ def on_app_started(demo, app) -> None:
     """Mount /easyphoto/v1 on the host's FastAPI app; `demo` is None in API-only (--nowebui) mode."""
     from easyphoto import api
 
-    api.install(app, make_context(), dependencies=api_auth_dependencies())
+    exposure = api_exposure()
+    if not exposure.private:
+        log.info("EasyPhoto: the REST API serves only /health; %s", exposure.hint)
+    elif exposure.refuse:
+        log.warning("EasyPhoto: the REST API refuses requests: %s", exposure.hint)
+    api.install(app, make_context(), dependencies=api_auth_dependencies(), exposure=exposure)
+
+
+def api_exposure():
+    """Safe by default: the API exists only where the WebUI serves its own (--api, --nowebui), and answers only
+    /health when the server is reachable beyond this machine (--listen, --share, --ngrok, a non-loopback
+    --server-name) without --api-auth: those routes export photos, delete identities and start downloads."""
+    from easyphoto.api.routes import Exposure
+
+    if not (_cmd_opt("api") or _cmd_opt("nowebui")):
+        return Exposure(private=False, hint="start the WebUI with --api to use EasyPhoto's REST API.")
+    if _webui_is_public() and not _cmd_opt("api_auth"):
+        return Exposure(refuse=True, hint="The WebUI is reachable from other machines (--listen, --share, --ngrok "
+                                          "or --server-name): start it with --api-auth user:password as well.")
+    return Exposure()
+
+
+def _webui_is_public() -> bool:
+    from easyphoto.app import is_loopback
+
+    if _cmd_opt("share") or _cmd_opt("listen") or _cmd_opt("ngrok"):
+        return True
+    server_name = _cmd_opt("server_name")
+    return server_name is not None and not is_loopback(str(server_name))
 
 
 def api_auth_dependencies() -> list:

@@ -36,7 +36,9 @@ class IdentityNotReady(EasyPhotoError):
     http_status = 409
 
 
-def load_identity(ctx: AppContext, identity_id: str, stack: FaceStack) -> IdentityAssets:
+def require_trained(ctx: AppContext, identity_id: str) -> tuple[dict, Path]:
+    """(identity.json, its LoRA file) of a trained identity; IdentityNotReady (409) before any job when it is not.
+    Cheap (no model, no face stack), so the API and the CLI call it before they submit a portrait job."""
     layout = ctx.identities.get(identity_id)  # InvalidIdentityId / IdentityNotFound
     info = read_json(layout.identity_json) if layout.identity_json.is_file() else {}
     lora_file = info.get("lora_file")
@@ -46,6 +48,12 @@ def load_identity(ctx: AppContext, identity_id: str, stack: FaceStack) -> Identi
     if not info or not lora_path.is_file():
         raise IdentityNotReady(f"Identity {identity_id!r} has no trained LoRA yet (expected {lora_path}).",
                                hint="Train it first in EasyPhoto → Train, or import a bundle that contains its LoRA.")
+    return info, lora_path
+
+
+def load_identity(ctx: AppContext, identity_id: str, stack: FaceStack) -> IdentityAssets:
+    layout = ctx.identities.get(identity_id)
+    info, lora_path = require_trained(ctx, identity_id)
     reference = _reference_face(layout.root / str(info.get("reference_face") or "reference.jpg"), identity_id, stack)
     trigger = str((info.get("config") or {}).get("caption") or DEFAULT_CAPTION)
     embeddings = _embeddings(info, layout, stack, reference)

@@ -7,7 +7,10 @@ photos ship with EasyPhoto: third-party pictures have no place in the repository
 
 from __future__ import annotations
 
+import shutil
+import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +19,9 @@ from easyphoto.imageops import load_photo
 from easyphoto.store import Paths, atomic_path
 
 SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+# Templates uploaded with a portrait request live in <data root>/uploads/<request>/ only while their job needs
+# them: the folder is removed when the job ends, and folders a crash left behind are swept after this age.
+UPLOAD_MAX_AGE_S = 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -69,3 +75,47 @@ def delete_template(paths: Paths, name: str) -> None:
     if not name.startswith("user/"):
         raise InvalidRequest(f"Only your own templates can be deleted, not {name!r}.", phase="template")
     resolve(paths, name).unlink()
+
+
+# ---------------------------------------------------------------------------------------------- per-job uploads
+
+
+def uploads_root(paths: Paths) -> Path:
+    return paths.data_root / "uploads"
+
+
+def new_upload_folder(paths: Paths) -> Path:
+    """An empty folder for the templates of one request (sweeping skips it: it is fresh)."""
+    folder = uploads_root(paths) / f"{int(time.time())}-{uuid.uuid4().hex[:8]}"
+    folder.mkdir(parents=True)
+    return folder
+
+
+def remove_upload_folder(paths: Paths, folder: Path) -> None:
+    """Delete one request's upload folder; only folders directly under the uploads root are ever removed."""
+    if folder.parent.resolve() == uploads_root(paths).resolve():
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def sweep_uploads(paths: Paths, in_use: Iterable[str], *, max_age_s: float = UPLOAD_MAX_AGE_S) -> list[Path]:
+    """Remove upload folders (and loose files of older versions) older than `max_age_s` that no unfinished job
+    names in `in_use` (template paths); returns what was removed."""
+    root = uploads_root(paths)
+    if not root.is_dir():
+        return []
+    busy = {Path(p).parent.name for p in in_use} | {Path(p).name for p in in_use}
+    cutoff = time.time() - max_age_s
+    removed = []
+    for entry in root.iterdir():
+        try:
+            stale = entry.stat().st_mtime < cutoff and entry.name not in busy
+        except OSError:
+            continue  # removed meanwhile
+        if not stale:
+            continue
+        if entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(entry)
+    return removed

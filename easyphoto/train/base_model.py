@@ -7,6 +7,10 @@ refused with a hint to convert it). Before anything is loaded, the file's safete
 KB of JSON) is read to tell SD 1.x from SDXL, SD 2.x, inpainting models and LoRA files, so choosing the wrong
 checkpoint fails in milliseconds with a message naming the file, instead of minutes later with a shape error.
 
+A diffusers folder is loaded from its ``.safetensors`` weights only (``use_safetensors=True``, after checking that
+each component has them): transformers 4.30 (A1111's) would otherwise unpickle a ``pytorch_model.bin``, which can
+run arbitrary code, exactly what single-file ``.ckpt`` checkpoints are refused for.
+
 The file is loaded with diffusers' ``StableDiffusionPipeline.from_single_file`` against a *local* config folder:
 by default the shipped one in ``easyphoto/train/sd15/`` (SD 1.5's component configs and CLIP tokenizer, no
 weights), so nothing is fetched from the hub. ``model_hash`` is the WebUI's legacy 8-hex hash (sha256 of the
@@ -188,13 +192,39 @@ def _load_folder(folder: Path, dtype: torch.dtype, *, allow_inpaint: bool = Fals
             f"{unet_config.get('in_channels')}, cross_attention_dim {unet_config.get('cross_attention_dim')}).",
             hint=_CHANGE_HINT,
         )
-    options = {"local_files_only": True}
+    for component, stem in FOLDER_WEIGHTS.items():
+        require_safetensors(folder / component, stem, what=f"the base model {folder.name}")
+    options = {"local_files_only": True, "use_safetensors": True}
     unet = UNet2DConditionModel.from_pretrained(str(folder), subfolder="unet", torch_dtype=dtype, **options)
     vae = AutoencoderKL.from_pretrained(str(folder), subfolder="vae", torch_dtype=dtype, **options)
     text_encoder = CLIPTextModel.from_pretrained(str(folder), subfolder="text_encoder", torch_dtype=dtype, **options)
-    tokenizer = CLIPTokenizer.from_pretrained(str(folder), subfolder="tokenizer", **options)
-    scheduler = DDPMScheduler.from_pretrained(str(folder), subfolder="scheduler", **options)
+    tokenizer = CLIPTokenizer.from_pretrained(str(folder), subfolder="tokenizer", local_files_only=True)
+    scheduler = DDPMScheduler.from_pretrained(str(folder), subfolder="scheduler", local_files_only=True)
     return unet, vae, text_encoder, tokenizer, scheduler
+
+
+# Component folder → the weight file stem from_pretrained looks for (diffusers models / transformers models).
+FOLDER_WEIGHTS = {"unet": "diffusion_pytorch_model", "vae": "diffusion_pytorch_model", "text_encoder": "model"}
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+
+
+def require_safetensors(component: Path, stem: str, *, what: str) -> Path:
+    """The ``<stem>.safetensors`` (or sharded index) of a diffusers/transformers component folder; BaseModelError
+    naming the pickle file when the folder only has pickled weights (never loaded: unpickling can run code)."""
+    for name in (f"{stem}.safetensors", f"{stem}.safetensors.index.json"):
+        if (component / name).is_file():
+            return component / name
+    pickles = sorted(p for p in component.glob("*") if p.suffix.lower() in PICKLE_SUFFIXES and p.is_file())
+    if pickles:
+        raise BaseModelError(
+            f"{what}: {pickles[0]} is a pickle file ({pickles[0].suffix}); folder models are loaded from "
+            f"{stem}.safetensors only, because unpickling a file can run arbitrary code.",
+            hint="Convert the folder once in an environment you trust, e.g. python -c \"from diffusers import "
+            "DiffusionPipeline as P; P.from_pretrained('IN').save_pretrained('OUT', safe_serialization=True)\", or "
+            "download the model's .safetensors release.",
+        )
+    raise BaseModelError(f"{what}: {component} has no {stem}.safetensors.",
+                         hint="The folder is incomplete: download the model again (diffusers layout, safetensors).")
 
 
 def _load_single_file(path: Path, config_dir: Path, dtype: torch.dtype):

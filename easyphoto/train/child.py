@@ -10,20 +10,32 @@ Everything else a library prints (Python or native code) goes to stderr, which t
 file descriptor 1 is pointed at stderr at start-up and the events go to a private duplicate of the original.
 Training stops, leaving a resumable state, when STOP_FILE exists.
 
-Exit status: 0 done, 1 error, 3 cancelled (2 is argparse's, for a bad command line).
+The process never outlives the one that started it (a kill -9 of the WebUI or the server would otherwise leave
+a training holding the GPU with nobody reading its events): see guard_parent. The last checkpoint stays on disk,
+so the training can be resumed from it.
+
+Exit status: 0 done, 1 error, 3 cancelled, 4 the parent died (2 is argparse's, for a bad command line).
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import json
 import logging
 import os
+import signal
 import sys
+import threading
+import time
 import traceback
 from pathlib import Path
 from typing import IO, Any
 
-EXIT_OK, EXIT_ERROR, EXIT_CANCELLED = 0, 1, 3
+EXIT_OK, EXIT_ERROR, EXIT_CANCELLED, EXIT_ORPHANED = 0, 1, 3, 4
+PARENT_PID_ENV = "EASYPHOTO_PARENT_PID"  # set by easyphoto.train.runner.child_env
+PARENT_POLL_S = 1.0  # the watchdog's polling interval: a dead parent is noticed within about this
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 BUG_HINT = "this is a bug: please report it with the log"
 
 
@@ -68,11 +80,76 @@ def take_over_stdout() -> IO[str]:
     return os.fdopen(events_fd, "w", encoding="utf-8", buffering=1)
 
 
+def guard_parent(*, use_prctl: bool = True, interval: float = PARENT_POLL_S) -> int:
+    """End this process when its parent dies; returns the parent pid being watched.
+
+    Two layers: on Linux the kernel sends SIGKILL on the parent's death (prctl PR_SET_PDEATHSIG: immediate, even
+    while a CUDA kernel runs); everywhere a daemon thread polls os.getppid(), which changes when the parent dies
+    and this process is re-parented (POSIX), and exits with EXIT_ORPHANED. A parent that died before either was in
+    place is caught by comparing with the pid the runner passed in EASYPHOTO_PARENT_PID.
+    Linux sends the signal when the *thread* that started us ends: the runner starts the child from the job queue's
+    worker thread, which lives as long as the queue, and a queue shutdown cancels the training anyway.
+    """
+    watched = os.getppid()
+    if use_prctl:
+        _set_parent_death_signal()
+    if _parent_already_gone(watched):
+        _orphaned()
+    thread = threading.Thread(target=_watch_parent, args=(watched, interval), name="easyphoto-parent-watch",
+                              daemon=True)
+    thread.start()
+    return watched
+
+
+def _set_parent_death_signal() -> None:
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    except (OSError, AttributeError) as exc:  # the watchdog thread still covers it
+        logging.getLogger("easyphoto").warning("parent-death signal not set (%s); polling the parent instead", exc)
+
+
+def _parent_already_gone(watched: int) -> bool:
+    """True when the runner that started us is already dead (we were re-parented before we looked)."""
+    try:
+        expected = int(os.environ.get(PARENT_PID_ENV, ""))
+    except ValueError:
+        return False
+    if expected == watched or os.name != "posix":  # on Windows os.kill(pid, 0) would terminate pid: never call it
+        return False
+    try:
+        os.kill(expected, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # alive, but not ours to signal
+        return False
+    return False  # alive: we were started through a wrapper process; watch that one
+
+
+def _watch_parent(watched: int, interval: float) -> None:
+    while True:
+        time.sleep(interval)
+        if os.getppid() != watched:
+            _orphaned()
+
+
+def _orphaned() -> None:
+    try:
+        print("easyphoto: the process that started this training has exited; stopping (the last checkpoint can be "
+              "resumed)", file=sys.stderr, flush=True)
+    finally:
+        os._exit(EXIT_ORPHANED)  # no cleanup handlers: nobody reads our events any more
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 2:
         print("usage: python -m easyphoto.train.child SPEC.json STOP_FILE", file=sys.stderr)
         return 2
+    guard_parent()
     emit = EventWriter(take_over_stdout())
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     spec_file, stop_file = Path(argv[0]), Path(argv[1])

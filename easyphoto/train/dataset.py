@@ -4,6 +4,10 @@
     dataset/metadata.jsonl                               {"file_name": "train/0.jpg", "text": "<caption>"} per line
     dataset/dataset.json                                 what was done to each photo, and the parameters
 
+dataset.json records the settings that shape the dataset (DATASET_FIELDS) and, when made for an identity, the
+photos it was made from (name → sha256); `dataset_changes` compares them with a training's settings, so a
+dataset made with another resolution, crop, matting, caption or photo set is rebuilt instead of silently reused.
+
 Per photo: a square crop around the face (box × crop_ratio, moved inside the photo), the person matted onto white
 within the region around the head (see `head_region` for how it differs from the reference's rectangle),
 optional skin smoothing, and a resize to the training resolution. Crops smaller than the resolution are upscaled
@@ -32,6 +36,12 @@ from easyphoto.train.photos import PhotoReport
 from easyphoto.upscale import classical
 
 JPEG_QUALITY = 95
+# TrainConfig fields that change which photos are used or what the training images and captions look like.
+DATASET_FIELDS = (
+    "face_choice", "min_face_px", "min_sharpness", "max_yaw", "max_roll", "min_brightness", "max_brightness",
+    "remove_duplicates", "identity_check", "max_photos",  # photo selection
+    "resolution", "crop_ratio", "matting", "retouch", "upscale_small", "caption", "holdout_photos",  # preparation
+)
 MIN_TRAINING_PHOTOS_FOR_HOLDOUT = 8
 Upscaler = Callable[[Image.Image, int], Image.Image]  # (image, target side) -> image of that side
 Tagger = Callable[[Image.Image], str]  # optional: a caption per image instead of the fixed one
@@ -95,8 +105,10 @@ def prepare_dataset(
     *,
     upscaler: Upscaler | None = None,
     tagger: Tagger | None = None,
+    photos: dict[str, str] | None = None,
 ) -> list[DatasetItem]:
-    """Write the dataset for the kept photos of `report`; replaces any previous dataset in `out_dir`."""
+    """Write the dataset for the kept photos of `report`; replaces any previous dataset in `out_dir`. `photos`
+    (name → sha256 of every photo the check saw) is recorded so a change of photos can be told later."""
     holdout = choose_holdout(report, config.holdout_photos)
     kept = sorted((d for d in report.kept if d.file not in holdout), key=lambda d: d.file)
     if not kept:
@@ -114,7 +126,9 @@ def prepare_dataset(
     lines = [json.dumps({"file_name": f"train/{it.index}.jpg", "text": it.caption}, ensure_ascii=False) for it in items]
     atomic_write_text(staging / "metadata.jsonl", "\n".join(lines) + "\n")
     summary = {"config": config.to_dict(), "items": [it.__dict__ | {"crop": list(it.crop)} for it in items],
-               "holdout": holdout}
+               "holdout": holdout, "settings": dataset_settings(config)}
+    if photos is not None:
+        summary["photos"] = dict(photos)
     atomic_write_text(staging / "dataset.json", json.dumps(summary, indent=2, sort_keys=True) + "\n")
     _swap_in(staging, out_dir)
     return items
@@ -130,6 +144,53 @@ def choose_holdout(report: PhotoReport, count: int) -> list[str]:
     candidates = [d for d in kept if d.file != report.reference]
     ranked = sorted(candidates, key=lambda d: (-(d.similarity if d.similarity is not None else 0.0), d.file))
     return sorted(d.file for d in ranked[:count])
+
+
+def dataset_settings(config: TrainConfig) -> dict:
+    values = config.to_dict()
+    return {name: values[name] for name in DATASET_FIELDS}
+
+
+def _record(dataset_dir: Path) -> dict | None:
+    path = Path(dataset_dir) / "dataset.json"
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}  # damaged: nothing can be trusted, so everything counts as changed
+    return record if isinstance(record, dict) else {}
+
+
+def settings_changes(dataset_dir: Path, config: TrainConfig) -> list[str]:
+    """The dataset-shaping settings that differ from the ones `dataset_dir` was made with, in words
+    ("resolution 512 → 768"). A folder without dataset.json was made by hand: nothing to compare, []."""
+    record = _record(dataset_dir)
+    if record is None:
+        return []
+    recorded = record.get("settings") or record.get("config")  # older datasets recorded the whole config
+    if not isinstance(recorded, dict):
+        return ["its settings were not recorded"]
+    wanted = dataset_settings(config)
+    return [f"{name} {recorded.get(name)!r} → {wanted[name]!r}" for name in DATASET_FIELDS
+            if recorded.get(name) != wanted[name]]
+
+
+def photo_changes(dataset_dir: Path, photos: dict[str, str]) -> list[str]:
+    """How the photos (name → sha256) differ from those the dataset was made from; [] when equal or not recorded."""
+    record = _record(dataset_dir) or {}
+    made_from = record.get("photos")
+    if not isinstance(made_from, dict) or made_from == photos:
+        return []
+    added = len(set(photos) - set(made_from))
+    removed = len(set(made_from) - set(photos))
+    replaced = sum(1 for name in set(photos) & set(made_from) if photos[name] != made_from[name])
+    return [f"photos changed since it was made ({added} added, {removed} removed, {replaced} replaced)"]
+
+
+def dataset_changes(dataset_dir: Path, config: TrainConfig, photos: dict[str, str] | None = None) -> list[str]:
+    """Why the dataset in `dataset_dir` is out of date for `config` (and the identity's current `photos`)."""
+    return settings_changes(dataset_dir, config) + (photo_changes(dataset_dir, photos) if photos is not None else [])
 
 
 def read_holdout(dataset_dir: Path) -> list[str]:

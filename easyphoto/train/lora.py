@@ -270,14 +270,18 @@ def save_lora(
     *,
     dtype: torch.dtype = torch.float16,
 ) -> Path:
-    """Write `weights` as a kohya/WebUI LoRA .safetensors, atomically; float16 for exports, float32 for checkpoints."""
+    """Write `weights` as a kohya/WebUI LoRA .safetensors, atomically; float16 for exports, float32 for checkpoints.
+
+    An existing file at `path` is replaced only when EasyPhoto wrote it (store.ForeignLoraFile otherwise): the
+    Lora folder is shared with the user's own LoRAs, and an identity may be named like one of them."""
     import safetensors.torch
 
-    from easyphoto.store import atomic_path
+    from easyphoto.store import atomic_path, check_lora_target
 
     if not weights:
         raise LoraFormatError("There are no LoRA weights to save.")
     path = Path(path)
+    check_lora_target(path)
     tensors = lora_state_dict(weights, dtype)
     meta = lora_metadata(weights, path.stem, metadata)
     with atomic_path(path) as tmp:

@@ -4,7 +4,8 @@ The reference kept the 15 photos most similar to the mean embedding, with no thr
 and dropped failing photos silently. Here every photo gets a decision with a reason in words and its scores:
 
 1. decode safely (imageops.load_photo): unreadable files are dropped with the decoder's reason;
-2. detect faces; choose one per photo (the largest, or the best match to the other photos);
+2. detect faces; choose one per photo (the largest, or the best match to the other photos); a face whose box
+   reaches past the frame edge is kept with a note, or dropped when most of the box (over half) is outside;
 3. quality gates: face size, sharpness, head turn/tilt, exposure, each with its measured value and limit;
 4. near-duplicates (same face embedding and same picture): the better of each pair is kept;
 5. identity consistency: the medoid photo (most similar to all others) anchors the identity; photos whose
@@ -24,13 +25,15 @@ from easyphoto.config import TrainConfig
 from easyphoto.face.quality import FaceQuality, measure
 from easyphoto.face.stacks import FaceStack
 from easyphoto.face.types import Face, cosine
-from easyphoto.imageops import UnreadableImage, load_photo, to_array
+from easyphoto.imageops import UnreadableImage, image_suffix, load_photo, to_array
 from easyphoto.store import atomic_write_json
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 DUPLICATE_SIMILARITY = 0.995  # same person is ≤ 0.99 across different photos with every embedder we measured
 DUPLICATE_HASH_BITS = 6  # of 64: differences a re-encode or a resize leave in the difference hash
 MAX_CANDIDATE_FACES = 12  # faces compared under the "best_match" rule (a large group photo has more)
+MAX_OUTSIDE_FRAME = 0.5  # share of the face box beyond the photo's edge above which most of the face is missing
+EDGE_MARGIN_PX = 1.0  # a box this close to the border touches it (detectors round their boxes)
 
 
 @dataclass
@@ -102,6 +105,18 @@ def list_photos(folder: Path) -> list[Path]:
     return sorted(p for p in Path(folder).iterdir() if p.is_file() and not p.name.startswith("."))
 
 
+def looks_like_image(path: Path) -> bool:
+    """An image extension, or the first bytes of a known image format (photos without an extension count)."""
+    if Path(path).suffix.lower() in IMAGE_SUFFIXES:
+        return True
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64 * 1024)
+    except OSError:
+        return False
+    return image_suffix(head) is not None
+
+
 def select_photos(
     files: Sequence[Path],
     stack: FaceStack,
@@ -129,7 +144,7 @@ def select_photos(
             decision.notes.append(f"{decision.faces} faces: used the {rule}")
         decision.quality = measure(images[index], decision.face)
         decision.image_hash = _difference_hash(images[index])
-        gate = _quality_gate(decision.quality, config)
+        gate = _frame_edge(decision, images[index].shape) or _quality_gate(decision.quality, config)
         decision.kept, decision.reason = gate is None, gate or ""
     if config.remove_duplicates:
         _drop_duplicates([d for d in decisions if d.kept])
@@ -175,6 +190,23 @@ def _choose_face(found, anchor, rule: str) -> tuple[Face, np.ndarray]:
     if rule == "best_match" and anchor is not None and len(found) > 1:
         return max(found, key=lambda item: cosine(item[1], anchor))
     return found[0]  # detectors return the largest face first
+
+
+def _frame_edge(decision: PhotoDecision, shape: tuple[int, ...]) -> str | None:
+    """A face cut by the frame edge: the drop reason when most of its box lies outside the photo, else None (and a
+    note when the box touches or crosses the edge: the crop will miss some forehead, chin or cheek)."""
+    height, width = shape[:2]
+    x0, y0, x1, y1 = decision.face.box
+    inside = max(min(x1, width) - max(x0, 0), 0) * max(min(y1, height) - max(y0, 0), 0)
+    outside = 1.0 - inside / max(decision.face.area, 1e-6)
+    if outside > MAX_OUTSIDE_FRAME:
+        return (f"face cut by the frame edge ({outside:.0%} of the face outside the photo; "
+                f"at most {MAX_OUTSIDE_FRAME:.0%})")
+    margin = EDGE_MARGIN_PX
+    if x0 <= margin or y0 <= margin or x1 >= width - margin or y1 >= height - margin:
+        where = f"{outside:.0%} of the face outside the photo" if outside > 0 else "touching the edge"
+        decision.notes.append(f"face cut by the frame edge ({where}): kept, but part of the head is missing")
+    return None
 
 
 def _quality_gate(q: FaceQuality, c: TrainConfig) -> str | None:

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from easyphoto import __version__
 from easyphoto.config import TrainConfig
-from easyphoto.store import Paths, atomic_write_json, read_json
+from easyphoto.errors import EasyPhotoError
+from easyphoto.store import IdentityLayout, Paths, atomic_write_json, read_json
 
 MERGE_TOP_K = 3
 Emit = Callable[[dict], None]
@@ -73,9 +74,12 @@ class _Validator:
 def run(spec: dict, emit: Emit, should_stop: Callable[[], bool]) -> dict:
     from easyphoto.train import lora
     from easyphoto.train.base_model import load_base
-    from easyphoto.train.trainer import train_lora
+    from easyphoto.train.trainer import prune_checkpoints, train_lora
 
     config = TrainConfig.from_dict(spec["config"])
+    rebuilt = current_dataset(spec, config, emit)
+    if rebuilt is not None:  # the photo count may have changed with the selection settings: the reference rule again
+        spec = {**spec, "steps": config.train_steps(rebuilt)}
     emit({"event": "progress", "phase": "loading base model", "step": 0, "total": spec["steps"], "loss": None,
           "message": Path(spec["base"]).name})
     device = spec.get("device", "cpu")
@@ -84,10 +88,9 @@ def run(spec: dict, emit: Emit, should_stop: Callable[[], bool]) -> dict:
     validator = _Validator(spec, config, base, emit) if config.validation else None
     started = time.monotonic()
 
-    def on_checkpoint(step: int, path: Path) -> None:
+    def on_checkpoint(step: int, path: Path) -> float | None:
         emit({"event": "checkpoint", "step": step, "path": str(path)})
-        if validator is not None:
-            validator(Path(path).name, step)
+        return validator(Path(path).name, step) if validator is not None else None  # the trainer prunes by it
 
     def progress(step: int, total: int, loss: float) -> None:
         emit({"event": "progress", "phase": "training", "step": step, "total": total, "loss": loss,
@@ -95,19 +98,59 @@ def run(spec: dict, emit: Emit, should_stop: Callable[[], bool]) -> dict:
 
     result = train_lora(base, Path(spec["dataset_dir"]), Path(spec["checkpoints_dir"]), config, steps=spec["steps"],
                         progress=progress, should_stop=should_stop, on_checkpoint=on_checkpoint,
-                        resume=spec.get("resume", False), device=spec.get("device", "cpu"))
+                        resume=spec.get("resume", False), device=spec.get("device", "cpu"), merge_top_k=MERGE_TOP_K)
     chosen, weights, merged_info = _choose(result, validator, base, config, emit)
     metadata = {"ss_output_name": spec["identity_id"], "ss_steps": str(result.steps),
                 "ss_sd_model_hash": base.model_hash or "", "ss_sd_model_name": Path(spec["base"]).name,
                 "easyphoto_version": __version__, "easyphoto_source": chosen}
     lora_file = lora.save_lora(Path(spec["lora_file"]), weights, metadata)
+    pruned = prune_checkpoints(Path(spec["checkpoints_dir"]), keep=config.keep_checkpoints, finished=True)
     summary = {"lora_file": str(lora_file), "steps": result.steps, "source": chosen, "merged": merged_info,
-               "checkpoints": [str(c) for c in result.checkpoints],
+               "checkpoints": [str(c) for c in result.checkpoints if c.is_file()], "pruned": pruned,
                "scores": validator.scores if validator else {}, "seconds": round(time.monotonic() - started, 1)}
     _write_identity_json(spec, config, base, summary, validator)
     emit({"event": "progress", "phase": "exported", "step": result.steps, "total": spec["steps"], "loss": None,
           "message": lora_file.name})
     return summary
+
+
+def current_dataset(spec: dict, config: TrainConfig, emit: Emit) -> int | None:
+    """Make sure the dataset was prepared with this training's settings and the identity's current photos.
+
+    A dataset made with another resolution, crop ratio, matting, caption, ... (or before photos were added or
+    removed) is rebuilt here, and the number of training images is returned; None when it was current. A resumed
+    training continues on the dataset it started with, so there only a settings change is an error."""
+    from easyphoto.train import dataset
+
+    dataset_dir = Path(spec["dataset_dir"])
+    layout = _layout(spec)
+    if spec.get("resume"):
+        changed = dataset.settings_changes(dataset_dir, config)
+        if changed:
+            raise EasyPhotoError(
+                f"The dataset of {spec['identity_id']!r} was prepared with other settings ({'; '.join(changed)}); a "
+                "resumed training continues with the settings it started with.", phase="dataset",
+                hint="Resume with the same settings, or start a new training (without resume) with the new ones.")
+        return None
+    from easyphoto.train import prepare
+
+    changed = dataset.dataset_changes(dataset_dir, config, prepare.photo_digests_by_name(layout))
+    if not changed:
+        return None
+    emit({"event": "progress", "phase": "preparing", "step": 0, "total": spec["steps"], "loss": None,
+          "message": f"dataset out of date ({'; '.join(changed)}): preparing it again"})
+    from easyphoto.face import stacks
+    from easyphoto.upscale import model_upscaler
+
+    paths = _paths(spec)
+    upscaler = model_upscaler(paths) if config.upscale_small else None
+    items = prepare.rebuild_dataset(layout, stacks.load(spec.get("face_stack", "auto"), paths), config,
+                                    max_megapixels=float(spec.get("max_upload_megapixels", 64.0)), upscaler=upscaler)
+    return len(items)
+
+
+def _layout(spec: dict) -> IdentityLayout:
+    return IdentityLayout(spec["identity_id"], Path(spec["identity_dir"]), Path(spec["lora_file"]))
 
 
 def _frozen_dtype(config: TrainConfig, device: str):

@@ -6,8 +6,9 @@ Uploads are copied into identities/<id>/photos/ byte for byte and never modified
 
 from __future__ import annotations
 
-import re
+import hashlib
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image
@@ -16,43 +17,122 @@ from easyphoto.config import TrainConfig
 from easyphoto.context import AppContext
 from easyphoto.errors import EasyPhotoError
 from easyphoto.face import stacks
-from easyphoto.imageops import load_photo
-from easyphoto.store import IdentityLayout, atomic_path, atomic_write_bytes
-from easyphoto.train.dataset import DatasetItem, prepare_dataset, square_crop
-from easyphoto.train.photos import PhotoReport, list_photos, select_photos
+from easyphoto.face.stacks import FaceStack
+from easyphoto.imageops import image_suffix, load_photo
+from easyphoto.store import (
+    IdentityLayout,
+    atomic_path,
+    atomic_write_json,
+    file_digest,
+    photo_digests,
+    photo_files,
+    photos_lock,
+    read_json,
+    safe_photo_name,
+    store_photo,
+)
+from easyphoto.store import remove_photos as _remove_files
+from easyphoto.train.dataset import DatasetItem, dataset_changes, prepare_dataset, square_crop
+from easyphoto.train.photos import PhotoReport, select_photos
 from easyphoto.upscale import model_upscaler
 
 Progress = Callable[[int, int, str], None]
 MAX_PHOTOS_PER_IDENTITY = 200
+Upload = Path | str | tuple[str, bytes]  # a file, or (name, bytes) for an upload that arrived without one
 
 
-def safe_upload_name(index: int, original: str) -> str:
-    """`003_name.jpg`: an index keeps the upload order, the sanitised original name keeps it recognisable."""
-    path = Path(Path(original).name)
-    stem = re.sub(r"[^A-Za-z0-9_-]+", "_", path.stem)[:60].strip("_") or "photo"
-    suffix = re.sub(r"[^a-z0-9]", "", path.suffix.lower())[:5] or "bin"
-    return f"{index:03d}_{stem}.{suffix}"
+@dataclass
+class AddedPhotos:
+    """What an upload did: the photos stored, and the uploads skipped because that content was already there."""
+
+    added: list[Path] = field(default_factory=list)
+    duplicates: list[tuple[str, str]] = field(default_factory=list)  # (upload name, stored photo with its bytes)
+
+    def summary(self) -> str:
+        text = f"{len(self.added)} photo{'' if len(self.added) == 1 else 's'} added"
+        if self.duplicates:
+            pairs = ", ".join(f"{upload} = {stored}" for upload, stored in self.duplicates[:5])
+            more = f", … ({len(self.duplicates)} in all)" if len(self.duplicates) > 5 else ""
+            text += f"; {len(self.duplicates)} already there, not stored again ({pairs}{more})"
+        return text
 
 
-def add_photos(ctx: AppContext, identity_id: str, files: Sequence[Path | str]) -> list[Path]:
-    """Copy uploads into the identity (created when new). Unreadable files are copied too: the report says why
-    they are not used, and nothing the user gave is lost."""
+@dataclass
+class _Upload:
+    name: str
+    read: Callable[[], bytes]
+    digest: str
+
+
+def _upload(item: Upload) -> _Upload:
+    if isinstance(item, tuple):
+        name, data = item
+        return _Upload(str(name), lambda: data, hashlib.sha256(data).hexdigest())
+    path = Path(item)
+    if not path.is_file():
+        raise EasyPhotoError(f"Upload {path.name} is not a file.", phase="photos",
+                             hint="Pass photo files (a folder's photos: DIR/*.jpg).")
+    return _Upload(path.name, path.read_bytes, file_digest(path))
+
+
+def add_photos(ctx: AppContext, identity_id: str, files: Sequence[Upload]) -> AddedPhotos:
+    """Copy uploads into the identity (created when new), byte for byte, under their own names (sanitised, with
+    the extension of the format they really are). Content already stored (the same bytes) is not stored again.
+    Unreadable files are copied too: the report says why they are not used, and nothing the user gave is lost."""
+    ctx.identities.layout(identity_id)  # a bad id first, before any file is read
+    uploads = [_upload(item) for item in files]
     layout = ctx.identities.create(identity_id, exist_ok=True)
-    existing = list_photos(layout.photos)
-    if len(existing) + len(files) > MAX_PHOTOS_PER_IDENTITY:
+    result = AddedPhotos()
+    with photos_lock(layout):
+        known = photo_digests(layout)  # sha256 → stored name
+        fresh, seen = [], set(known)
+        for upload in uploads:  # the first of equal uploads is stored, also within one batch
+            if upload.digest not in seen:
+                seen.add(upload.digest)
+                fresh.append(upload)
+        _check_photo_limit(identity_id, len(photo_files(layout.photos)), len(fresh))
+        for upload in fresh:
+            data = upload.read()
+            path = store_photo(layout, data, safe_photo_name(upload.name, image_suffix(data) or "bin"))
+            known[upload.digest] = path.name
+            result.added.append(path)
+    stored = {id(u) for u in fresh}
+    result.duplicates = [(u.name, known[u.digest]) for u in uploads if id(u) not in stored]
+    return result
+
+
+def _check_photo_limit(identity_id: str, existing: int, new: int) -> None:
+    if existing + new > MAX_PHOTOS_PER_IDENTITY:
         raise EasyPhotoError(
-            f"{identity_id!r} would have {len(existing) + len(files)} photos; at most {MAX_PHOTOS_PER_IDENTITY}.",
-            hint="5–20 varied photos of the person are enough.",
+            f"{identity_id!r} would have {existing + new} photos; at most {MAX_PHOTOS_PER_IDENTITY}.",
+            hint="5–20 varied photos of the person are enough; remove some first.",
             phase="photos",
         )
-    added = []
-    for offset, source in enumerate(files):
-        source = Path(source)
-        if not source.is_file():
-            raise EasyPhotoError(f"Upload {source.name} is not a file.", phase="photos")
-        target = layout.photos / safe_upload_name(len(existing) + offset, source.name)
-        added.append(atomic_write_bytes(target, source.read_bytes()))
-    return added
+
+
+def remove_photos(ctx: AppContext, identity_id: str, names: Sequence[str]) -> list[str]:
+    """Delete photos of an identity by name (names are looked up, never joined to paths). The saved report
+    forgets them at once and says it predates the removal; the next check or training starts from what is left."""
+    layout = ctx.identities.get(identity_id)
+    if not names:
+        raise EasyPhotoError("Name the photos to remove.", phase="photos",
+                             hint=f"Its photos: {', '.join(p.name for p in photo_files(layout.photos)) or 'none'}.")
+    removed = _remove_files(layout, list(names))
+    _forget_in_report(layout, removed)
+    return removed
+
+
+def _forget_in_report(layout: IdentityLayout, removed: list[str]) -> None:
+    if not layout.report.is_file():
+        return
+    report = read_json(layout.report)
+    photos = [p for p in report.get("photos", []) if p.get("file") not in removed]
+    report.update(photos=photos, kept=sum(1 for p in photos if p.get("kept")), total=len(photos),
+                  stale=f"{', '.join(removed)} removed after this check: check the photos again.")
+    if report.get("reference") in removed:
+        report["reference"] = None
+        (layout.root / "reference.jpg").unlink(missing_ok=True)
+    atomic_write_json(layout.report, report)
 
 
 def check_photos(
@@ -60,11 +140,18 @@ def check_photos(
 ) -> PhotoReport:
     """Decide kept/dropped for every photo of the identity; saves report.json and reference.jpg."""
     layout = ctx.identities.get(identity_id)
-    files = list_photos(layout.photos)
-    if not files:
-        raise EasyPhotoError(f"{identity_id!r} has no photos yet.", hint="Upload 5–20 photos first.", phase="photos")
     stack = stacks.load(ctx.settings.face_stack, ctx.paths)
-    report = select_photos(files, stack, config, max_megapixels=ctx.settings.max_upload_megapixels, progress=progress)
+    return check_layout(layout, stack, config, max_megapixels=ctx.settings.max_upload_megapixels, progress=progress)
+
+
+def check_layout(layout: IdentityLayout, stack: FaceStack, config: TrainConfig, *, max_megapixels: float,
+                 progress: Progress | None = None) -> PhotoReport:
+    """check_photos without an AppContext (the training process rebuilds an out-of-date dataset with it)."""
+    files = photo_files(layout.photos)
+    if not files:
+        raise EasyPhotoError(f"{layout.identity_id!r} has no photos yet.", hint="Upload 5–20 photos first.",
+                             phase="photos")
+    report = select_photos(files, stack, config, max_megapixels=max_megapixels, progress=progress)
     report.save(layout.report)
     save_reference_face(layout, report)
     return report
@@ -88,11 +175,37 @@ def prepare_identity_dataset(
     ctx: AppContext, identity_id: str, config: TrainConfig = TrainConfig(), progress: Progress | None = None
 ) -> list[DatasetItem]:
     """Check the photos (fresh: the settings or photos may have changed) and write identities/<id>/dataset/."""
-    report = check_photos(ctx, identity_id, config, progress)
     layout = ctx.identities.get(identity_id)
     stack = stacks.load(ctx.settings.face_stack, ctx.paths)
     upscaler = model_upscaler(ctx.paths) if config.upscale_small else None
-    return prepare_dataset(report, layout.photos, layout.dataset, stack, config, upscaler=upscaler)
+    return rebuild_dataset(layout, stack, config, max_megapixels=ctx.settings.max_upload_megapixels,
+                           upscaler=upscaler, progress=progress)
+
+
+def rebuild_dataset(layout: IdentityLayout, stack: FaceStack, config: TrainConfig, *, max_megapixels: float,
+                    upscaler=None, progress: Progress | None = None) -> list[DatasetItem]:
+    """Check the photos and write the dataset, recording the settings and the photos (by content) it was made
+    from, so that a later training can tell when it is out of date (dataset.dataset_changes)."""
+    digests = photo_digests_by_name(layout)  # before the check: exactly what it looks at
+    report = check_layout(layout, stack, config, max_megapixels=max_megapixels, progress=progress)
+    return prepare_dataset(report, layout.photos, layout.dataset, stack, config, upscaler=upscaler, photos=digests)
+
+
+def photo_digests_by_name(layout: IdentityLayout) -> dict[str, str]:
+    return {p.name: file_digest(p) for p in photo_files(layout.photos)}
+
+
+def ensure_dataset(ctx: AppContext, identity_id: str, config: TrainConfig, progress: Progress | None = None,
+                   ) -> list[str]:
+    """Rebuild the identity's dataset when it is missing or was made with other settings or photos; returns the
+    reasons it was rebuilt ([] when the existing one is current). For the train job, before it counts images."""
+    layout = ctx.identities.get(identity_id)
+    reasons = dataset_changes(layout.dataset, config, photo_digests_by_name(layout))
+    if not (layout.dataset / "metadata.jsonl").is_file():
+        reasons = ["there is no dataset yet"]
+    if reasons:
+        prepare_identity_dataset(ctx, identity_id, config, progress)
+    return reasons
 
 
 def thumbnails(layout: IdentityLayout, report: dict, size: int = 256) -> list[tuple[Image.Image, str]]:

@@ -10,7 +10,9 @@ writes JSON events on stdout, one per line, which become the job's progress; its
 
 Cancel: the stop file is created and the child stops at the next step boundary, saving a resumable state; a child
 that has not exited CANCEL_GRACE_S seconds later is terminated, and killed KILL_GRACE_S seconds after that.
-`resume=True` continues from the last checkpoint of the identity.
+`resume=True` continues from the last checkpoint of the identity. Each checkpoint's step is written into the job
+record at once (`JobContext.resumable`), so even a kill -9 of the server leaves a record that says which step to
+resume from; the child itself exits when the server dies (easyphoto.train.child.guard_parent).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from easyphoto.config import TrainConfig
 from easyphoto.context import AppContext
 from easyphoto.errors import EasyPhotoError, InvalidRequest
 from easyphoto.jobs import Cancelled, JobContext
-from easyphoto.store import atomic_write_json, atomic_write_text, read_json
+from easyphoto.store import atomic_write_json, atomic_write_text, check_lora_target, read_json
 
 log = logging.getLogger("easyphoto")
 
@@ -38,6 +40,7 @@ CANCEL_GRACE_S = 15.0  # after the stop file: time for the child to save its sta
 KILL_GRACE_S = 5.0  # after terminate(): time before kill()
 PREPARE_SHARE = 0.1  # of the job's fraction, when the dataset has to be prepared first
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder holding the `easyphoto` package
+PARENT_PID_ENV = "EASYPHOTO_PARENT_PID"  # read by easyphoto.train.child.guard_parent
 
 
 class ChildError(EasyPhotoError):
@@ -65,6 +68,8 @@ class ChildError(EasyPhotoError):
 def train_operation(ctx: AppContext, params: dict, job: JobContext) -> dict:
     identity_id = params.get("identity_id")
     layout = ctx.identities.get(identity_id)  # InvalidIdentityId / IdentityNotFound
+    # Before any work: the export must not replace a LoRA of the same name that EasyPhoto did not write.
+    check_lora_target(layout.lora_file, layout.identity_id)
     config = _config(params.get("config"))
     resume = bool(params.get("resume", False))
     base = _base_model(ctx, params)
@@ -75,6 +80,12 @@ def train_operation(ctx: AppContext, params: dict, job: JobContext) -> dict:
 
     offset = 0.0
     images = dataset_images(layout.dataset)
+    if images and not resume:  # a dataset made with other settings or photos is rebuilt before steps are counted
+        from easyphoto.train import prepare
+        from easyphoto.train.dataset import dataset_changes
+
+        if dataset_changes(layout.dataset, config, prepare.photo_digests_by_name(layout)):
+            images = []
     if not images:
         from easyphoto.train import prepare
 
@@ -113,6 +124,10 @@ def train_operation(ctx: AppContext, params: dict, job: JobContext) -> dict:
         "face_stack": ctx.settings.face_stack,
     }
     spec_file = atomic_write_json(work / "spec.json", spec)
+    if resume:  # until the first new checkpoint, a stop leaves the state this run resumed from
+        saved = _state_step(layout.checkpoints)
+        if saved:
+            job.resumable(saved)
     with _host_offload(ctx):
         return run_child(spec_file, job, steps=steps, offset=offset)
 
@@ -182,8 +197,9 @@ def child_command(spec_file: Path, stop_file: Path) -> list[str]:
 
 def child_env() -> dict[str, str]:
     """The host's environment, with our package importable (the WebUI's sys.path has the extension folder, its
-    PYTHONPATH does not) and UTF-8 pipes."""
+    PYTHONPATH does not), UTF-8 pipes, and this process's id for the child's parent watchdog."""
     env = dict(os.environ)
+    env[PARENT_PID_ENV] = str(os.getpid())
     parts = [str(PACKAGE_ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(parts))
     env["PYTHONIOENCODING"] = "utf-8"
@@ -213,6 +229,8 @@ class _Tracker:
             self.step = max(self.step, step)
         if kind == "checkpoint":
             self.checkpoint_step = step if step is not None else self.checkpoint_step
+            if step:
+                self.job.resumable(step)  # persisted at once: survives a kill -9 of this process
             self._report(None, f"checkpoint at step {step}", step)
         elif kind == "validation":
             image = event.get("image")
@@ -320,11 +338,16 @@ def _outcome(tracker: _Tracker, code: int, job: JobContext, log_file: Path) -> d
     )
 
 
+def resume_sentence(step: int) -> str:
+    """How to continue a stopped training, the same words in every message (job hints, interrupted records)."""
+    return f"submit the training again with resume: true / --resume to continue from step {step}"
+
+
 def _resume_hint(tracker: _Tracker, log_file: Path) -> str:
     saved = _saved_step(log_file)  # state.json is authoritative: a stop saves a checkpoint without an event
     step = saved if saved is not None else tracker.checkpoint_step
     if step:
-        return f"submit the training again with resume to continue from step {step} (log: {log_file})"
+        return f"{resume_sentence(step)} (log: {log_file})"
     return f"no checkpoint was saved yet: submit the training again to start it over (log: {log_file})"
 
 
@@ -332,8 +355,15 @@ def _saved_step(log_file: Path) -> int | None:
     """The step of the resumable state in the identity's checkpoints folder (when no event said it)."""
     try:
         spec = read_json(log_file.parent / "spec.json")
-        state = read_json(Path(spec["checkpoints_dir"]) / "state.json")
-        return _int(state.get("last_step"))
+        return _state_step(Path(spec["checkpoints_dir"]))
+    except Exception:
+        return None
+
+
+def _state_step(checkpoints_dir: Path) -> int | None:
+    """last_step of the trainer's state.json in `checkpoints_dir`, or None."""
+    try:
+        return _int(read_json(Path(checkpoints_dir) / "state.json").get("last_step"))
     except Exception:
         return None
 

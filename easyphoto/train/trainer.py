@@ -21,6 +21,13 @@ Files in `out_dir` (all written atomically):
     step-000100.safetensors         the LoRA at step 100, kohya/WebUI format (float32), metadata with the step
     step-000100.optim.safetensors   AdamW state as tensors; param groups/names/scaler as JSON in the metadata
     state.json                      last step, seed, config snapshot, targets, dataset fingerprint, checkpoints
+                                    (with the validation score `on_checkpoint` returned for each)
+
+Pruning (each checkpoint is ~0.9 GB at the defaults): after every checkpoint only these files stay: the last
+checkpoint with its optimizer state (what resume needs), the LoRAs of the `merge_top_k` best-scored checkpoints
+(what the merge at the end may use; a checkpoint that falls out of them never comes back, scores being final) and
+the `keep_checkpoints` best ones (best-scored first, else the latest). `prune_checkpoints(..., finished=True)`,
+called once the LoRA is exported, keeps only the `keep_checkpoints` LoRAs. Entries stay in state.json either way.
 
 No pickle anywhere. Speed levers (TrainConfig): cache_latents, mixed_precision (CUDA autocast only),
 gradient_checkpointing, attention (sdpa/classic) and low_vram.
@@ -76,7 +83,8 @@ _CHECKPOINT_RE = re.compile(r"step-(\d{6})(\.optim)?\.safetensors")
 
 Progress = Callable[[int, int, float], None]
 ShouldStop = Callable[[], bool]
-OnCheckpoint = Callable[[int, Path], None]
+OnCheckpoint = Callable[[int, Path], Any]  # may return the checkpoint's validation score (float or None)
+MERGE_TOP_K = 3  # checkpoints the merge can use (easyphoto.train.pipeline passes its own MERGE_TOP_K)
 
 
 class TrainError(EasyPhotoError):
@@ -582,6 +590,7 @@ def train_lora(
     on_checkpoint: OnCheckpoint | None = None,
     resume: bool = False,
     device: str | torch.device = "cpu",
+    merge_top_k: int = MERGE_TOP_K,
 ) -> TrainResult:
     """Train the identity LoRA for `steps` optimizer steps (continuing a saved state when `resume`).
 
@@ -618,14 +627,19 @@ def train_lora(
 
     def checkpoint(step: int, notify: bool) -> Path:
         path = trainer.save(step)
-        checkpoints.append({"step": step, "lora": path.name, "optimizer": f"{_checkpoint_name(step)}.optim.safetensors"})
+        entry = {"step": step, "lora": path.name, "optimizer": f"{_checkpoint_name(step)}.optim.safetensors"}
+        checkpoints.append(entry)
         write_state(step)
         if notify and on_checkpoint is not None:
             if config.low_vram:
                 trainer._onload()
-            on_checkpoint(step, path)
+            score = on_checkpoint(step, path)
             if config.low_vram:
                 trainer._offload()
+            if _as_score(score) is not None:
+                entry["score"] = _as_score(score)  # what pruning ranks by, also after a resume
+                write_state(step)
+        _prune(out_dir, checkpoints, keep=config.keep_checkpoints, merge_top_k=merge_top_k, finished=False)
         return path
 
     losses: list[float] = []
@@ -695,6 +709,54 @@ _OOM_ERRORS: tuple[type[BaseException], ...] = (getattr(torch.cuda, "OutOfMemory
 def _is_oom(exc: BaseException) -> bool:
     oom = getattr(torch.cuda, "OutOfMemoryError", None)
     return (oom is not None and isinstance(exc, oom)) or "out of memory" in str(exc).lower()
+
+
+def _as_score(value: Any) -> float | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        score = float(value)
+    except (TypeError, ValueError):
+        return None
+    return score if math.isfinite(score) else None
+
+
+def retained_steps(entries: list[dict], *, keep: int, merge_top_k: int, finished: bool) -> tuple[set[int], set[int]]:
+    """(steps whose LoRA file stays, steps whose optimizer state stays) under the pruning rule (module docstring).
+
+    Ranking matches the merge's (easyphoto.train.pipeline._choose): higher score first, ties to the later step."""
+    scored = sorted((e for e in entries if e.get("score") is not None), key=lambda e: (e["score"], e["step"]),
+                    reverse=True)
+    unscored = sorted((e for e in entries if e.get("score") is None), key=lambda e: e["step"], reverse=True)
+    loras = {e["step"] for e in (scored + unscored)[: max(keep, 0)]}
+    if finished or not entries:
+        return loras, set()
+    last = max(e["step"] for e in entries)
+    return loras | {e["step"] for e in scored[: max(merge_top_k, 0)]} | {last}, {last}
+
+
+def _prune(out_dir: Path, entries: list[dict], *, keep: int, merge_top_k: int, finished: bool) -> list[str]:
+    loras, optimizers = retained_steps(entries, keep=keep, merge_top_k=merge_top_k, finished=finished)
+    removed = []
+    for entry in entries:
+        for kind, wanted in (("lora", loras), ("optimizer", optimizers)):
+            path = out_dir / entry[kind]
+            if entry["step"] not in wanted and path.is_file():
+                try:
+                    path.unlink()
+                    removed.append(path.name)
+                except OSError as exc:  # a file in use (Windows) is retried at the next checkpoint
+                    log.warning("EasyPhoto: could not delete the old checkpoint %s (%s)", path, exc)
+    return removed
+
+
+def prune_checkpoints(out_dir: Path | str, *, keep: int, merge_top_k: int = MERGE_TOP_K,
+                      finished: bool = True) -> list[str]:
+    """Delete the checkpoint files of `out_dir` the rule no longer needs (after the export: `finished`); returns
+    the names removed. The entries stay in state.json, so scores and the merge record still name them."""
+    state = read_state(Path(out_dir)) or {}
+    return _prune(Path(out_dir), list(state.get("checkpoints", [])), keep=keep, merge_top_k=merge_top_k,
+                  finished=finished)
 
 
 def _stop(trainer: _Trainer, step: int, steps: int, checkpoints: list[dict], checkpoint) -> None:

@@ -22,6 +22,16 @@ def upload_paths(files) -> list[Path]:
     return [Path(getattr(f, "name", f)) for f in (files or [])]
 
 
+def upload_items(files) -> list:
+    """Uploads for prepare.add_photos under the names the user gave them: gradio 4 keeps the original name as the
+    temp file's name; gradio 3's wrapper carries it as .orig_name when the temp name differs."""
+    items = []
+    for f, path in zip(files or [], upload_paths(files), strict=True):
+        original = Path(str(getattr(f, "orig_name", "") or "")).name
+        items.append((original, path.read_bytes()) if original and original != path.name else path)
+    return items
+
+
 def _unchanged():
     import gradio as gr
 
@@ -36,17 +46,18 @@ def check_photos_flow(ctx: AppContext, identity_id: str, files) -> Iterator[tupl
         identity_id = (identity_id or "").strip()
         if not identity_id:
             raise EasyPhotoError("Enter an identity id first.", hint="For example 'alice' or 'bob_2024'.")
-        if files:
-            prepare.add_photos(ctx, identity_id, upload_paths(files))
+        added = prepare.add_photos(ctx, identity_id, upload_items(files)) if files else None
         ctx.identities.get(identity_id)
         queue = job_queue(ctx)
         job = queue.submit("check_photos", {"identity_id": identity_id, "config": TrainConfig().to_dict()})
     except EasyPhotoError as exc:
         yield [], f"**Cannot check photos:** {exc.message} {exc.hint}".strip(), ""
         return
+    uploaded = f"Uploads: {added.summary()}.\n\n" if added else ""  # pressing Check twice stores nothing twice
     for record in follow(ctx, job.id):
         if record.is_final:
-            yield (*_finished(ctx, identity_id, record), "")
+            gallery, summary = _finished(ctx, identity_id, record)
+            yield gallery, uploaded + summary, ""
             return
         p = record.progress
         step = f" ({p.step}/{p.total})" if p.total else ""
@@ -75,6 +86,41 @@ def _dropped_list(report: dict) -> str:
     if not dropped:
         return ""
     return "\n\nDropped:\n" + "\n".join(f"- `{p['file']}`: {p['reason']}" for p in dropped)
+
+
+def photo_names(ctx: AppContext, identity_id: str) -> list[str]:
+    """The identity's stored photos by name (the choices of "Remove photo"); [] for an unknown or invalid id."""
+    from easyphoto.store import photo_files
+
+    try:
+        return [p.name for p in photo_files(ctx.identities.get((identity_id or "").strip()).photos)]
+    except EasyPhotoError:
+        return []
+
+
+def remove_photo_flow(ctx: AppContext, identity_id: str, name: str) -> tuple[list | None, str, list[str]]:
+    """(gallery of the saved report without the photo, or None when nothing was removed; summary; the remaining
+    photo names)."""
+    from easyphoto.operations import job_queue
+
+    identity_id = (identity_id or "").strip()
+    try:
+        if not name:
+            raise EasyPhotoError("Pick the photo to remove first.", hint="The list holds the names the report shows.")
+        layout = ctx.identities.get(identity_id)
+        busy = [j for j in job_queue(ctx).list(limit=1000) if j.params.get("identity_id") == identity_id
+                and j.state.value in ("queued", "running")]
+        if busy:
+            raise EasyPhotoError(f"{identity_id!r} is used by job {busy[0].id} ({busy[0].state.value}).",
+                                 hint="Cancel it or wait for it to finish, then remove the photo.")
+        prepare.remove_photos(ctx, identity_id, [name])
+    except EasyPhotoError as exc:
+        return None, f"**Cannot remove the photo:** {exc.message} {exc.hint}".strip(), photo_names(ctx, identity_id)
+    names = photo_names(ctx, identity_id)
+    report = read_json(layout.report) if layout.report.is_file() else {}
+    summary = (f"Removed `{name}` from `{identity_id}`; {len(names)} photo{'' if len(names) == 1 else 's'} left. "
+               "Press **Check photos** again to decide on the photos left.")
+    return prepare.thumbnails(layout, report), summary, names
 
 
 def cancel_job(ctx: AppContext, job_id: str) -> str:
@@ -143,7 +189,22 @@ def build_train_tab(gr, ctx: AppContext) -> None:
     def run_check(identity_id, files):  # gradio streams a generator's yields to the outputs
         yield from check_photos_flow(ctx, identity_id, files)
 
-    check.click(fn=run_check, inputs=[identity, uploads], outputs=[gallery, summary, job_id])
+    with gr.Row():
+        photo_pick = gr.Dropdown(label="Photo to remove", choices=[], elem_id="easyphoto_train_photo_pick",
+                                 info="a photo of someone else, or one that cannot be read")
+        remove = gr.Button("Remove photo", elem_id="easyphoto_train_remove_photo")
+
+    def refresh_names(identity_id):
+        return gr.update(choices=photo_names(ctx, identity_id), value=None)
+
+    def run_remove(identity_id, name):
+        shown, text, names = remove_photo_flow(ctx, identity_id, name)
+        return gr.update() if shown is None else shown, text, gr.update(choices=names, value=None)
+
+    check.click(fn=run_check, inputs=[identity, uploads], outputs=[gallery, summary, job_id]).then(
+        fn=refresh_names, inputs=[identity], outputs=[photo_pick])
+    identity.blur(fn=refresh_names, inputs=[identity], outputs=[photo_pick])
+    remove.click(fn=run_remove, inputs=[identity, photo_pick], outputs=[gallery, summary, photo_pick])
     cancel.click(fn=lambda j: cancel_job(ctx, j), inputs=[job_id], outputs=[summary])
     _build_training_step(gr, ctx, identity)
 
