@@ -73,7 +73,8 @@ def test_export_and_import_bundle(client, ctx, photos_same_man):
     wait_final(client, client.post(f"{API}/identities/carol/check").json())
     lora = ctx.identities.get("carol").lora_file
     lora.parent.mkdir(parents=True, exist_ok=True)
-    lora.write_bytes(len(b'{"a":{}}').to_bytes(8, "little") + b'{"a":{}}')
+    header = b'{"__metadata__":{"easyphoto_version":"0.1.0"}}'  # a LoRA EasyPhoto wrote (its metadata)
+    lora.write_bytes(len(header).to_bytes(8, "little") + header)
     exported = client.get(f"{API}/identities/carol/export")
     assert exported.status_code == 200 and exported.headers["content-type"] == "application/zip"
     names = zipfile.ZipFile(io.BytesIO(exported.content)).namelist()
@@ -143,17 +144,14 @@ def test_unknown_things_are_404(client):
 
 def test_train_needs_a_base_model_standalone_and_portraits_need_a_trained_identity(client, photos_same_man):
     client.post(f"{API}/identities", json={"id": "fay", "photos": [b64(photos_same_man[0])]})
+    # every one of these is answered before a job exists (issue 11: inputs are validated before any job step)
     train = client.post(f"{API}/train", json={"identity_id": "fay"})
-    done = wait_final(client, train.json())
-    assert train.status_code == 202 and done["state"] == "failed" and "base" in done["error"]["message"].lower()
-    missing = wait_final(client, client.post(f"{API}/train", json={"identity_id": "fay", "base": "/no/such.safetensors"}).json())
-    assert missing["state"] == "failed" and "/no/such.safetensors" in missing["error"]["message"]
+    assert 400 <= train.status_code < 500 and "v1-5-pruned-emaonly.safetensors" in train.text, train.text
+    missing = client.post(f"{API}/train", json={"identity_id": "fay", "base": "/no/such.safetensors"})
+    assert missing.status_code == 422 and "/no/such.safetensors" in missing.json()["message"]
     portrait = client.post(f"{API}/portraits", json={"identity_ids": ["fay"], "templates": [b64(photos_same_man[1])]})
-    failed = wait_final(client, portrait.json())
-    assert portrait.status_code == 202 and failed["state"] == "failed"
-    assert "'fay' has no trained LoRA yet" in failed["error"]["message"] and "Train" in failed["error"]["hint"]
-    unknown = client.post(f"{API}/portraits", json={"identity_ids": ["fay"], "template_names": ["user/none.png"]})
-    assert unknown.status_code == 404 and "no template named 'user/none.png'" in unknown.json()["message"]
+    assert portrait.status_code == 409 and "'fay' has no trained LoRA yet" in portrait.json()["message"]
+    assert "Train" in portrait.json()["hint"] and client.get(f"{API}/jobs").json() == []
     assert client.post(f"{API}/portraits", json={"identity_ids": ["fay"]}).status_code == 422
 
 

@@ -63,13 +63,13 @@ def test_standalone_selected_checkpoint_is_the_default_base(tmp_path):
 
 def test_training_without_a_base_param_uses_the_default_base(tmp_path):
     """What the standalone UI and API send when the base field is empty."""
-    from easyphoto.train.runner import _base_model
+    from easyphoto.train.runner import base_model
 
     ctx = standalone_context(tmp_path)
     with pytest.raises(MissingWeights, match="models fetch sd15-base"):
-        _base_model(ctx, {})
+        base_model(ctx, {})
     target = put_base(tmp_path)
-    assert _base_model(ctx, {}) == target.resolve()
+    assert base_model(ctx, {}) == target.resolve()
 
 
 def test_train_without_base_stops_before_photos_or_jobs(tmp_path, jobs, monkeypatch, capsys):
@@ -100,7 +100,11 @@ def test_train_without_base_uses_the_default_when_present(tmp_path, jobs, capsys
 
 
 def test_portrait_without_base_uses_the_default_or_says_how_to_get_it(tmp_path, jobs, capsys):
-    IdentityStore(Paths.standalone(tmp_path)).create("zed")
+    layout = IdentityStore(Paths.standalone(tmp_path)).create("zed")
+    lora = tmp_path / "models" / "Lora" / "zed.safetensors"  # looks trained: the base is what this test is about
+    lora.parent.mkdir(parents=True, exist_ok=True)
+    lora.write_bytes(b"stand-in")
+    layout.identity_json.write_text(json.dumps({"lora_file": str(lora)}))
     template = tmp_path / "t.jpg"
     template.write_bytes(b"\xff\xd8")
     argv = ["--data-dir", str(tmp_path), "portrait", "--id", "zed", str(template), "--out", str(tmp_path / "out")]

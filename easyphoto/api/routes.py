@@ -318,11 +318,13 @@ def build_router(ctx: AppContext, dependencies: Sequence = ()) -> APIRouter:
     @router.post("/train", response_model=JobModel, status_code=202)
     def train(body: TrainRequest) -> dict:
         from easyphoto.operations import submit
+        from easyphoto.train.runner import base_model
 
         ctx.identities.get(body.identity_id)
         params = {"identity_id": body.identity_id, "config": _dump(body.config), "resume": body.resume}
         if body.base:
             params["base"] = body.base
+        base_model(ctx, params)  # no base, or a path that is not there: 4xx now, not a failed job later
         return submit(ctx, "train", params).to_dict()
 
     @router.post("/portraits", response_model=JobModel, status_code=202)
@@ -336,10 +338,10 @@ def build_router(ctx: AppContext, dependencies: Sequence = ()) -> APIRouter:
             raise InvalidRequest("identity_ids: name at least one identity.")
         from easyphoto.portrait.run import require_trained
 
-        for identity_id in body.identity_ids:
-            require_trained(ctx, identity_id)  # 404 unknown, 409 not trained: before any upload is written
         if not body.templates and not body.template_names:
             raise InvalidRequest("Send templates (images) or template_names (from GET /templates).")
+        for identity_id in body.identity_ids:
+            require_trained(ctx, identity_id)  # 404 unknown, 409 not trained: before any upload is written
         for name in body.template_names:
             gallery.resolve(ctx.paths, name)  # 404 before any upload is written
         queue = jobs()

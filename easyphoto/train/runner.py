@@ -72,7 +72,7 @@ def train_operation(ctx: AppContext, params: dict, job: JobContext) -> dict:
     check_lora_target(layout.lora_file, layout.identity_id)
     config = _config(params.get("config"))
     resume = bool(params.get("resume", False))
-    base = _base_model(ctx, params)
+    base = base_model(ctx, params)
     config_dir = params.get("config_dir")
     if config_dir is not None and not Path(config_dir).is_dir():
         raise InvalidRequest(f"The base model config folder {config_dir} does not exist.",
@@ -159,9 +159,10 @@ def _config(data) -> TrainConfig:
         raise InvalidRequest(f"Invalid training configuration: {exc}", hint="Fix the listed fields.") from None
 
 
-def _base_model(ctx: AppContext, params: dict) -> Path:
+def base_model(ctx: AppContext, params: dict) -> Path:
     """params["base"], else ctx.selected_checkpoint(): the WebUI's selected checkpoint, or standalone the SD 1.5 base
-    in models/Stable-diffusion (which raises an actionable error when that file is absent)."""
+    in models/Stable-diffusion (which raises an actionable error when that file is absent). The API calls it before
+    it submits a training, so a missing base is said at once, not by a failed job."""
     base = params.get("base")
     if not base:
         selected = getattr(ctx, "selected_checkpoint", None)
