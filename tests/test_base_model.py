@@ -12,6 +12,7 @@ from easyphoto import cli
 from easyphoto.context import standalone_context
 from easyphoto.errors import MissingWeights
 from easyphoto.store import IdentityStore, Paths
+from tests.conftest import require_module
 
 BASE_FILE = "v1-5-pruned-emaonly.safetensors"
 FETCH = "python -m easyphoto models fetch sd15-base"
@@ -135,7 +136,7 @@ def test_models_list_shows_the_base_first_with_feature_and_need(tmp_path, capsys
 
 
 def test_api_model_listing_adds_feature_and_required(tmp_path):
-    pytest.importorskip("fastapi")
+    require_module("fastapi")
     from fastapi.testclient import TestClient
 
     from easyphoto import operations

@@ -27,6 +27,7 @@ from easyphoto.downloads import ChecksumMismatch, DownloadBusy, Endpoints
 from easyphoto.errors import MissingWeights
 from easyphoto.store import Paths
 from easyphoto.weights import Source, WeightFile
+from tests.conftest import require_module
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMIT = "a" * 40
@@ -166,7 +167,7 @@ def fetch_one(e: WeightFile, paths: Paths, server: FileServer, **kw) -> weights.
 
 
 def test_hf_source_lands_in_the_controlnet_folder_and_ours_under_models_root(server, paths):
-    hub = pytest.importorskip("huggingface_hub")
+    hub = require_module("huggingface_hub")
     assert hub.__version__
     cn_data, own_data = blob(300_000, 1), blob(5_000, 2)
     server.add_hf("acme/controlnets", "models/cn_test.safetensors", cn_data)
@@ -187,7 +188,7 @@ def test_hf_source_lands_in_the_controlnet_folder_and_ours_under_models_root(ser
 
 
 def test_hf_endpoint_comes_from_the_environment(server, paths, monkeypatch):
-    pytest.importorskip("huggingface_hub")
+    require_module("huggingface_hub")
     data = blob(1000, 3)
     server.add_hf("acme/x", "f.bin", data)
     monkeypatch.setenv("HF_ENDPOINT", server.base)
@@ -197,7 +198,7 @@ def test_hf_endpoint_comes_from_the_environment(server, paths, monkeypatch):
 
 
 def test_hf_lfs_etag_checks_files_the_manifest_has_no_hash_for(server, paths):
-    pytest.importorskip("huggingface_hub")
+    require_module("huggingface_hub")
     data = blob(2000, 4)
     server.add_hf("acme/x", "f.bin", data, etag=sha(b"the published file"))
     e = entry("f", Source("huggingface", "acme/x", "f.bin"), data=data, with_sha=False)
@@ -480,7 +481,7 @@ def test_importing_the_manifest_and_transport_opens_and_loads_nothing():
 
 
 def test_cli_fetch_and_verify_against_the_local_server(server, tmp_path, monkeypatch, capsys):
-    pytest.importorskip("huggingface_hub")
+    require_module("huggingface_hub")
     a, b = blob(3 * downloads.CHUNK, 23), blob(2000, 24)
     server.add_hf("acme/cn", "cn.safetensors", a)
     url = server.add("/b.bin", b)
