@@ -10,13 +10,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
-import json
 import os
 import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -26,6 +24,7 @@ from PIL import Image
 from easyphoto import operations
 from easyphoto.app import create_app
 from easyphoto.context import standalone_context
+from tests.test_api_routes import wait_final
 
 API = "/easyphoto/v1"
 ROOT = Path(__file__).resolve().parent.parent
@@ -227,7 +226,7 @@ def test_a_broken_photo_is_dropped_with_its_reason_and_the_others_are_checked(tm
         photos = [b64(p.read_bytes()) for p in photos_same_man] + [b64(truncated_jpeg), b64(_bomb_png())]
         assert client.post(f"{API}/identities", json={"id": "bob", "photos": photos}).status_code == 201
         job = client.post(f"{API}/identities/bob/check").json()
-        record = _wait_final(client, job["id"])
+        record = wait_final(client, job)
         assert record["state"] == "succeeded", record
         report = client.get(f"{API}/identities/bob/report").json()
         dropped = [p for p in report["photos"] if not p["kept"]]
@@ -273,7 +272,7 @@ def test_concurrent_uploads_and_cancels_leave_a_consistent_store(tmp_path, photo
     try:
         assert statuses and all(s < 500 for s in statuses), statuses
         assert client.get(f"{API}/identities/dave").json()["photos"] == len(photos_same_man)
-        finals = [_wait_final(client, job)["state"] for job in jobs]
+        finals = [wait_final(client, {"id": job})["state"] for job in jobs]
         assert set(finals) <= {"succeeded", "cancelled"}, finals  # a cancel never turns into a failure
     finally:
         operations.shutdown_all()
@@ -325,13 +324,3 @@ def _start_server(data_dir: Path) -> _Server:
             threading.Thread(target=lambda: [None for _ in process.stdout], daemon=True).start()
             return _Server(process, url)
     raise AssertionError(f"the server did not start (exit {process.wait()})")
-
-
-def _wait_final(client, job_id, guard=300):
-    deadline = time.monotonic() + guard  # a failure guard only: no assertion on how long it took
-    while time.monotonic() < deadline:
-        record = client.get(f"{API}/jobs/{job_id}").json()
-        if record["state"] in ("succeeded", "failed", "cancelled"):
-            return record
-        time.sleep(0.1)
-    raise AssertionError(f"job {job_id} never ended: {json.dumps(record)[:500]}")
