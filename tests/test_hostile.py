@@ -324,3 +324,20 @@ def _start_server(data_dir: Path) -> _Server:
             threading.Thread(target=lambda: [None for _ in process.stdout], daemon=True).start()
             return _Server(process, url)
     raise AssertionError(f"the server did not start (exit {process.wait()})")
+
+
+def test_deleting_an_identity_through_the_api_says_when_a_namesake_lora_was_left(tmp_path):
+    """A community LoRA named like the identity is never deleted, and the answer says so (not only the log)."""
+    ctx = standalone_context(tmp_path)
+    client = TestClient(create_app(ctx, with_ui=False))
+    assert client.post(f"{API}/identities", json={"id": "zoe", "photos": []}).status_code == 201
+    community = ctx.paths.lora_dir / "zoe.safetensors"
+    community.parent.mkdir(parents=True, exist_ok=True)
+    header = b'{"__metadata__":{"ss_network_module":"networks.lora"}}'  # kohya's keys, not EasyPhoto's
+    community.write_bytes(len(header).to_bytes(8, "little") + header)
+    assert client.get(f"{API}/identities/zoe").json()["has_lora"] is False  # a namesake is not its LoRA
+    answer = client.delete(f"{API}/identities/zoe")
+    assert answer.status_code == 200 and "left in place" in answer.json()["notes"][0]
+    assert community.is_file() and client.get(f"{API}/identities/zoe").status_code == 404
+    assert client.post(f"{API}/identities", json={"id": "amy", "photos": []}).status_code == 201
+    assert client.delete(f"{API}/identities/amy").status_code == 204

@@ -284,7 +284,9 @@ def build_router(ctx: AppContext, dependencies: Sequence = ()) -> APIRouter:
         if busy:
             raise Conflict(f"{identity_id!r} is used by job {busy[0].id} ({busy[0].state.value}).",
                                  hint="Cancel the job or wait for it to finish.", phase="identity")
-        ctx.identities.delete(identity_id)
+        notes = ctx.identities.delete(identity_id)
+        if notes:  # e.g. a LoRA of that name EasyPhoto did not write was left in place: say so, not only in the log
+            return JSONResponse({"deleted": identity_id, "notes": notes})
         return Response(status_code=204)
 
     @router.get("/identities/{identity_id}/export", response_class=Response,
