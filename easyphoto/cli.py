@@ -62,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
                                       f"models/Stable-diffusion/v1-5-pruned-emaonly.safetensors, `models fetch {BASE_ID}`)")
     train.add_argument("--config-dir", help="diffusers config folder for a single-file base (default: shipped SD 1.5)")
     train.add_argument("--resume", action="store_true", help="continue from the identity's last checkpoint")
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="one TrainConfig value, e.g. --set rank=64 --set low_vram=true (repeatable)")
     train.set_defaults(run=_train)
 
     portrait = commands.add_parser("portrait", help="make portraits of identities from template photos")
@@ -280,7 +282,7 @@ def _train(ctx: AppContext, args: argparse.Namespace) -> int:
     from easyphoto.train import prepare
 
     ctx.identities.layout(args.identity_id)  # a bad id is the first thing to say, before any file is looked at
-    config = _load_config(TrainConfig, args.config)
+    config = _with_overrides(_load_config(TrainConfig, args.config), args.set)
     base = _resolve_base(ctx, args.base, "train")  # before photos are copied or a job runs: it fails fast
     if args.photos:
         added = prepare.add_photos(ctx, args.identity_id, args.photos)

@@ -150,3 +150,18 @@ def test_api_model_listing_adds_feature_and_required(tmp_path):
         assert {"file", "group", "purpose", "licence", "state", "path", "size", "detail", "sources"} <= set(rows[0])
     finally:
         operations.shutdown_all()
+
+
+def test_train_takes_set_overrides_like_portrait(tmp_path, jobs, capsys):
+    """`train --set key=value` goes through TrainConfig's validation; a bad key or value is one line, no job."""
+    put_base(tmp_path)
+    IdentityStore(Paths.standalone(tmp_path)).create("zed")
+    base = ["--data-dir", str(tmp_path), "train", "--id", "zed"]
+    assert cli.main([*base, "--set", "rank=64", "--set", "low_vram=true"]) == 0
+    [(_, prepared), (_, trained)] = jobs
+    assert trained["config"]["rank"] == 64 and trained["config"]["low_vram"] is True
+    assert prepared["config"]["rank"] == 64  # the dataset job sees the same config
+    capsys.readouterr()
+    jobs.clear()
+    assert cli.main([*base, "--set", "rnak=64"]) == 2 and "rnak" in capsys.readouterr().err and jobs == []
+    assert cli.main([*base, "--set", "rank=-1"]) == 2 and "rank" in capsys.readouterr().err and jobs == []

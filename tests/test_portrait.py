@@ -235,3 +235,28 @@ def test_saved_png_has_webui_infotext_and_the_full_config(one_face, tmp_path):
     meta = outputs.read_metadata(path)
     assert PortraitConfig.from_dict(meta["config"]) == config
     assert meta["faces"][0]["identity_id"] == "barack" and json.dumps(meta)
+
+
+def test_switching_the_standalone_base_unloads_the_previous_generator(tmp_path, monkeypatch):
+    """One base model in memory at a time: the generator of the old base is unloaded before it is dropped."""
+    from easyphoto.backends import diffusers as diffusers_backend
+    from easyphoto.context import standalone_context
+    from easyphoto.portrait import run
+
+    made = []
+
+    class Recording:
+        def __init__(self, base, **kwargs):
+            self.base, self.unloaded = base, False
+            made.append(self)
+
+        def unload(self):
+            self.unloaded = True
+
+    monkeypatch.setattr(diffusers_backend, "DiffusersGenerator", Recording)
+    monkeypatch.setattr(run, "_standalone_generators", {})
+    ctx = standalone_context(tmp_path)
+    first = run.make_generator(ctx, {"base": str(tmp_path / "a.safetensors")})
+    assert run.make_generator(ctx, {"base": str(tmp_path / "a.safetensors")}) is first and not first.unloaded
+    second = run.make_generator(ctx, {"base": str(tmp_path / "b.safetensors")})
+    assert second is not first and first.unloaded and not second.unloaded and len(made) == 2

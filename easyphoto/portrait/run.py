@@ -188,7 +188,9 @@ def make_generator(ctx: AppContext, params: dict):
     config_dir = params.get("config_dir")  # diffusers configs for a single-file base (default: shipped SD 1.5)
     key = (str(Path(base).resolve()), str(ctx.paths.controlnet_dir), str(config_dir))
     if key not in _standalone_generators:
-        _standalone_generators.clear()  # one base model in memory at a time
+        for previous in _standalone_generators.values():  # one base model in memory at a time: free it first
+            previous.unload()
+        _standalone_generators.clear()
         import torch
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
