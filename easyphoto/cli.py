@@ -133,6 +133,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.run(ctx, args) or 0)
     except EasyPhotoError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        if getattr(exc, "report", ""):  # a job failed with a bug (run_job): what to paste into an issue
+            print(f"\nThis is a bug in EasyPhoto; copy this report into an issue:\n\n{exc.report}", file=sys.stderr)
         return 2
 
 
@@ -270,8 +272,11 @@ def run_job(ctx: AppContext, kind: str, params: dict) -> dict:
         shutdown_all()
     if record.state.value != "succeeded":
         error = record.error or {}
-        raise EasyPhotoError(error.get("message", f"job {record.state.value}"), hint=error.get("hint", ""),
-                             phase=error.get("phase", kind))
+        failure = EasyPhotoError(error.get("message", f"job {record.state.value}"), hint=error.get("hint", ""),
+                                 phase=error.get("phase", kind))
+        report = error.get("report")
+        failure.report = report.get("text", "") if isinstance(report, dict) else ""  # a bug: main() prints it
+        raise failure
     return record.result or {}
 
 

@@ -306,12 +306,14 @@ class JobQueue:
         history: int = 200,
         gpu_lock: Callable[[], AbstractContextManager] | None = None,
         start: bool = True,
+        host: Any = None,
     ):
         if history < 1:
             raise ValueError("history must be at least 1")
         self.jobs_dir = Path(jobs_dir)
         self.history = history
         self._gpu_lock = gpu_lock
+        self._host = host  # HostInfo (or its dict) named in bug reports; None: "unknown"
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)  # notified on every state change
         self._jobs: dict[str, JobRecord] = {}  # in creation order
@@ -504,9 +506,10 @@ class JobQueue:
                     self._changed.notify_all()
                 self._execute(operation, record, active)
         except BaseException as exc:  # the GPU lock failed, or a bug above: the job must still end
+            error = self._failure_error(record, exc)
             with self._lock:
                 if record.state not in FINAL_STATES:
-                    self._finish(record, JobState.FAILED, error=_error_dict(exc))
+                    self._finish(record, JobState.FAILED, error=error)
                 self._active = None
             raise
 
@@ -523,6 +526,8 @@ class JobQueue:
                 result = json.loads(json.dumps(result, allow_nan=False))
         except BaseException as exc:
             failure = exc
+        # Built before taking the lock: reading package metadata for a bug report must not stall get()/list().
+        error = None if failure is None or isinstance(failure, Cancelled) else self._failure_error(record, failure)
         with self._lock:
             self._active = None
             if active.cancel_event.is_set() or isinstance(failure, Cancelled):
@@ -533,13 +538,29 @@ class JobQueue:
             elif failure is not None:
                 if not isinstance(failure, EasyPhotoError):
                     log.error("EasyPhoto: job %s (%s) failed", record.id, record.kind, exc_info=failure)
-                self._finish(record, JobState.FAILED, error=_error_dict(failure))
+                self._finish(record, JobState.FAILED, error=error)
             else:
                 record.progress.fraction = 1.0
                 record.progress.eta_seconds = 0.0
                 self._finish(record, JobState.SUCCEEDED, result=result)
         if isinstance(failure, KeyboardInterrupt | SystemExit) and self._stopping:
             raise failure
+
+    def _failure_error(self, record: JobRecord, exc: BaseException) -> dict:
+        """The record's error for `exc`; a bug (an Exception that is not an EasyPhotoError) also gets a report
+        (versions, host, kind, params, traceback) for the user to paste into an issue. Interruptions
+        (KeyboardInterrupt, SystemExit) and user-actionable errors get none."""
+        error = _error_dict(exc)
+        if isinstance(exc, Exception) and not isinstance(exc, EasyPhotoError):
+            try:
+                from easyphoto.bugreport import bug_report  # light, but only needed when something broke
+
+                error["report"] = bug_report(exc, kind=record.kind, params=record.params, host=self._host)
+                error["hint"] = ("this is a bug: please report it with this job's bug report (versions, settings, "
+                                 "traceback).")
+            except Exception:  # the report is a courtesy: it must never stop the job from ending
+                log.exception("EasyPhoto: could not build the bug report of job %s", record.id)
+        return error
 
     def _progress(self, active: _Active, phase, fraction, message, step, total, preview) -> None:
         with self._lock:

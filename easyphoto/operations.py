@@ -26,7 +26,7 @@ def job_queue(ctx: AppContext) -> JobQueue:
     with _lock:
         queue = _queues.get(folder)
         if queue is None:
-            queue = _queues[folder] = JobQueue(ctx.paths.jobs_dir, gpu_lock=ctx.gpu_lock)
+            queue = _queues[folder] = JobQueue(ctx.paths.jobs_dir, gpu_lock=ctx.gpu_lock, host=ctx.host)
             register_operations(queue, ctx)
         return queue
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -76,12 +77,28 @@ def gen(tiny_sd_dir, tiny_controlnet_dirs, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def lora_file(gen, tmp_path_factory):
+def originals(gen):
+    """The base weights as loaded, before any LoRA (every LoRA test asks for lora_file, which asks for this)."""
+    base = gen._base()
+    return {"unet": _snapshot(base.unet), "text_encoder": _snapshot(base.text_encoder)}
+
+
+def _random_lora_file(gen, folder: Path, name: str, seed: int) -> Path:
     """A random rank-4 LoRA over every target module of the tiny UNet and text encoder, saved in kohya format."""
     base = gen._base()
     weights = random_lora([("unet", base.unet, L.UNET_TARGETS), ("text_encoder", base.text_encoder, L.TEXT_TARGETS)],
-                          rank=4, scale=0.3, seed=7)
-    return L.save_lora(tmp_path_factory.mktemp("lora") / "person.safetensors", weights)
+                          rank=4, scale=0.3, seed=seed)
+    return L.save_lora(folder / f"{name}.safetensors", weights)
+
+
+@pytest.fixture(scope="module")
+def lora_file(gen, originals, tmp_path_factory):
+    return _random_lora_file(gen, tmp_path_factory.mktemp("lora"), "person", seed=7)
+
+
+@pytest.fixture(scope="module")
+def other_lora_file(gen, originals, tmp_path_factory):
+    return _random_lora_file(gen, tmp_path_factory.mktemp("lora"), "someone", seed=8)
 
 
 def _image(seed: int, size=(W, H)) -> Image.Image:
@@ -108,6 +125,12 @@ def _pixels(images) -> np.ndarray:
 
 def _snapshot(model) -> dict:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _equal_to(base, originals: dict) -> bool:
+    """Every UNet and text-encoder tensor of `base` is bit for bit the original."""
+    return all(torch.equal(getattr(base, name).state_dict()[k], v) for name, saved in originals.items()
+               for k, v in saved.items())
 
 
 # ---------------------------------------------------------------------------------------------- no model loaded
@@ -243,13 +266,12 @@ def test_evaluations_are_counted_per_label(gen):
     assert gen.counter.controlnet == {"half": 2 * 2, "full": 2 * 4, "t2i": 0}
 
 
-def test_progress_reports_steps_and_should_stop_interrupts(gen, lora_file):
+def test_progress_reports_steps_and_should_stop_interrupts(gen, lora_file, originals):
     messages = []
     gen.inpaint(_inpaint(label="pass 2"), progress=lambda fraction, text: messages.append((fraction, text)))
     assert messages == [(0.5, "pass 2 step 1/2"), (1.0, "pass 2 step 2/2")]
 
     gen.counter.reset()
-    unet = _snapshot(gen._base().unet)
     with pytest.raises(GenerationInterrupted):
         gen.inpaint(_inpaint(label="stopped"), should_stop=lambda: True)
     assert gen.counter.unet.get("stopped", 0) == 0  # stopped before the first evaluation
@@ -258,39 +280,109 @@ def test_progress_reports_steps_and_should_stop_interrupts(gen, lora_file):
         gen.inpaint(_inpaint(label="stopped", loras=[LoraRef("person", 1.0, lora_file)]),
                     should_stop=lambda: next(polls))
     assert gen.counter.unet["stopped"] == 1
-    after = gen._base().unet.state_dict()
-    assert all(torch.allclose(after[k], v, atol=1e-6) for k, v in unet.items())
+    assert gen._merged is None and _equal_to(gen._base(), originals)  # the stopped request's LoRA is out again
 
 
 # ---------------------------------------------------------------------------------------------- LoRA
 
 
-def test_lora_is_merged_for_the_run_and_taken_out_afterwards(gen, lora_file):
-    base = gen._base()
-    unet, text = _snapshot(base.unet), _snapshot(base.text_encoder)
+def test_a_lora_set_is_merged_once_and_kept_while_requests_use_it(gen, lora_file, originals):
+    base, person = gen._base(), [LoraRef("person", 0.8, lora_file)]
     # no controls: the plain StableDiffusionInpaintPipeline on the 4-channel UNet
     plain = _pixels(gen.inpaint(_inpaint(kinds=())))
-    with_lora = _pixels(gen.inpaint(_inpaint(kinds=(), loras=[LoraRef("person", 0.8, lora_file)])))
+    applied = gen.lora_applications
+    with_lora = _pixels(gen.inpaint(_inpaint(kinds=(), loras=person)))
     assert np.abs(with_lora - plain).mean() > 1
-    for model, before in ((base.unet, unet), (base.text_encoder, text)):
-        after = model.state_dict()
-        assert all(torch.allclose(after[k], v, atol=1e-6) for k, v in before.items())
-    # Unmerging restores the weights to float rounding (~1e-7), so an 8-bit pixel may differ by one step at most.
-    assert np.abs(_pixels(gen.inpaint(_inpaint(kinds=()))) - plain).max() <= 1
-    again = _pixels(gen.inpaint(_inpaint(kinds=(), loras=[LoraRef("person", 0.8, lora_file)])))
-    assert np.abs(again - with_lora).max() <= 1  # the cached LoRA, merged again, gives the same image
+    assert not _equal_to(base, originals)  # kept merged for the next request
+    again = _pixels(gen.inpaint(_inpaint(kinds=(), loras=person, label="pass 2")))
+    assert gen.lora_applications == applied + 1  # both requests, one merge
+    assert np.array_equal(again, with_lora)
+    # A request without LoRAs takes the set out: the copies put back every weight bit for bit.
+    assert np.array_equal(_pixels(gen.inpaint(_inpaint(kinds=()))), plain)
+    assert _equal_to(base, originals) and gen.lora_applications == applied + 1
 
 
-def test_a_lora_for_another_model_is_refused_before_any_weight_changes(gen, lora_file, tmp_path):
+def test_another_lora_set_is_swapped_in_as_a_fresh_generator_would_merge_it(gen, lora_file, other_lora_file,
+                                                                              tiny_sd_dir):
+    person, someone = LoraRef("person", 0.8, lora_file), LoraRef("someone", 0.6, other_lora_file)
+    gen.inpaint(_inpaint(kinds=(), loras=[person]))
+    applied = gen.lora_applications
+    requests = {"other file": [someone], "two files": [person, someone],
+                "another weight": [person, LoraRef("someone", 0.5, other_lora_file)]}
+    swapped = {name: _pixels(gen.inpaint(_inpaint(kinds=(), seed=6, loras=loras)))
+               for name, loras in requests.items()}
+    assert gen.lora_applications == applied + len(requests)  # each set change merges once
+    fresh = DiffusersGenerator(tiny_sd_dir)
+    for name, loras in requests.items():
+        assert np.array_equal(_pixels(fresh.inpaint(_inpaint(kinds=(), seed=6, loras=loras))), swapped[name]), name
+        fresh.release_loras()
+    fresh.unload()
+
+
+def test_a_retrained_lora_file_is_merged_again(gen, lora_file, tmp_path):
+    path = tmp_path / "person.safetensors"
+    path.write_bytes(lora_file.read_bytes())
+    req = _inpaint(kinds=(), steps=2, loras=[LoraRef("person", 1.0, path)])
+    gen.inpaint(req)
+    applied = gen.lora_applications
+    gen.inpaint(req)
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))  # same bytes, written again
+    gen.inpaint(req)
+    assert gen.lora_applications == applied + 1
+
+
+def test_a_failing_request_leaves_the_base_weights_exactly_restored(gen, lora_file, originals, monkeypatch):
+    person = [LoraRef("person", 1.0, lora_file)]
+    gen.inpaint(_inpaint(kinds=(), steps=2, loras=person))  # the set is kept merged after this one
+
+    def failing(label, progress, should_stop):
+        def on_step_end(pipe, step, timestep, tensors):
+            raise RuntimeError("out of memory in the middle of the run")
+
+        return on_step_end
+
+    monkeypatch.setattr(backend, "_step_callback", failing)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        gen.inpaint(_inpaint(kinds=(), steps=2, loras=person))
+    assert gen._merged is None and _equal_to(gen._base(), originals)
+    with pytest.raises(RuntimeError, match="out of memory"):  # failing on a freshly merged set too
+        gen.inpaint(_inpaint(kinds=(), steps=2, loras=[LoraRef("person", 0.3, lora_file)]))
+    assert gen._merged is None and _equal_to(gen._base(), originals)
+
+
+def test_unload_takes_a_kept_lora_set_out_before_dropping_the_models(gen, lora_file, originals):
+    base = gen._base()
+    gen.inpaint(_inpaint(kinds=(), steps=2, loras=[LoraRef("person", 1.0, lora_file)]))
+    assert not _equal_to(base, originals)
+    gen.unload()
+    assert gen._base_model is None and gen._merged is None
+    assert _equal_to(base, originals)  # exactly the loaded weights, should anything still hold these models
+
+
+def test_per_request_merging_is_kept_as_an_option(gen, lora_file, originals, tiny_sd_dir):
+    person = [LoraRef("person", 1.0, lora_file)]
+    kept = _pixels(gen.inpaint(_inpaint(kinds=(), steps=2, loras=person)))
+    # its own generator: float32 unmerging by subtraction leaves the weights to float rounding, not bit for bit
+    old = DiffusersGenerator(tiny_sd_dir, keep_loras=False)
+    for _ in range(2):
+        assert np.abs(_pixels(old.inpaint(_inpaint(kinds=(), steps=2, loras=person))) - kept).max() <= 1
+        assert old._merged is None
+    assert old.lora_applications == 2  # merged and taken out around each request
+    after = old._base().unet.state_dict()
+    assert all(torch.allclose(after[k], v, atol=1e-6) for k, v in originals["unet"].items())
+    old.unload()
+
+
+def test_a_lora_for_another_model_is_refused_before_any_weight_changes(gen, lora_file, originals, tmp_path):
     weights = L.load_lora(lora_file)[0]
     wrong = dict(weights)
     key = "unet.down_blocks.0.attentions.0.proj_in"
     wrong[key] = L.LoraModule(down=torch.ones(4, 16, 1, 1), up=torch.ones(32, 4, 1, 1), alpha=4.0)  # in 32, not 16
     path = L.save_lora(tmp_path / "sdxl-ish.safetensors", wrong)
-    unet = _snapshot(gen._base().unet)
     with pytest.raises(GenerationError, match="does not fit the base model: unet.down_blocks.0.attentions.0.proj_in"):
         gen.inpaint(_inpaint(kinds=(), loras=[LoraRef("person", 1.0, lora_file), LoraRef("other", 1.0, path)]))
-    assert all(torch.equal(gen._base().unet.state_dict()[k], v) for k, v in unet.items())
+    assert _equal_to(gen._base(), originals)
 
 
 def test_half_precision_weights_come_back_bit_exact(gen, lora_file):

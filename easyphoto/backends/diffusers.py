@@ -8,9 +8,13 @@
 Models load lazily on the first request and stay cached: the base (a diffusers folder or a WebUI single-file SD 1.5
 ``.safetensors``, read by :func:`easyphoto.train.base_model.load_base`, offline) and one ControlNet per kind, found
 in ``controlnet_dir`` as ``<stem>/`` (diffusers folder) or ``<stem>.safetensors`` / ``<stem>.pth`` (WebUI single
-file; stems from :data:`CONTROLNET_MODELS`). A request's LoRAs are baked into the weights for the run
-(:func:`easyphoto.train.lora.apply_webui_style`, the WebUI's own arithmetic) and always taken out afterwards: the
-A1111 pin set (transformers 4.30) has no diffusers PEFT backend, so ``load_lora_weights`` is not an option.
+file; stems from :data:`CONTROLNET_MODELS`). A request's LoRAs are baked into the weights
+(:func:`easyphoto.train.lora.apply_webui_style`, the WebUI's own arithmetic): the A1111 pin set (transformers 4.30)
+has no diffusers PEFT backend, so ``load_lora_weights`` is not an option. The merged set stays while the next
+requests use the same one (same files by path, mtime and size; same multipliers), so both passes of a portrait
+merge once; another set, :meth:`~DiffusersGenerator.release_loras`, :meth:`~DiffusersGenerator.unload` or a failed
+request puts back the saved copies of the changed weights, bit for bit. ``keep_loras=False`` is the previous
+behaviour (merge and unmerge around every request), kept for bench/portrait.py's comparison.
 
 How the WebUI's behaviour is reproduced, and where it is only approximated:
 
@@ -35,6 +39,7 @@ How the WebUI's behaviour is reproduced, and where it is only approximated:
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
@@ -271,11 +276,13 @@ class DiffusersGenerator:
         dtype: Any = None,
         base_config_dir: Path | str | None = None,
         controlnet_config_dir: Path | str | None = None,
+        keep_loras: bool = True,
     ):
         """`base`: diffusers folder or SD 1.5 ``.safetensors``; `controlnet_dir`: where ControlNets are looked up by
         stem; `controlnet_paths`: kind -> file/folder, overriding the lookup; `dtype`: torch dtype or its name
         (default float16 on CUDA, float32 otherwise); `base_config_dir` / `controlnet_config_dir`: the local
-        diffusers configs for single files (default: the shipped SD 1.5 ones)."""
+        diffusers configs for single files (default: the shipped SD 1.5 ones); `keep_loras`: keep a merged LoRA set
+        for the next request (False: merge and unmerge around every request, the previous behaviour)."""
         self.base = Path(base)
         self.controlnet_dir = Path(controlnet_dir) if controlnet_dir is not None else None
         self.controlnet_paths = {k: Path(v) for k, v in (controlnet_paths or {}).items()}
@@ -295,6 +302,9 @@ class DiffusersGenerator:
         self._controlnets: dict[Path, Any] = {}
         self._hooks: list[Any] = []
         self._loras: OrderedDict[tuple, Any] = OrderedDict()
+        self.keep_loras = keep_loras
+        self.lora_applications = 0  # LoRA sets merged into the weights (bench/portrait.py shows it per portrait)
+        self._merged: MergedLoras | None = None
 
     # ------------------------------------------------------------------------------------------ protocol
 
@@ -342,8 +352,10 @@ class DiffusersGenerator:
         return [generated.crop((0, 0, req.width, req.height))]
 
     def unload(self) -> None:
-        """Drop every cached model (and the LoRA cache); the next request loads again."""
+        """Take out a merged LoRA set and drop every cached model (and the LoRA cache); the next request loads
+        again."""
         with self._lock:
+            self._release_loras()
             for handle in self._hooks:
                 handle.remove()
             self._hooks.clear()
@@ -426,8 +438,9 @@ class DiffusersGenerator:
             self._controlnets[path] = net
         return self._controlnets[path]
 
-    def _lora(self, ref: LoraRef):
-        """The LoRA's weights, cached by path, modification time and size (a retrained LoRA is read again)."""
+    def _lora(self, ref: LoraRef) -> tuple[tuple, Any]:
+        """(cache key, weights) of the LoRA, cached by path, modification time and size (a retrained LoRA is read
+        again)."""
         from easyphoto.train.lora import LoraFormatError, load_lora
 
         path = Path(ref.path).resolve()
@@ -443,41 +456,90 @@ class DiffusersGenerator:
             while len(self._loras) > LORA_CACHE_SIZE:
                 self._loras.popitem(last=False)
         self._loras.move_to_end(key)
-        return self._loras[key]
+        return key, self._loras[key]
+
+    # ------------------------------------------------------------------------------------------ LoRA sets
+
+    def release_loras(self) -> None:
+        """Put back the base weights a kept LoRA set changed (exactly: from the saved copies)."""
+        with self._lock:
+            self._release_loras()
+
+    def _release_loras(self) -> None:
+        merged, self._merged = self._merged, None
+        if merged is not None:
+            _restore_weights(merged.backups)
+
+    def _keep_merged(self, base, loras: list[tuple[tuple, Any, float]]) -> None:
+        """Make `loras` ((key, weights, multiplier) in request order) the merged set, unless it already is.
+
+        A different set is taken out first and the new one merged onto the restored base, in order: the weights
+        are then bit for bit those a fresh generator would merge for this request.
+        """
+        key = tuple((lora_key, multiplier) for lora_key, _, multiplier in loras)
+        if self._merged is not None and self._merged.key == key:
+            return
+        self._release_loras()
+        if not loras:
+            return
+        models = {"unet": base.unet, "text_encoder": base.text_encoder}
+        pairs = [(weights, multiplier) for _, weights, multiplier in loras]
+        # Recorded before the first change: a failure halfway through is restored from these copies too.
+        self._merged = MergedLoras(key, _backup_weights(models, pairs))
+        _apply_all(models, pairs)
+        self.lora_applications += 1
+
+    def _lora_context(self, base, loras: list[tuple[tuple, Any, float]]):
+        """The request's LoRAs for the pipeline run: kept merged, or (keep_loras=False) merged around it only."""
+        if self.keep_loras:
+            self._keep_merged(base, loras)
+            return contextlib.nullcontext()
+        self._release_loras()  # a set kept before the switch to per-request merging
+        self.lora_applications += bool(loras)
+        return merged_loras(base, [(weights, multiplier) for _, weights, multiplier in loras])
 
     # ------------------------------------------------------------------------------------------ running
 
     def _generate(self, req: Txt2ImgRequest, call: dict, size: tuple[int, int], *, inpaint: bool,
                   progress: Progress, should_stop: ShouldStop) -> Image.Image:
         """Load what the request needs, then run the pipeline with LoRAs merged and the counters on."""
-        import torch
-
         with self._lock:
             if should_stop():
                 raise GenerationInterrupted(f"{req.label or 'generation'} stopped before it started.")
-            base = self._base()
-            scheduler = make_scheduler(req.sampler, req.scheduler, base.noise_scheduler.config)
-            nets = [self._controlnet(c.kind) for c in req.controls]
-            loras = [(self._lora(ref), ref.weight) for ref in req.loras]
-            pipe = _pipeline(base, scheduler, nets, inpaint=inpaint)
-            call.update(
-                prompt=req.prompt,
-                negative_prompt=req.negative_prompt,
-                width=size[0],
-                height=size[1],
-                num_inference_steps=req.steps,
-                guidance_scale=req.cfg_scale,
-                generator=torch.Generator("cpu").manual_seed(int(req.seed)),
-                callback_on_step_end=_step_callback(req.label, progress, should_stop),
-                output_type="pil",
-            )
-            if nets:
-                call.update(_control_arguments(req.controls, single=len(nets) == 1))
-            with ExitStack() as stack:
-                stack.enter_context(merged_loras(base, loras))
-                stack.enter_context(control_modes(req.controls, nets, cfg=req.cfg_scale > 1))
-                stack.enter_context(self._counting(req.label))
-                return pipe(**call).images[0]
+            try:
+                return self._run(req, call, size, inpaint=inpaint, progress=progress, should_stop=should_stop)
+            except BaseException:
+                self._release_loras()  # whatever failed, the base weights are left exactly as loaded
+                raise
+
+    def _run(self, req: Txt2ImgRequest, call: dict, size: tuple[int, int], *, inpaint: bool,
+             progress: Progress, should_stop: ShouldStop) -> Image.Image:
+        """The request under the lock: models, LoRA set, pipeline call."""
+        import torch
+
+        base = self._base()
+        scheduler = make_scheduler(req.sampler, req.scheduler, base.noise_scheduler.config)
+        nets = [self._controlnet(c.kind) for c in req.controls]
+        loras = [(*self._lora(ref), float(ref.weight)) for ref in req.loras]
+        pipe = _pipeline(base, scheduler, nets, inpaint=inpaint)
+        call.update(
+            prompt=req.prompt,
+            negative_prompt=req.negative_prompt,
+            width=size[0],
+            height=size[1],
+            num_inference_steps=req.steps,
+            guidance_scale=req.cfg_scale,
+            generator=torch.Generator("cpu").manual_seed(int(req.seed)),
+            callback_on_step_end=_step_callback(req.label, progress, should_stop),
+            output_type="pil",
+        )
+        if nets:
+            call.update(_control_arguments(req.controls, single=len(nets) == 1))
+        with ExitStack() as stack:
+            stack.enter_context(self._lora_context(base, loras))
+            stack.enter_context(control_modes(req.controls, nets, cfg=req.cfg_scale > 1))
+            stack.enter_context(self._counting(req.label))
+            return pipe(**call).images[0]
 
     @contextmanager
     def _counting(self, label: str) -> Iterator[None]:
@@ -559,9 +621,28 @@ def _check_fill(req: InpaintRequest) -> None:
 # ---------------------------------------------------------------------------------------------- LoRA merging
 
 
+@dataclass(frozen=True)
+class MergedLoras:
+    """A LoRA set kept merged: its key ((file key, multiplier) per LoRA, in order) and the copies to restore."""
+
+    key: tuple
+    backups: list[tuple[Any, Any]]
+
+
+def _apply_all(models: dict, loras: list[tuple[dict, float]]) -> None:
+    """Merge each (weights, multiplier) into every model, in order."""
+    from easyphoto.train.lora import apply_webui_style
+
+    for weights, multiplier in loras:
+        for prefix, model in models.items():
+            apply_webui_style(model, prefix, weights, multiplier)
+
+
 @contextmanager
 def merged_loras(base, loras: list[tuple[dict, float]]) -> Iterator[None]:
     """Bake each (weights, multiplier) into the UNet and text encoder for the block; always take them out again.
+
+    The per-request behaviour (``keep_loras=False``); kept generators use :class:`MergedLoras` instead.
 
     float32 weights are restored by subtracting the same ΔW (exact to float rounding). Half-precision weights are
     restored from copies instead: subtracting in fp16 leaves a rounding error per request that would random-walk

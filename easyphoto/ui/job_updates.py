@@ -38,5 +38,14 @@ def cancel(ctx: AppContext, job_id: str, *, idle: str, cancelling: str = "Cancel
 
 
 def failure_text(what: str, record) -> str:
+    """Markdown for a tab's status line: the message and hint; for a bug, its report folded below them."""
     error = record.error or {}
-    return f"**{what} {record.state.value}:** {error.get('message', '')} {error.get('hint', '')}".strip()
+    text = f"**{what} {record.state.value}:** {error.get('message', '')} {error.get('hint', '')}".strip()
+    report = error.get("report")
+    if not isinstance(report, dict) or not report.get("text"):
+        return text
+    from easyphoto.bugreport import fenced
+
+    # The report is shown as its Markdown source in a code block, so what the user copies renders in an issue.
+    return (f"{text}\n\n<details><summary>This is a bug in EasyPhoto: copy this report into an issue</summary>\n\n"
+            f"{fenced(str(report['text']), 'markdown')}\n\n</details>")
