@@ -13,6 +13,7 @@ from easyphoto.errors import EasyPhotoError, MissingWeights
 from easyphoto.jobs import Cancelled, JobQueue, JobState
 from easyphoto.store import read_json
 from easyphoto.ui.job_updates import failure_text
+from tests.conftest import require_module
 
 WAIT = 10  # seconds: a failure guard only; the jobs below take milliseconds
 
@@ -149,20 +150,24 @@ def _installed(distribution):
         return False
 
 
-def test_the_cli_prints_the_report_after_the_error_for_a_bug(tmp_path, capsys):
-    """`train --resume` submits a "train" job; the test puts a failing operation under that kind in the process's
-    queue for this data folder (the one the CLI's run_job uses), so the real CLI path reports a bug."""
+def run_cli_train_with(tmp_path, capsys, operation) -> tuple[int, str]:
+    """`train --resume` submits a "train" job; `operation` is put under that kind in the process's queue for this data
+    folder (the one the CLI's run_job uses), so the real CLI path reports how the job ended."""
     from easyphoto import cli
     from easyphoto.operations import job_queue, shutdown_all
 
     base = tmp_path / "base.safetensors"
-    base.write_bytes(b"not read: the failing operation runs first")
+    base.write_bytes(b"not read: the registered operation runs first")
     try:
-        job_queue(standalone_context(tmp_path)).register("train", explode_in_the_backend, gpu=False)
+        job_queue(standalone_context(tmp_path)).register("train", operation, gpu=False)
         code = cli.main(["--data-dir", str(tmp_path), "train", "--id", "zed", "--base", str(base), "--resume"])
     finally:
         shutdown_all()
-    err = capsys.readouterr().err
+    return code, capsys.readouterr().err
+
+
+def test_the_cli_prints_the_report_after_the_error_for_a_bug(tmp_path, capsys):
+    code, err = run_cli_train_with(tmp_path, capsys, explode_in_the_backend)
     assert code == 2
     error_line = "error: [job] the tensor has the wrong shape this is a bug"
     assert error_line in err and "copy this report into an issue" in err
@@ -171,23 +176,13 @@ def test_the_cli_prints_the_report_after_the_error_for_a_bug(tmp_path, capsys):
 
 
 def test_the_cli_prints_no_report_for_a_user_error(tmp_path, capsys):
-    from easyphoto import cli
-    from easyphoto.operations import job_queue, shutdown_all
-
-    base = tmp_path / "base.safetensors"
-    base.write_bytes(b"x")
-    try:
-        job_queue(standalone_context(tmp_path)).register("train", refuse_with_a_hint, gpu=False)
-        code = cli.main(["--data-dir", str(tmp_path), "train", "--id", "zed", "--base", str(base), "--resume"])
-    finally:
-        shutdown_all()
-    err = capsys.readouterr().err
+    code, err = run_cli_train_with(tmp_path, capsys, refuse_with_a_hint)
     assert code == 2 and "The face detector is missing." in err
     assert "bug report" not in err.lower() and "Traceback" not in err
 
 
 def test_the_api_job_record_carries_the_report(tmp_path):
-    pytest.importorskip("fastapi")
+    require_module("fastapi")
     from fastapi.testclient import TestClient
 
     from easyphoto.app import create_app
