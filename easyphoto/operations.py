@@ -38,6 +38,17 @@ def require(queue: JobQueue, kind: str) -> None:
         raise UnknownJobKind(message, hint=f"Available here: {', '.join(queue.kinds())}.")
 
 
+def refuse_while_busy(queue: JobQueue, identity_id: str, then: str, *, phase: str) -> None:
+    """Conflict (409) while a queued or running job uses the identity: its files must not change under it."""
+    from easyphoto.errors import Conflict
+
+    busy = [j for j in queue.list(limit=1000) if j.params.get("identity_id") == identity_id
+            and j.state.value in ("queued", "running")]
+    if busy:
+        raise Conflict(f"{identity_id!r} is used by job {busy[0].id} ({busy[0].state.value}).",
+                       hint=f"Cancel the job or wait for it to finish, {then}.", phase=phase)
+
+
 def submit(ctx: AppContext, kind: str, params: dict):
     queue = job_queue(ctx)
     require(queue, kind)

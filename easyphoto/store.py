@@ -245,19 +245,29 @@ class ForeignLoraFile(EasyPhotoError):
     http_status = 409
 
 
-def safetensors_metadata(path: Path | str) -> dict[str, str] | None:
-    """The ``__metadata__`` of a .safetensors file from its JSON header alone (no tensor is read, nothing is
-    deserialised); None when the file is not a readable safetensors file."""
-    try:
-        with open(path, "rb") as f:
-            raw = f.read(8)
-            length = int.from_bytes(raw, "little") if len(raw) == 8 else 0
-            if not 2 <= length <= _MAX_SAFETENSORS_HEADER:
-                return None
-            header = json.loads(f.read(length).decode("utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
-        return None
+def safetensors_header(path: Path | str) -> dict:
+    """The JSON header of a .safetensors file (tensor names → dtype/shape/offsets, plus ``__metadata__``), read
+    without touching a tensor or deserialising anything. ValueError (the reason) when the file is not one; OSError
+    when it cannot be read."""
+    with open(path, "rb") as f:
+        raw = f.read(8)
+        if len(raw) != 8:
+            raise ValueError("shorter than 8 bytes")
+        length = int.from_bytes(raw, "little")
+        if not 2 <= length <= _MAX_SAFETENSORS_HEADER:
+            raise ValueError(f"header length {length} is not plausible")
+        header = json.loads(f.read(length).decode("utf-8"))  # UnicodeDecodeError is a ValueError too
     if not isinstance(header, dict):
+        raise ValueError("header is not a JSON object")
+    return header
+
+
+def safetensors_metadata(path: Path | str) -> dict[str, str] | None:
+    """The ``__metadata__`` of a .safetensors file from its header alone; None when the file is not a readable
+    safetensors file."""
+    try:
+        header = safetensors_header(path)
+    except (OSError, ValueError):
         return None
     metadata = header.get("__metadata__") or {}
     return metadata if isinstance(metadata, dict) else {}
@@ -371,11 +381,16 @@ def photos_lock(layout: IdentityLayout) -> Iterator[None]:
         yield
 
 
+def photo_digests_by_name(layout: IdentityLayout) -> dict[str, str]:
+    """File name → sha256 of every stored photo, in name order."""
+    return {path.name: file_digest(path) for path in photo_files(layout.photos)}
+
+
 def photo_digests(layout: IdentityLayout) -> dict[str, str]:
     """sha256 → file name of every stored photo (the first name in name order when a copy was made by hand)."""
     digests: dict[str, str] = {}
-    for path in photo_files(layout.photos):
-        digests.setdefault(file_digest(path), path.name)
+    for name, digest in photo_digests_by_name(layout).items():
+        digests.setdefault(digest, name)
     return digests
 
 

@@ -34,6 +34,7 @@ from easyphoto.store import is_easyphoto_lora, read_json
 API_PREFIX = "/easyphoto/v1"
 _FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,120}")
 _OUTPUT_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+_ANY_METHOD = ["GET", "POST", "PUT", "PATCH", "DELETE"]  # catch-all routes answer every method
 MAX_JOBS_LISTED = 1000  # GET /jobs?limit= accepts 1 to this
 IMAGE_MODES = ("base64", "files")  # GET /jobs/{id}/result?images=
 PUBLIC_PATHS = (f"{API_PREFIX}/health",)  # answered even where the rest of the API is not mounted or refused
@@ -200,7 +201,7 @@ def _dump(model: BaseModel) -> dict:
 
 
 def build_router(ctx: AppContext, dependencies: Sequence = ()) -> APIRouter:
-    from easyphoto.operations import job_queue
+    from easyphoto.operations import job_queue, refuse_while_busy
 
     router = APIRouter(prefix=API_PREFIX, tags=["easyphoto"], dependencies=list(dependencies),
                        responses={400: {"model": ErrorResponse}, 404: {"model": ErrorResponse}})
@@ -249,11 +250,7 @@ def build_router(ctx: AppContext, dependencies: Sequence = ()) -> APIRouter:
         from easyphoto.train import prepare
 
         ctx.identities.get(identity_id)
-        busy = [j for j in jobs().list(limit=1000) if j.params.get("identity_id") == identity_id
-                and j.state.value in ("queued", "running")]
-        if busy:
-            raise Conflict(f"{identity_id!r} is used by job {busy[0].id} ({busy[0].state.value}).",
-                           hint="Cancel the job or wait for it to finish, then remove the photo.", phase="photos")
+        refuse_while_busy(jobs(), identity_id, "then remove the photo", phase="photos")
         prepare.remove_photos(ctx, identity_id, [name])
         return Response(status_code=204)
 
@@ -279,11 +276,7 @@ def build_router(ctx: AppContext, dependencies: Sequence = ()) -> APIRouter:
 
     @router.delete("/identities/{identity_id}", status_code=204)
     def delete_identity(identity_id: str) -> Response:
-        busy = [j for j in jobs().list(limit=1000) if j.params.get("identity_id") == identity_id
-                and j.state.value in ("queued", "running")]
-        if busy:
-            raise Conflict(f"{identity_id!r} is used by job {busy[0].id} ({busy[0].state.value}).",
-                                 hint="Cancel the job or wait for it to finish.", phase="identity")
+        refuse_while_busy(jobs(), identity_id, "then delete it", phase="identity")
         notes = ctx.identities.delete(identity_id)
         if notes:  # e.g. a LoRA of that name EasyPhoto did not write was left in place: say so, not only in the log
             return JSONResponse({"deleted": identity_id, "notes": notes})
@@ -568,10 +561,10 @@ def _exposed(router: APIRouter, dependencies: Sequence, exposure: Exposure) -> A
         exposed.include_router(private, dependencies=[*dependencies, *guard])
         # last, so it only answers what no route matched: our error shape naming the route, not {"detail": ...}
         exposed.add_api_route(API_PREFIX + "/{path:path}", _no_such_route, include_in_schema=False,
-                              methods=["GET", "POST", "PUT", "PATCH", "DELETE"], dependencies=[*dependencies, *guard])
+                              methods=_ANY_METHOD, dependencies=[*dependencies, *guard])
     else:
         exposed.add_api_route(API_PREFIX + "/{path:path}", _not_mounted(exposure.hint), include_in_schema=False,
-                              methods=["GET", "POST", "PUT", "PATCH", "DELETE"], dependencies=list(dependencies))
+                              methods=_ANY_METHOD, dependencies=list(dependencies))
     return exposed
 
 

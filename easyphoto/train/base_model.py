@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,9 +28,9 @@ from typing import Any
 import torch
 
 from easyphoto.errors import EasyPhotoError
+from easyphoto.store import safetensors_header
 
 SHIPPED_CONFIG_DIR = Path(__file__).resolve().parent / "sd15"
-MAX_HEADER_BYTES = 100 * 1024 * 1024  # safetensors' own limit
 _UNET_IN = "model.diffusion_model.input_blocks.0.0.weight"
 _CHANGE_HINT = "Choose an SD 1.5 checkpoint (e.g. v1-5-pruned-emaonly.safetensors or a fine-tune of it) as the base."
 
@@ -67,22 +66,12 @@ def read_safetensors_header(path: Path | str) -> dict[str, Any]:
     """The JSON header of a .safetensors file (tensor names → dtype/shape/offsets, plus ``__metadata__``)."""
     path = Path(path)
     try:
-        with open(path, "rb") as file:
-            raw = file.read(8)
-            if len(raw) != 8:
-                raise ValueError("shorter than 8 bytes")
-            (length,) = struct.unpack("<Q", raw)
-            if not 2 <= length <= MAX_HEADER_BYTES:
-                raise ValueError(f"header length {length} is not plausible")
-            header = json.loads(file.read(length).decode("utf-8"))
-        if not isinstance(header, dict):
-            raise ValueError("header is not a JSON object")
-    except (ValueError, UnicodeDecodeError) as exc:
+        return safetensors_header(path)
+    except ValueError as exc:
         raise BaseModelError(
             f"{path.name} is not a readable .safetensors file ({exc}).",
             hint="The download may be incomplete or damaged; download the checkpoint again.",
         ) from exc
-    return header
 
 
 def detect_architecture(header: dict[str, Any]) -> str:

@@ -134,7 +134,7 @@ def current_dataset(spec: dict, config: TrainConfig, emit: Emit) -> int | None:
         return None
     from easyphoto.train import prepare
 
-    changed = dataset.dataset_changes(dataset_dir, config, prepare.photo_digests_by_name(layout))
+    changed = prepare.dataset_out_of_date(layout, config)
     if not changed:
         return None
     emit({"event": "progress", "phase": "preparing", "step": 0, "total": spec["steps"], "loss": None,

@@ -25,6 +25,7 @@ from easyphoto.store import (
     atomic_write_json,
     file_digest,
     photo_digests,
+    photo_digests_by_name,
     photo_files,
     photos_lock,
     read_json,
@@ -191,8 +192,9 @@ def rebuild_dataset(layout: IdentityLayout, stack: FaceStack, config: TrainConfi
     return prepare_dataset(report, layout.photos, layout.dataset, stack, config, upscaler=upscaler, photos=digests)
 
 
-def photo_digests_by_name(layout: IdentityLayout) -> dict[str, str]:
-    return {p.name: file_digest(p) for p in photo_files(layout.photos)}
+def dataset_out_of_date(layout: IdentityLayout, config: TrainConfig) -> list[str]:
+    """Why the identity's dataset no longer matches `config` and its photos ([] when it does)."""
+    return dataset_changes(layout.dataset, config, photo_digests_by_name(layout))
 
 
 def ensure_dataset(ctx: AppContext, identity_id: str, config: TrainConfig, progress: Progress | None = None,
@@ -200,7 +202,7 @@ def ensure_dataset(ctx: AppContext, identity_id: str, config: TrainConfig, progr
     """Rebuild the identity's dataset when it is missing or was made with other settings or photos; returns the
     reasons it was rebuilt ([] when the existing one is current). For the train job, before it counts images."""
     layout = ctx.identities.get(identity_id)
-    reasons = dataset_changes(layout.dataset, config, photo_digests_by_name(layout))
+    reasons = dataset_out_of_date(layout, config)
     if not (layout.dataset / "metadata.jsonl").is_file():
         reasons = ["there is no dataset yet"]
     if reasons:

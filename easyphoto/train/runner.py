@@ -82,9 +82,8 @@ def train_operation(ctx: AppContext, params: dict, job: JobContext) -> dict:
     images = dataset_images(layout.dataset)
     if images and not resume:  # a dataset made with other settings or photos is rebuilt before steps are counted
         from easyphoto.train import prepare
-        from easyphoto.train.dataset import dataset_changes
 
-        if dataset_changes(layout.dataset, config, prepare.photo_digests_by_name(layout)):
+        if prepare.dataset_out_of_date(layout, config):
             images = []
     if not images:
         from easyphoto.train import prepare

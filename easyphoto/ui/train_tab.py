@@ -101,18 +101,14 @@ def photo_names(ctx: AppContext, identity_id: str) -> list[str]:
 def remove_photo_flow(ctx: AppContext, identity_id: str, name: str) -> tuple[list | None, str, list[str]]:
     """(gallery of the saved report without the photo, or None when nothing was removed; summary; the remaining
     photo names)."""
-    from easyphoto.operations import job_queue
+    from easyphoto.operations import job_queue, refuse_while_busy
 
     identity_id = (identity_id or "").strip()
     try:
         if not name:
             raise EasyPhotoError("Pick the photo to remove first.", hint="The list holds the names the report shows.")
         layout = ctx.identities.get(identity_id)
-        busy = [j for j in job_queue(ctx).list(limit=1000) if j.params.get("identity_id") == identity_id
-                and j.state.value in ("queued", "running")]
-        if busy:
-            raise EasyPhotoError(f"{identity_id!r} is used by job {busy[0].id} ({busy[0].state.value}).",
-                                 hint="Cancel it or wait for it to finish, then remove the photo.")
+        refuse_while_busy(job_queue(ctx), identity_id, "then remove the photo", phase="photos")
         prepare.remove_photos(ctx, identity_id, [name])
     except EasyPhotoError as exc:
         return None, f"**Cannot remove the photo:** {exc.message} {exc.hint}".strip(), photo_names(ctx, identity_id)
