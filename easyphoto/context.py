@@ -47,6 +47,9 @@ class AppContext:
     # Builds the portrait Generator for a job's params: the WebUI's own processing inside the WebUI. None
     # standalone, where easyphoto.portrait.run builds a diffusers one from params["base"].
     make_generator: Callable[[dict], object] | None = None
+    # UI only: "Send to img2img / inpaint" buttons for a result image and its infotext, `(image, infotext) ->
+    # buttons`; the WebUI glue sets it (the host's infotext_utils). None standalone: no such buttons.
+    paste_buttons: Callable[[object, object], dict] | None = None
 
     @property
     def settings(self) -> Settings:

@@ -73,3 +73,11 @@ class Conflict(EasyPhotoError):
 class InvalidRequest(EasyPhotoError):
     phase = "request"
     http_status = 422
+
+
+class Cancelled(EasyPhotoError):
+    """The user stopped the work (a job cancel, a stop file, Interrupt): raised by `JobContext.check_cancelled()`,
+    or by an operation itself to end as CANCELLED. Here, not in the job layer, so operations can raise it."""
+
+    phase = "job"
+    http_status = 409

@@ -41,7 +41,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from easyphoto.errors import EasyPhotoError
+from easyphoto.errors import Cancelled, EasyPhotoError
 from easyphoto.store import atomic_write_json, read_json
 
 log = logging.getLogger("easyphoto")
@@ -62,13 +62,6 @@ FINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLE
 
 
 # ---------------------------------------------------------------------------------------------- errors
-
-
-class Cancelled(EasyPhotoError):
-    """Raised by `JobContext.check_cancelled()`; an operation may also raise it itself to end as CANCELLED."""
-
-    phase = "job"
-    http_status = 409
 
 
 class JobNotFound(EasyPhotoError):

@@ -9,8 +9,8 @@ import pytest
 from easyphoto import __version__
 from easyphoto.bugreport import NOT_INSTALLED, PACKAGES, fenced, inline_code, redact
 from easyphoto.context import HostInfo, standalone_context
-from easyphoto.errors import EasyPhotoError, MissingWeights
-from easyphoto.jobs import Cancelled, JobQueue, JobState
+from easyphoto.errors import Cancelled, EasyPhotoError, MissingWeights
+from easyphoto.jobs import JobQueue, JobState
 from easyphoto.store import read_json
 from easyphoto.ui.job_updates import failure_text
 from tests.conftest import require_module

@@ -237,7 +237,7 @@ def test_parameters_are_checked_before_a_child_starts(tmp_path):
 DRIVER = """
 import os, sys, time
 from easyphoto.errors import EasyPhotoError
-from easyphoto.jobs import Cancelled
+from easyphoto.errors import Cancelled
 from easyphoto.train import child, pipeline
 
 mode = sys.argv[3]

@@ -12,8 +12,7 @@ import torch
 from PIL import Image
 
 from easyphoto.config import TrainConfig
-from easyphoto.errors import EasyPhotoError
-from easyphoto.jobs import Cancelled
+from easyphoto.errors import Cancelled, EasyPhotoError
 from easyphoto.train import base_model, lora, trainer
 from easyphoto.train.base_model import BaseModelError, load_base
 from easyphoto.train.trainer import TrainError, train_lora

@@ -718,7 +718,8 @@ def _setting_component(spec: FieldSpec):
 def on_ui_tabs():
     from easyphoto.ui import build_ui
 
-    return [(build_ui(make_context()), TAB_TITLE, TAB_ID)]
+    ctx = dataclasses.replace(make_context(), paste_buttons=paste_buttons)
+    return [(build_ui(ctx), TAB_TITLE, TAB_ID)]
 
 
 def on_app_started(demo, app) -> None:

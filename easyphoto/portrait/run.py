@@ -14,13 +14,13 @@ import numpy as np
 
 from easyphoto.config import DEFAULT_CAPTION, PortraitConfig
 from easyphoto.context import AppContext
-from easyphoto.errors import EasyPhotoError, InvalidRequest
+from easyphoto.errors import Cancelled, EasyPhotoError, InvalidRequest
 from easyphoto.face import stacks
 from easyphoto.face.stacks import FaceStack
 from easyphoto.face.types import largest_first
 from easyphoto.generation import GenerationInterrupted, LoraRef
 from easyphoto.imageops import load_photo, to_array
-from easyphoto.jobs import Cancelled, JobContext
+from easyphoto.jobs import JobContext
 from easyphoto.portrait import outputs, templates
 from easyphoto.portrait.fusion import FaceImage, face_masks
 from easyphoto.portrait.pipeline import IdentityAssets, PortraitPipeline, resolve_seed

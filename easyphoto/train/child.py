@@ -157,8 +157,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_spec(spec_file: Path, stop_file: Path, emit: EventWriter) -> int:
-    from easyphoto.errors import EasyPhotoError
-    from easyphoto.jobs import Cancelled
+    from easyphoto.errors import Cancelled, EasyPhotoError
 
     try:
         spec = json.loads(spec_file.read_text(encoding="utf-8"))

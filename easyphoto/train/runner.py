@@ -30,8 +30,8 @@ from pathlib import Path
 
 from easyphoto.config import TrainConfig
 from easyphoto.context import AppContext
-from easyphoto.errors import EasyPhotoError, InvalidRequest
-from easyphoto.jobs import Cancelled, JobContext
+from easyphoto.errors import Cancelled, EasyPhotoError, InvalidRequest
+from easyphoto.jobs import JobContext
 from easyphoto.store import atomic_write_json, atomic_write_text, check_lora_target, read_json
 
 log = logging.getLogger("easyphoto")

@@ -596,7 +596,7 @@ def train_lora(
 
     The LoRA stays injected in `base.unet` (and `base.text_encoder`) afterwards, holding the final weights, so
     validation and merging can use the same models. Raises TrainError (phase "train") for a missing/empty
-    dataset, a resume with a changed config, out-of-memory and a full disk; easyphoto.jobs.Cancelled when
+    dataset, a resume with a changed config, out-of-memory and a full disk; easyphoto.errors.Cancelled when
     `should_stop()` turned true (after saving a resumable checkpoint of the last completed step).
     """
     if steps < 1:
@@ -761,7 +761,7 @@ def prune_checkpoints(out_dir: Path | str, *, keep: int, merge_top_k: int = MERG
 
 def _stop(trainer: _Trainer, step: int, steps: int, checkpoints: list[dict], checkpoint) -> None:
     """Save the last completed step (if not saved yet) and raise Cancelled; a partial accumulation is dropped."""
-    from easyphoto.jobs import Cancelled
+    from easyphoto.errors import Cancelled
 
     trainer.optimizer.zero_grad(set_to_none=True)
     if step > 0 and (not checkpoints or checkpoints[-1]["step"] != step):

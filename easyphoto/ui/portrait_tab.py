@@ -191,7 +191,7 @@ def build_portrait_tab(gr, ctx: AppContext) -> None:
 
     start.click(fn=run, inputs=[identities, faces, chosen, uploads, base, *fields], outputs=[status, results, job_id])
     stop.click(fn=lambda j: cancel(ctx, j, idle="Nothing is running."), inputs=[job_id], outputs=[status])
-    if ctx.host.flavour in ("a1111", "forge"):
+    if ctx.paste_buttons is not None:
         _send_to_webui(gr, ctx, results)
 
 
@@ -217,8 +217,6 @@ def _wire_selection(gr, ctx, gallery, chosen, preview, boxes, faces) -> None:
 
 def _send_to_webui(gr, ctx, results) -> None:
     """"Send to img2img / inpaint" for the selected portrait (the WebUI reads the PNG's infotext)."""
-    from easyphoto.backends import webui
-
     selected = gr.Image(visible=False, type="pil", elem_id="easyphoto_portrait_selected")
     infotext = gr.Textbox(visible=False, elem_id="easyphoto_portrait_infotext")
 
@@ -230,7 +228,7 @@ def _send_to_webui(gr, ctx, results) -> None:
             return image.copy(), image.info.get("parameters", "")
 
     results.select(fn=select, inputs=[results], outputs=[selected, infotext])
-    webui.paste_buttons(selected, infotext)
+    ctx.paste_buttons(selected, infotext)
 
 
 def _gallery_path(item) -> str | None:
