@@ -69,7 +69,7 @@ def random_controlnets(unet_dir: Path, folder: Path) -> dict[str, Path]:
 def identity_lora(unet_dir: Path, path: Path, rank: int):
     from diffusers import UNet2DConditionModel
 
-    from easyphoto.train import lora as L
+    from easyphoto.sd import lora as L
     from tests.kit import random_lora
 
     unet = UNet2DConditionModel.from_pretrained(unet_dir)
@@ -104,18 +104,36 @@ def time_lora_modes(render, generator, repeat: int, device: str) -> tuple[dict[b
     return {k: v / repeat for k, v in seconds.items()}, merges
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--real-size", action="store_true", help="SD 1.5 size, random weights, 512×768")
     parser.add_argument("--first-steps", type=int, default=None)
     parser.add_argument("--second-steps", type=int, default=None)
     parser.add_argument("--repeat", type=int, default=2, help="timed portraits after one warm-up")
-    args = parser.parse_args()
+    return parser.parse_args()
 
-    import torch
 
-    from easyphoto.backends.diffusers import DiffusersGenerator
+def bench_models(args: argparse.Namespace, work: Path):
+    """(base, ControlNets by kind, PortraitConfig, template size or None): the kit's tiny models, or SD 1.5-size
+    ones with random weights (--real-size)."""
     from easyphoto.config import PortraitConfig
+    from tests.kit import tiny_sd_paths
+
+    overrides = {k: v for k, v in (("first_steps", args.first_steps), ("second_steps", args.second_steps)) if v}
+    if args.real_size:
+        from bench.train_step import random_sd15
+
+        base = random_sd15(work / "sd15")
+        controlnets = random_controlnets(base / "unet", work / "controlnet")
+        return base, controlnets, PortraitConfig(crop_face=False, **overrides), (512, 768)
+    tiny = tiny_sd_paths(work / "kit")
+    return tiny.txt2img, dict(tiny.controlnets), PortraitConfig(**overrides), None
+
+
+def portrait_scene(args: argparse.Namespace, work: Path, device: str):
+    """(generator, render(seed) -> portrait result, config, template): the real portrait pipeline on the diffusers
+    backend, one identity (a random LoRA on the base and the kit's photo of a man) on the astronaut template."""
+    from easyphoto.backends.diffusers import DiffusersGenerator
     from easyphoto.face import stacks
     from easyphoto.generation import LoraRef
     from easyphoto.imageops import load_photo, to_array
@@ -123,51 +141,31 @@ def main() -> int:
     from easyphoto.portrait.pipeline import IdentityAssets, PortraitPipeline
     from easyphoto.portrait.template import analyse
     from easyphoto.store import Paths
-    from tests.kit import photos, tiny_sd_paths
+    from tests.kit import photos
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    overrides = {k: v for k, v in (("first_steps", args.first_steps), ("second_steps", args.second_steps)) if v}
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        kit = work / "kit"
-        if args.real_size:
-            from bench.train_step import random_sd15
+    base, controlnets, config, size = bench_models(args, work)
+    stack = stacks.load("dlib", Paths.standalone(work / "models"))
+    template_image = load_photo(photos.photo_astronaut()).image
+    if size:
+        template_image = template_image.resize((512, 512)).crop((0, -128, 512, 640))  # 512×768, face centred
+    template = analyse(template_image, "astronaut", stack.detector)
+    reference = to_array(load_photo(photos.photos_same_man(work / "kit")[0]).image)
+    face = stack.detector.detect(reference)[0]
+    lora = identity_lora(base / "unet", work / "person.safetensors", 128 if args.real_size else 4)
+    identity = IdentityAssets("person", LoraRef("person", 1.0, lora),
+                              FaceImage(reference, face, face_masks(stack.parser, reference, face)),
+                              stack.embedder.embed(reference, face)[None])
+    generator = DiffusersGenerator(base, controlnet_paths=controlnets, device=device)
+    pipeline = PortraitPipeline(generator, stack, config)
+    pipeline.check()
+    return generator, lambda seed: pipeline.render(template, [identity], None, seed=seed), config, template
 
-            base = random_sd15(work / "sd15")
-            controlnets = random_controlnets(base / "unet", work / "controlnet")
-            config = PortraitConfig(crop_face=False, **overrides)
-            size = (512, 768)
-        else:
-            tiny = tiny_sd_paths(kit)
-            base, controlnets = tiny.txt2img, dict(tiny.controlnets)
-            config = PortraitConfig(**overrides)
-            size = None
-        stack = stacks.load("dlib", Paths.standalone(work / "models"))
-        template_image = load_photo(photos.photo_astronaut()).image
-        if size:
-            template_image = template_image.resize((512, 512)).crop((0, -128, 512, 640))  # 512×768, face centred
-        template = analyse(template_image, "astronaut", stack.detector)
-        reference = to_array(load_photo(photos.photos_same_man(kit)[0]).image)
-        face = stack.detector.detect(reference)[0]
-        lora = identity_lora(base / "unet", work / "person.safetensors", 128 if args.real_size else 4)
-        identity = IdentityAssets("person", LoraRef("person", 1.0, lora),
-                                  FaceImage(reference, face, face_masks(stack.parser, reference, face)),
-                                  stack.embedder.embed(reference, face)[None])
-        generator = DiffusersGenerator(base, controlnet_paths=controlnets, device=device)
-        pipeline = PortraitPipeline(generator, stack, config)
-        pipeline.check()
-        pipeline.render(template, [identity], None, seed=1)  # warm-up: loads every model
-        generator.release_loras()
-        generator.counter.reset()
-        timed = time_lora_modes(lambda seed: pipeline.render(template, [identity], None, seed=seed), generator,
-                                args.repeat, device)
 
-    counts, portraits = generator.counter, 2 * args.repeat  # every repeat renders once per LoRA mode
+def print_counts(counts, portraits: int, heading: str) -> None:
+    """Our UNet and ControlNet evaluations per portrait and pass, next to the reference's."""
     ours = {label: (counts.unet.get(label, 0) // portraits, counts.controlnet.get(label, 0) // portraits)
             for label in REFERENCE}
-    kind = "SD 1.5-size, random weights" if args.real_size else "tiny SD-1.5 architecture"
-    print(f"device {device}, {kind}, template {template.image.size[0]}×{template.image.size[1]}, "
-          f"config steps {config.first_steps}/{config.second_steps}")
+    print(heading)
     print(f"{'pass':8} {'ours UNet':>10} {'ref UNet':>9} {'ours CN':>8} {'ref CN':>7}")
     reference = reference_counts()
     for label in REFERENCE:
@@ -177,11 +175,31 @@ def main() -> int:
     print(f"{'total':8} {total_ours[0]:>10} {total_ref[0]:>9} {total_ours[1]:>8} {total_ref[1]:>7}")
     print(f"UNet evaluations ratio ours/reference: {total_ours[0] / total_ref[0]:.2f}; "
           f"ControlNet: {total_ours[1] / total_ref[1]:.2f}")
-    seconds, merges = timed
-    print(f"LoRA applications per portrait: {merges[True] / args.repeat:g} kept (new), "
-          f"{merges[False] / args.repeat:g} per request (old)")
+
+
+def print_lora_modes(seconds: dict[bool, float], merges: dict[bool, int], repeat: int) -> None:
+    print(f"LoRA applications per portrait: {merges[True] / repeat:g} kept (new), "
+          f"{merges[False] / repeat:g} per request (old)")
     print(f"time per portrait: {seconds[True]:.2f} s new, {seconds[False]:.2f} s old, ratio new/old "
-          f"{seconds[True] / seconds[False]:.3f} (mean of {args.repeat} each, interleaved, after a warm-up)")
+          f"{seconds[True] / seconds[False]:.3f} (mean of {repeat} each, interleaved, after a warm-up)")
+
+
+def main() -> int:
+    args = parse_args()
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    with tempfile.TemporaryDirectory() as tmp:
+        generator, render, config, template = portrait_scene(args, Path(tmp), device)
+        render(1)  # warm-up: loads every model
+        generator.release_loras()
+        generator.counter.reset()
+        seconds, merges = time_lora_modes(render, generator, args.repeat, device)
+    kind = "SD 1.5-size, random weights" if args.real_size else "tiny SD-1.5 architecture"
+    print_counts(generator.counter, 2 * args.repeat,  # every repeat renders once per LoRA mode
+                 f"device {device}, {kind}, template {template.image.size[0]}×{template.image.size[1]}, "
+                 f"config steps {config.first_steps}/{config.second_steps}")
+    print_lora_modes(seconds, merges, args.repeat)
     return 0
 
 

@@ -48,7 +48,7 @@ def bare_loop(model_dir: Path, dataset: Path, resolution: int, steps: int, rank:
     from PIL import Image
     from transformers import CLIPTextModel, CLIPTokenizer
 
-    from easyphoto.train import lora
+    from easyphoto.sd import lora
 
     unet = UNet2DConditionModel.from_pretrained(model_dir / "unet").to(device)
     vae = AutoencoderKL.from_pretrained(model_dir / "vae").to(device)
@@ -92,7 +92,7 @@ def random_sd15(folder: Path) -> Path:
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    configs = ROOT / "easyphoto" / "train" / "sd15"
+    configs = ROOT / "easyphoto" / "sd" / "sd15"
     shutil.copytree(configs, folder)
     UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(configs / "unet")).save_pretrained(folder / "unet")
     AutoencoderKL.from_config(AutoencoderKL.load_config(configs / "vae")).save_pretrained(folder / "vae")
@@ -103,7 +103,7 @@ def random_sd15(folder: Path) -> Path:
 def ours(model_dir: Path, dataset: Path, out: Path, resolution: int, steps: int, rank: int, device: str,
          **levers) -> float:
     from easyphoto.config import TrainConfig
-    from easyphoto.train.base_model import load_base
+    from easyphoto.sd.base_model import load_base
     from easyphoto.train.trainer import train_lora
 
     base = load_base(model_dir, device=device)

@@ -213,6 +213,9 @@ def _bind(host: str, port: int) -> socket.socket:
                                       "(--port 0 picks a free one).") from None
         raise EasyPhotoError(f"Cannot listen on {_address(host, port)}: {exc.strerror or exc}.", phase="serve",
                              hint="Choose another address with --host or another port with --port.") from None
+    # Listening from here on: a client that connects as soon as "serving on" is printed waits in the backlog
+    # until uvicorn has started, instead of being refused (uvicorn listens only after the app's startup).
+    sock.listen(2048)
     return sock
 
 

@@ -8,6 +8,10 @@ Versions come from installed package metadata (importlib.metadata), never by imp
 built after something already went wrong, and must not load torch or a face stack to say which version it is.
 Job params are copied without secrets (keys such as token, password, auth are dropped); paths stay, since they
 are usually what a report needs.
+
+A bug in another process (the training child, easyphoto.train.child) is described there by `process_details(exc)`
+(its versions and traceback) and sent with its error event; the parent raises an EasyPhotoError carrying it as
+`exc.bug`, and `bug_report` builds the same report from those details, with the parent's host and job params.
 """
 
 from __future__ import annotations
@@ -49,19 +53,48 @@ _SECRET_KEY = re.compile(
 def bug_report(exc: BaseException, *, kind: str, params: dict | None, host: Any = None) -> dict:
     """The report as a dict (JSON-safe); its "text" key holds the Markdown form.
 
-    `host` is an easyphoto.context.HostInfo, its `to_dict()`, or None when unknown."""
+    `host` is an easyphoto.context.HostInfo, its `to_dict()`, or None when unknown. When `exc.bug` holds the
+    details of a bug in another process (process_details there), the report describes that process's failure."""
+    remote = getattr(exc, "bug", None)
+    details = _remote_details(remote) if isinstance(remote, dict) else process_details(exc)
     report = {
-        "easyphoto": __version__,
-        "python": f"{platform.python_version()} ({platform.python_implementation()})",
-        "platform": platform.platform(),
+        "easyphoto": details["easyphoto"],
+        "python": details["python"],
+        "platform": details["platform"],
         "host": _host_dict(host),
-        "packages": package_versions(),
+        "packages": details["packages"],
         "job": {"kind": str(kind), "params": redact(params or {})},
-        "error": _one_line(exc),
-        "traceback": traceback_lines(exc),
+        "error": details["error"],
+        "traceback": details["traceback"],
     }
     report["text"] = report_text(report)
     return report
+
+
+def process_details(exc: BaseException) -> dict:
+    """What this process knows of a bug: versions and the exception with its traceback (JSON-safe)."""
+    return {
+        "easyphoto": __version__,
+        "python": f"{platform.python_version()} ({platform.python_implementation()})",
+        "platform": platform.platform(),
+        "packages": package_versions(),
+        "error": _one_line(exc),
+        "traceback": traceback_lines(exc),
+    }
+
+
+def _remote_details(data: dict) -> dict:
+    """process_details() as another process sent them, every value as text (they arrived as JSON)."""
+    packages = data.get("packages") if isinstance(data.get("packages"), dict) else {}
+    trace = data.get("traceback") if isinstance(data.get("traceback"), list) else []
+    return {
+        "easyphoto": str(data.get("easyphoto", "")),
+        "python": str(data.get("python", "")),
+        "platform": str(data.get("platform", "")),
+        "packages": {str(k): str(v) for k, v in packages.items()},
+        "error": str(data.get("error", "")),
+        "traceback": [str(line) for line in trace][-TRACEBACK_LINES:],
+    }
 
 
 def package_versions() -> dict[str, str]:

@@ -47,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--face-stack", choices=["auto", "insightface", "dlib", "mediapipe"], default=None,
                        help="face models to use (default: the setting, normally auto)")
     check.add_argument("--max-photos", type=int, default=None, help="keep at most this many")
+    _add_config_options(check, "TrainConfig", "--set min_face_px=96 --set identity_check=false")
     check.add_argument("--json", action="store_true", help="print the full report as JSON")
     check.set_defaults(run=_photos_check)
     remove = photos_commands.add_parser("remove", help="delete photos of an identity by their names in its report")
@@ -57,13 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="add photos to an identity, check them, prepare the dataset, train")
     train.add_argument("--id", required=True, dest="identity_id", help="identity id (created when new)")
     train.add_argument("photos", nargs="*", metavar="PHOTO", help="photo files to add (none: use the identity's)")
-    train.add_argument("--config", help="JSON file with TrainConfig values")
     train.add_argument("--base", help="base checkpoint: an SD 1.5 .safetensors file or diffusers folder (default: "
                                       f"models/Stable-diffusion/v1-5-pruned-emaonly.safetensors, `models fetch {BASE_ID}`)")
     train.add_argument("--config-dir", help="diffusers config folder for a single-file base (default: shipped SD 1.5)")
     train.add_argument("--resume", action="store_true", help="continue from the identity's last checkpoint")
-    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                       help="one TrainConfig value, e.g. --set rank=64 --set low_vram=true (repeatable)")
+    _add_config_options(train, "TrainConfig", "--set rank=64 --set low_vram=true")
     train.set_defaults(run=_train)
 
     portrait = commands.add_parser("portrait", help="make portraits of identities from template photos")
@@ -78,9 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     portrait.add_argument("--base", help="the SD 1.5 base model the identities were trained on (default: the one in "
                                          "models/Stable-diffusion, as for train)")
     portrait.add_argument("--config-dir", help="diffusers config folder for a single-file base (default: shipped SD 1.5)")
-    portrait.add_argument("--config", help="JSON file with PortraitConfig values")
-    portrait.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                          help="one PortraitConfig value, e.g. --set seed=42 --set second_pass=false (repeatable)")
+    _add_config_options(portrait, "PortraitConfig", "--set seed=42 --set second_pass=false")
     portrait.set_defaults(run=_portrait)
 
     models = commands.add_parser("models", help="model files: what is present and where missing ones go")
@@ -101,6 +98,14 @@ def build_parser() -> argparse.ArgumentParser:
     verifying.set_defaults(run=_models_verify)
     _accept_global_options_after_commands(parser)
     return parser
+
+
+def _add_config_options(parser: argparse.ArgumentParser, config: str, example: str) -> None:
+    """--config FILE and --set KEY=VALUE, the same on every command that builds a config (see _command_config)."""
+    parser.add_argument("--config", help=f"JSON file with {config} values")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help=f"one {config} value over --config's, e.g. {example} (repeatable; the value is JSON, "
+                             "else text)")
 
 
 _GLOBAL_OPTIONS = (
@@ -163,7 +168,8 @@ def _photos_check(ctx: AppContext, args: argparse.Namespace) -> int:
     folder = Path(args.folder)
     if not folder.is_dir():
         raise EasyPhotoError(f"{folder} is not a folder.", hint="Pass the folder that holds the photos.", phase="photos")
-    config = _options_config(TrainConfig, {"max_photos": ("--max-photos", args.max_photos)})
+    config = _command_config(TrainConfig, args)
+    config = _options_config(config, {"max_photos": ("--max-photos", args.max_photos)})
     files = list_photos(folder)
     if not any(looks_like_image(f) for f in files):
         found = f"{len(files)} other file{'s' if len(files) != 1 else ''}" if files else "it is empty"
@@ -185,11 +191,11 @@ def _photos_check(ctx: AppContext, args: argparse.Namespace) -> int:
     return 0 if report.kept else 1
 
 
-def _options_config(cls, options: dict):
-    """A config from command-line options {field: (flag, value)}; a rejected value is one line naming the flag."""
+def _options_config(config, options: dict):
+    """`config` with command-line options {field: (flag, value)}; a rejected value is one line naming the flag."""
     values = {name: value for name, (_, value) in options.items() if value is not None}
     try:
-        return cls.from_dict(values)
+        return config.updated(**values)
     except ValueError as exc:  # pydantic's ValidationError on both major versions
         errors = exc.errors() if hasattr(exc, "errors") else []
         first = errors[0] if errors else {"loc": (), "msg": str(exc)}
@@ -216,34 +222,67 @@ def _load_config(cls, path: str | None):
 
     if not path:
         return cls()
+    from easyphoto.job_params import describe_errors
+
     try:
         return cls.from_dict(read_json(Path(path)))
     except (OSError, ValueError) as exc:
-        raise EasyPhotoError(f"Cannot use {path}: {exc}", hint=f"Write a JSON object of {cls.__name__} fields.") from exc
+        problem = describe_errors(exc) if hasattr(exc, "errors") else str(exc)
+        raise EasyPhotoError(f"Cannot use {path}: {problem}", hint=f"Write a JSON object of {cls.__name__} fields.",
+                             phase="config") from exc
 
 
-def _with_overrides(config, pairs: list[str]):
-    """Apply `KEY=VALUE` strings (JSON values, or plain text for strings) through the config's own validation."""
-    import json
+def _command_config(cls, args: argparse.Namespace):
+    """The command's config: defaults, then the --config file, then each --set."""
+    command = " ".join(filter(None, (args.command, getattr(args, "photos_command", None))))
+    return _with_overrides(_load_config(cls, args.config), args.set, command)
+
+
+def _with_overrides(config, pairs: list[str], command: str = ""):
+    """Apply `KEY=VALUE` strings (JSON values, or plain text for text fields) through the config's own validation;
+    an unknown key or a rejected value is one line naming the --set that caused it."""
+    from easyphoto.job_params import describe_errors
 
     values = config.to_dict()
+    fields = sorted(k for k in values if k != "config_version")
+    given: dict[str, str] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
-        if not sep or key not in values:
-            raise EasyPhotoError(f"--set {pair!r}: expected KEY=VALUE with a {type(config).__name__} field as KEY.",
-                                 hint=f"Fields: {', '.join(sorted(k for k in values if k != 'config_version'))}.")
-        try:
-            values[key] = json.loads(raw)
-        except ValueError:
-            values[key] = raw
+        if not sep or key not in fields:
+            raise EasyPhotoError(f"--set {pair!r}: expected KEY=VALUE with a {type(config).__name__} field as KEY"
+                                 f"{_did_you_mean(key, fields)}.", phase="config", hint=f"Fields: {', '.join(fields)}.")
+        values[key], given[key] = _set_value(raw, values[key]), pair
     try:
         return type(config).from_dict(values)
-    except ValueError as exc:
-        raise EasyPhotoError(f"--set: {exc}") from exc
+    except ValueError as exc:  # pydantic's ValidationError on both major versions
+        named = sorted({str(part) for e in exc.errors() for part in e.get("loc", ())} & given.keys()) or sorted(given)
+        defaults = type(config)().to_dict()
+        raise EasyPhotoError(
+            f"{', '.join(f'--set {given[k]}' for k in named) or '--set'}: {describe_errors(exc)}.", phase="config",
+            hint=f"Change the value, or leave it out for the default ({', '.join(f'{k}={defaults[k]}' for k in named)})"
+                 f"; `python -m easyphoto {command} --help` shows the options.",
+        ) from None
 
 
-def run_job(ctx: AppContext, kind: str, params: dict) -> dict:
-    """Submit to the shared queue, print progress on stderr, cancel on Ctrl-C; the result, or an error."""
+def _set_value(raw: str, current):
+    """A --set value: JSON (numbers, true/false, null, lists), except that a text field keeps the text as typed."""
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return raw
+    return raw if isinstance(current, str) and not isinstance(value, str) else value
+
+
+def _did_you_mean(key: str, fields: list[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(key, fields, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def run_job(ctx: AppContext, kind: str, params) -> dict:
+    """Submit to the shared queue (`params`: the kind's job_params model or a dict of its fields), print progress on
+    stderr, cancel on Ctrl-C; the result, or an error."""
     import time
 
     from easyphoto.operations import job_queue, shutdown_all, submit
@@ -287,20 +326,19 @@ def _train(ctx: AppContext, args: argparse.Namespace) -> int:
     from easyphoto.train import prepare
 
     ctx.identities.layout(args.identity_id)  # a bad id is the first thing to say, before any file is looked at
-    config = _with_overrides(_load_config(TrainConfig, args.config), args.set)
+    config = _command_config(TrainConfig, args)
     base = _resolve_base(ctx, args.base, "train")  # before photos are copied or a job runs: it fails fast
     if args.photos:
         added = prepare.add_photos(ctx, args.identity_id, args.photos)
         print(f"{args.identity_id}: {added.summary()}", file=sys.stderr)
+    # Plain dicts of job_params fields: submit validates them once, into PrepareDatasetParams / TrainParams.
     params = {"identity_id": args.identity_id, "config": config.to_dict()}
     if not args.resume:
         dataset = run_job(ctx, "prepare_dataset", params)
         print(f"{args.identity_id}: {dataset['images']} training images in "
               f"{ctx.identities.get(args.identity_id).dataset}")
-    params.update(base=str(base), resume=args.resume)
-    if args.config_dir:
-        params["config_dir"] = str(Path(args.config_dir).resolve())
-    result = run_job(ctx, "train", params)
+    config_dir = str(Path(args.config_dir).resolve()) if args.config_dir else None
+    result = run_job(ctx, "train", {**params, "base": str(base), "resume": args.resume, "config_dir": config_dir})
     print(json.dumps(result, indent=2))
     return 0
 
@@ -310,7 +348,7 @@ def _portrait(ctx: AppContext, args: argparse.Namespace) -> int:
 
     from easyphoto.config import PortraitConfig
 
-    config = _with_overrides(_load_config(PortraitConfig, args.config), args.set)
+    config = _command_config(PortraitConfig, args)
     from easyphoto.portrait.run import require_trained
 
     for identity_id in args.identity_ids:
@@ -319,9 +357,8 @@ def _portrait(ctx: AppContext, args: argparse.Namespace) -> int:
                  for t in args.templates]  # gallery names stay names
     params = {"identity_ids": args.identity_ids, "templates": templates, "face_indices": args.face_indices,
               "config": config.to_dict(), "out": str(Path(args.out).resolve()),
-              "base": str(_resolve_base(ctx, args.base, "portrait"))}
-    if args.config_dir:
-        params["config_dir"] = str(Path(args.config_dir).resolve())
+              "base": str(_resolve_base(ctx, args.base, "portrait")),
+              "config_dir": str(Path(args.config_dir).resolve()) if args.config_dir else None}  # PortraitParams
     print(json.dumps(run_job(ctx, "portrait", params), indent=2))
     return 0
 

@@ -59,6 +59,20 @@ class FieldSpec:
     maximum: float | None = None
     choices: tuple = ()
     optional: bool = False
+    step: float | None = None  # multiple_of, when the field has one
+    max_length: int | None = None  # of a text
+    group: str = ""  # where a UI places the control (`in_group`); "" for models without groups
+    advanced: bool = False  # folded away by default in the UI
+
+
+def in_group(group: str, *, advanced: bool = False) -> dict[str, Any]:
+    """Keywords for `Field(...)` that place a field in the UI: its group, and whether it starts folded away.
+
+    They reach the JSON schema as the vendor keys "x-group" and "x-advanced" (no meaning to validation) on both
+    pydantic versions: pydantic 2 takes them through `json_schema_extra`, pydantic 1 copies unknown `Field`
+    keywords into the schema (pydantic 2 would warn that those are deprecated)."""
+    extra = {"x-group": group, "x-advanced": advanced}
+    return {"json_schema_extra": extra} if PYDANTIC_V2 else extra
 
 
 class ConfigModel(BaseModel):
@@ -133,10 +147,12 @@ def _is_float(annotation: Any) -> bool:
 
 
 def _field_spec(name: str, prop: dict[str, Any], schema: dict[str, Any]) -> FieldSpec:
-    optional = False
+    # pydantic 1 writes Optional[X] = None as X without a default; a field that is neither required nor has a
+    # default can only default to None
+    optional = "default" not in prop and name not in schema.get("required", ())
     if "anyOf" in prop:  # pydantic 2 writes Optional[X] as anyOf [X, null]
         non_null = [p for p in prop["anyOf"] if p.get("type") != "null"]
-        optional = len(non_null) < len(prop["anyOf"])
+        optional = optional or len(non_null) < len(prop["anyOf"])
         prop = {**non_null[0], **{k: v for k, v in prop.items() if k != "anyOf"}}
     if "$ref" in prop or "allOf" in prop:  # an Enum/Literal placed in definitions
         ref = (prop.get("$ref") or prop["allOf"][0]["$ref"]).rsplit("/", 1)[-1]
@@ -157,12 +173,22 @@ def _field_spec(name: str, prop: dict[str, Any], schema: dict[str, Any]) -> Fiel
         maximum=prop.get("maximum", prop.get("exclusiveMaximum")),
         choices=tuple(prop.get("enum", ())),
         optional=optional,
+        step=prop.get("multipleOf"),
+        max_length=prop.get("maxLength"),
+        group=prop.get("x-group", ""),
+        advanced=bool(prop.get("x-advanced", False)),
     )
 
 
 FaceStack = Literal["auto", "insightface", "dlib", "mediapipe"]
 FaceChoice = Literal["largest", "best_match"]
 ControlMode = Literal["balanced", "prompt", "control"]
+
+# UI groups (`in_group`), shown in the order their first field is declared
+_PHOTOS, _DATASET, _LORA, _TRAINING = "Photo selection", "Dataset", "LoRA", "Training"
+_SPEED, _VALIDATION = "Speed and memory", "Validation"
+_IDENTITY, _TEMPLATE, _FUSION = "Identity and prompt", "Template and crop", "Face fusion"
+_PASS1, _PASS2, _SAMPLING, _FINISHING, _LIKENESS = "Pass 1", "Pass 2", "Sampling", "Finishing", "Likeness"
 
 
 class Settings(ConfigModel):
@@ -193,44 +219,73 @@ class Settings(ConfigModel):
 
 
 class TrainConfig(ConfigModel):
-    """Everything that decides how one identity LoRA is prepared and trained (reference §3.1–3.5)."""
+    """Everything that decides how one identity LoRA is prepared and trained (reference §3.1–3.5).
+
+    Each field's group (`in_group`) places it in the Train tab; advanced ones start folded."""
 
     # --- photo selection (reference §3.1, with thresholds instead of "top 15")
     face_choice: FaceChoice = Field(
         "largest",
         description="Photos with several faces: use the largest face, or the face that best matches the others.",
+        **in_group(_PHOTOS),
     )
-    min_face_px: int = Field(128, ge=32, le=2048, description="Smallest accepted face (shorter box side, pixels).")
-    min_sharpness: float = Field(25.0, ge=0.0, le=5000.0, description="Blur gate: Laplacian variance of the face.")
-    max_yaw: float = Field(50.0, ge=0.0, le=90.0, description="Largest accepted head turn (degrees).")
-    max_roll: float = Field(45.0, ge=0.0, le=90.0, description="Largest accepted head tilt (degrees).")
-    min_brightness: float = Field(35.0, ge=0.0, le=255.0, description="Darkest accepted face (mean luminance).")
-    max_brightness: float = Field(230.0, ge=0.0, le=255.0, description="Brightest accepted face (mean luminance).")
-    remove_duplicates: bool = Field(True, description="Keep one photo of near-identical pairs (the better one).")
-    identity_check: bool = Field(True, description="Drop photos whose face is a different person than the rest.")
-    max_photos: int | None = Field(None, ge=1, le=200, description="Keep at most this many (best first); empty = all.")
+    min_face_px: int = Field(128, ge=32, le=2048, description="Smallest accepted face (shorter box side, pixels).",
+                             **in_group(_PHOTOS, advanced=True))
+    min_sharpness: float = Field(25.0, ge=0.0, le=5000.0, description="Blur gate: Laplacian variance of the face.",
+                                 **in_group(_PHOTOS, advanced=True))
+    max_yaw: float = Field(50.0, ge=0.0, le=90.0, description="Largest accepted head turn (degrees).",
+                           **in_group(_PHOTOS, advanced=True))
+    max_roll: float = Field(45.0, ge=0.0, le=90.0, description="Largest accepted head tilt (degrees).",
+                            **in_group(_PHOTOS, advanced=True))
+    min_brightness: float = Field(35.0, ge=0.0, le=255.0, description="Darkest accepted face (mean luminance).",
+                                  **in_group(_PHOTOS, advanced=True))
+    max_brightness: float = Field(230.0, ge=0.0, le=255.0, description="Brightest accepted face (mean luminance).",
+                                  **in_group(_PHOTOS, advanced=True))
+    remove_duplicates: bool = Field(True, description="Keep one photo of near-identical pairs (the better one).",
+                                    **in_group(_PHOTOS))
+    identity_check: bool = Field(True, description="Drop photos whose face is a different person than the rest.",
+                                 **in_group(_PHOTOS))
+    max_photos: int | None = Field(None, ge=1, le=200, description="Keep at most this many (best first); empty = all.",
+                                   **in_group(_PHOTOS))
     # --- dataset preparation (reference §3.2-3.3)
-    resolution: int = Field(512, ge=256, le=2048, multiple_of=64, description="Training image size in pixels.")
-    crop_ratio: float = Field(3.0, ge=1.0, le=6.0, description="Crop around the face: box size × this ratio.")
-    matting: bool = Field(True, description="Put the person on a plain white background (person matte).")
-    retouch: bool = Field(False, description="Smooth skin slightly (classical bilateral filter on the skin mask).")
-    upscale_small: bool = Field(True, description="Upscale crops smaller than the resolution (Real-ESRGAN when present, else Lanczos + sharpen).")
-    caption: str = Field(DEFAULT_CAPTION, min_length=1, max_length=500, description="Fixed caption of every photo.")
+    resolution: int = Field(512, ge=256, le=2048, multiple_of=64, description="Training image size in pixels.",
+                            **in_group(_DATASET))
+    crop_ratio: float = Field(3.0, ge=1.0, le=6.0, description="Crop around the face: box size × this ratio.",
+                              **in_group(_DATASET, advanced=True))
+    matting: bool = Field(True, description="Put the person on a plain white background (person matte).",
+                          **in_group(_DATASET))
+    retouch: bool = Field(False, description="Smooth skin slightly (classical bilateral filter on the skin mask).",
+                          **in_group(_DATASET))
+    upscale_small: bool = Field(
+        True,
+        description="Upscale crops smaller than the resolution (Real-ESRGAN when present, else Lanczos + sharpen).",
+        **in_group(_DATASET, advanced=True),
+    )
+    caption: str = Field(DEFAULT_CAPTION, min_length=1, max_length=500, description="Fixed caption of every photo.",
+                         **in_group(_DATASET, advanced=True))
     holdout_photos: int = Field(
         2, ge=0, le=10,
         description="Photos kept out of training to score validation against, when at least 8 remain (0 = off).",
+        **in_group(_DATASET, advanced=True),
     )
-    rank: int = Field(128, ge=1, le=1024, description="LoRA rank.")
-    network_alpha: int = Field(64, ge=1, le=1024, description="LoRA alpha (scale = alpha / rank); ≤ rank.")
-    learning_rate: float = Field(1e-4, gt=0, le=1e-2, description="UNet learning rate.")
-    text_encoder_learning_rate: float = Field(5e-5, ge=0, le=1e-2, description="Text encoder learning rate.")
-    train_text_encoder: bool = Field(True, description="Also train LoRA on the text encoder.")
-    batch_size: int = Field(1, ge=1, le=64, description="Images per step.")
-    gradient_accumulation_steps: int = Field(4, ge=1, le=64, description="Steps accumulated per optimizer update.")
-    steps_per_photo: int = Field(200, ge=1, le=10000, description="Training steps per kept photo.")
-    max_train_steps: int = Field(800, ge=1, le=100000, description="Upper bound on training steps.")
-    validation: bool = Field(True, description="Score checkpoints by face identity and merge the best.")
-    validation_every: int = Field(100, ge=1, le=100000, description="Steps between checkpoints/validations.")
+    rank: int = Field(128, ge=1, le=1024, description="LoRA rank.", **in_group(_LORA))
+    network_alpha: int = Field(64, ge=1, le=1024, description="LoRA alpha (scale = alpha / rank); ≤ rank.",
+                               **in_group(_LORA))
+    learning_rate: float = Field(1e-4, gt=0, le=1e-2, description="UNet learning rate.", **in_group(_TRAINING))
+    text_encoder_learning_rate: float = Field(5e-5, ge=0, le=1e-2, description="Text encoder learning rate.",
+                                              **in_group(_TRAINING, advanced=True))
+    train_text_encoder: bool = Field(True, description="Also train LoRA on the text encoder.", **in_group(_LORA))
+    batch_size: int = Field(1, ge=1, le=64, description="Images per step.", **in_group(_SPEED))
+    gradient_accumulation_steps: int = Field(4, ge=1, le=64, description="Steps accumulated per optimizer update.",
+                                             **in_group(_TRAINING, advanced=True))
+    steps_per_photo: int = Field(200, ge=1, le=10000, description="Training steps per kept photo.",
+                                 **in_group(_TRAINING))
+    max_train_steps: int = Field(800, ge=1, le=100000, description="Upper bound on training steps.",
+                                 **in_group(_TRAINING))
+    validation: bool = Field(True, description="Score checkpoints by face identity and merge the best.",
+                             **in_group(_VALIDATION))
+    validation_every: int = Field(100, ge=1, le=100000, description="Steps between checkpoints/validations.",
+                                  **in_group(_VALIDATION))
     # 2: the two best-scored checkpoints are what one compares with the exported (merged) LoRA, e.g. an earlier,
     # less fitted one when likeness is overdone; each is ~0.3 GB (float32, its optimizer state is never kept), so
     # an identity keeps ~0.6 GB instead of ~0.9 GB per checkpoint (~7 GB at 800 steps).
@@ -238,8 +293,10 @@ class TrainConfig(ConfigModel):
         2, ge=0, le=1000,
         description="Checkpoint LoRAs kept after training besides the exported one (best-scored first, else the "
         "latest); 0 = none. During training only what the merge and resume still need is kept in addition.",
+        **in_group(_VALIDATION, advanced=True),
     )
-    seed: int | None = Field(None, ge=0, le=2**32 - 1, description="Random seed; empty = random per training.")
+    seed: int | None = Field(None, ge=0, le=2**32 - 1, description="Random seed; empty = random per training.",
+                             **in_group(_TRAINING, advanced=True))
 
     check_alpha_at_most_rank = _cross_field_check(
         "check_alpha_at_most_rank",
@@ -258,70 +315,111 @@ class TrainConfig(ConfigModel):
     cache_latents: bool = Field(
         True,
         description="Encode every photo (and its mirror) with the VAE once, and the caption once, before training.",
+        **in_group(_SPEED, advanced=True),
     )
     mixed_precision: Literal["no", "fp16", "bf16"] = Field(
         "fp16",
         description="Half-precision autocast on CUDA (frozen weights in half, LoRA in float32); ignored on CPU.",
+        **in_group(_SPEED),
     )
     gradient_checkpointing: bool = Field(
-        False, description="Recompute activations in the backward pass: much less VRAM, about 30% slower."
+        False, description="Recompute activations in the backward pass: much less VRAM, about 30% slower.",
+        **in_group(_SPEED),
     )
     attention: Literal["sdpa", "classic"] = Field(
-        "sdpa", description="sdpa = PyTorch scaled-dot-product attention (fast); classic = diffusers' AttnProcessor."
+        "sdpa", description="sdpa = PyTorch scaled-dot-product attention (fast); classic = diffusers' AttnProcessor.",
+        **in_group(_SPEED, advanced=True),
     )
     low_vram: bool = Field(
-        False, description="Move the VAE (and a frozen text encoder) off the GPU once latents are cached."
+        False, description="Move the VAE (and a frozen text encoder) off the GPU once latents are cached.",
+        **in_group(_SPEED),
     )
 
 
 class PortraitConfig(ConfigModel):
     """Parameters of the two-pass portrait pipeline (reference §3.6; defaults are the reference's SD 1.5 ones).
 
-    Pixel sizes (dilations, blurs) are given for a 512 px crop and scale with `short_side`."""
+    Pixel sizes (dilations, blurs) are given for a 512 px crop and scale with `short_side`. Each field's group
+    (`in_group`) places it in the Portrait tab; advanced ones start folded."""
 
-    lora_weight: float = Field(0.9, ge=0.0, le=2.0, description="Weight of the identity LoRA.")
-    additional_prompt: str = Field("masterpiece, beauty", max_length=2000, description="Appended to the positive prompt.")
-    additional_negative_prompt: str = Field("", max_length=2000, description="Appended to the negative prompt.")
-    seed: int = Field(-1, ge=-1, le=2**32 - 1, description="-1 = random (the seed used is saved with the image).")
-    batch_size: int = Field(1, ge=1, le=16, description="Portraits per template (seed, seed+1, ...).")
+    # --- identity and prompt
+    lora_weight: float = Field(0.9, ge=0.0, le=2.0, description="Weight of the identity LoRA.",
+                               **in_group(_IDENTITY))
+    additional_prompt: str = Field("masterpiece, beauty", max_length=2000, description="Appended to the positive prompt.",
+                                   **in_group(_IDENTITY))
+    additional_negative_prompt: str = Field("", max_length=2000, description="Appended to the negative prompt.",
+                                            **in_group(_IDENTITY))
     # --- template analysis and crop
-    crop_face: bool = Field(True, description="Work on a crop around each face (box × crop ratio), not the whole photo.")
-    crop_ratio: float = Field(3.0, ge=1.5, le=6.0, description="Template crop around the face: box × this ratio.")
-    short_side: int = Field(512, ge=256, le=2048, multiple_of=32, description="Short side of the processed crop.")
-    min_face_px: int = Field(48, ge=16, le=1024, description="Smallest template face that can be rendered (box side).")
+    crop_face: bool = Field(True, description="Work on a crop around each face (box × crop ratio), not the whole photo.",
+                            **in_group(_TEMPLATE))
+    crop_ratio: float = Field(3.0, ge=1.5, le=6.0, description="Template crop around the face: box × this ratio.",
+                              **in_group(_TEMPLATE, advanced=True))
+    short_side: int = Field(512, ge=256, le=2048, multiple_of=32, description="Short side of the processed crop.",
+                            **in_group(_TEMPLATE, advanced=True))
+    min_face_px: int = Field(48, ge=16, le=1024, description="Smallest template face that can be rendered (box side).",
+                             **in_group(_TEMPLATE, advanced=True))
     # --- face fusion
-    fusion_before: bool = Field(True, description="Blend the reference face into the template before pass 1.")
-    face_fusion_before: float = Field(0.6, ge=0.0, le=1.0, description="Fusion blend ratio before pass 1.")
-    fusion_after: bool = Field(True, description="Blend the reference face in again after pass 1.")
-    face_fusion_after: float = Field(0.6, ge=0.0, le=1.0, description="Fusion blend ratio after pass 1.")
+    fusion_before: bool = Field(True, description="Blend the reference face into the template before pass 1.",
+                                **in_group(_FUSION))
+    face_fusion_before: float = Field(0.6, ge=0.0, le=1.0, description="Fusion blend ratio before pass 1.",
+                                      **in_group(_FUSION))
+    fusion_after: bool = Field(True, description="Blend the reference face in again after pass 1.",
+                               **in_group(_FUSION))
+    face_fusion_after: float = Field(0.6, ge=0.0, le=1.0, description="Fusion blend ratio after pass 1.",
+                                     **in_group(_FUSION))
     # --- pass 1: inpaint the face with the identity LoRA
-    first_steps: int = Field(50, ge=1, le=150, description="Sampling steps of pass 1.")
-    first_denoising_strength: float = Field(0.45, ge=0.0, le=1.0, description="Denoising strength of pass 1.")
-    canny_weight: float = Field(0.5, ge=0.0, le=2.0, description="Pass 1 canny-edge control weight.")
-    openpose_weight: float = Field(0.5, ge=0.0, le=2.0, description="Pass 1 pose control weight.")
-    color_weight: float = Field(0.85, ge=0.0, le=2.0, description="Pass 1 colour control weight.")
+    first_steps: int = Field(50, ge=1, le=150, description="Sampling steps of pass 1.", **in_group(_PASS1))
+    first_denoising_strength: float = Field(0.45, ge=0.0, le=1.0, description="Denoising strength of pass 1.",
+                                            **in_group(_PASS1))
+    canny_weight: float = Field(0.5, ge=0.0, le=2.0, description="Pass 1 canny-edge control weight.",
+                                **in_group(_PASS1, advanced=True))
+    openpose_weight: float = Field(0.5, ge=0.0, le=2.0, description="Pass 1 pose control weight.",
+                                   **in_group(_PASS1, advanced=True))
+    color_weight: float = Field(0.85, ge=0.0, le=2.0, description="Pass 1 colour control weight.",
+                                **in_group(_PASS1, advanced=True))
     # --- pass 2: refine the ring around the face
-    second_pass: bool = Field(True, description="Refine the face border and features in a second pass.")
-    second_steps: int = Field(20, ge=1, le=150, description="Sampling steps of pass 2.")
-    second_denoising_strength: float = Field(0.30, ge=0.0, le=1.0, description="Denoising strength of pass 2.")
-    second_canny_weight: float = Field(1.0, ge=0.0, le=2.0, description="Pass 2 canny-edge control weight.")
-    tile_weight: float = Field(1.0, ge=0.0, le=2.0, description="Pass 2 tile control weight.")
+    second_pass: bool = Field(True, description="Refine the face border and features in a second pass.",
+                              **in_group(_PASS2))
+    second_steps: int = Field(20, ge=1, le=150, description="Sampling steps of pass 2.", **in_group(_PASS2))
+    second_denoising_strength: float = Field(0.30, ge=0.0, le=1.0, description="Denoising strength of pass 2.",
+                                             **in_group(_PASS2))
+    second_canny_weight: float = Field(1.0, ge=0.0, le=2.0, description="Pass 2 canny-edge control weight.",
+                                       **in_group(_PASS2, advanced=True))
+    tile_weight: float = Field(1.0, ge=0.0, le=2.0, description="Pass 2 tile control weight.",
+                               **in_group(_PASS2, advanced=True))
     # --- sampling, shared by both passes
-    cfg_scale: float = Field(7.0, ge=1.0, le=30.0, description="Classifier-free guidance scale.")
-    sampler: str = Field("DPM++ 2M SDE", min_length=1, max_length=80, description="Sampler name as the WebUI names it.")
-    scheduler: str = Field("Karras", min_length=1, max_length=80, description="Noise schedule label (WebUI ≥1.9).")
-    control_mode: ControlMode = Field("prompt", description="ControlNet balance: balanced, prompt or control.")
-    mask_blur: int = Field(8, ge=0, le=64, description="Blur of the inpaint mask (px).")
+    seed: int = Field(-1, ge=-1, le=2**32 - 1, description="-1 = random (the seed used is saved with the image).",
+                      **in_group(_SAMPLING))
+    batch_size: int = Field(1, ge=1, le=16, description="Portraits per template (seed, seed+1, ...).",
+                            **in_group(_SAMPLING))
+    cfg_scale: float = Field(7.0, ge=1.0, le=30.0, description="Classifier-free guidance scale.",
+                             **in_group(_SAMPLING))
+    sampler: str = Field("DPM++ 2M SDE", min_length=1, max_length=80, description="Sampler name as the WebUI names it.",
+                         **in_group(_SAMPLING, advanced=True))
+    scheduler: str = Field("Karras", min_length=1, max_length=80, description="Noise schedule label (WebUI ≥1.9).",
+                           **in_group(_SAMPLING, advanced=True))
+    control_mode: ControlMode = Field("prompt", description="ControlNet balance: balanced, prompt or control.",
+                                      **in_group(_SAMPLING, advanced=True))
+    mask_blur: int = Field(8, ge=0, le=64, description="Blur of the inpaint mask (px).",
+                           **in_group(_SAMPLING, advanced=True))
     # --- colour and finishing
-    color_shift_middle: bool = Field(True, description="LAB colour transfer toward the template after pass 1.")
-    color_shift_last: bool = Field(True, description="LAB colour transfer toward the template after pass 2.")
-    super_resolution: bool = Field(False, description="Sharpen the face crop with the upscaler (Real-ESRGAN if present).")
-    super_resolution_ratio: float = Field(0.5, ge=0.0, le=1.0, description="Blend of the upscaled face crop.")
-    skin_retouch: bool = Field(False, description="Smooth the skin slightly (bilateral filter on the skin mask).")
+    color_shift_middle: bool = Field(True, description="LAB colour transfer toward the template after pass 1.",
+                                     **in_group(_FINISHING, advanced=True))
+    color_shift_last: bool = Field(True, description="LAB colour transfer toward the template after pass 2.",
+                                   **in_group(_FINISHING, advanced=True))
+    super_resolution: bool = Field(False, description="Sharpen the face crop with the upscaler (Real-ESRGAN if present).",
+                                   **in_group(_FINISHING))
+    super_resolution_ratio: float = Field(0.5, ge=0.0, le=1.0, description="Blend of the upscaled face crop.",
+                                          **in_group(_FINISHING, advanced=True))
+    skin_retouch: bool = Field(False, description="Smooth the skin slightly (bilateral filter on the skin mask).",
+                               **in_group(_FINISHING))
     # --- likeness
-    likeness_gate: bool = Field(False, description="Regenerate with a new seed while the likeness is below the threshold.")
-    likeness_threshold: float = Field(0.6, ge=0.0, le=1.0, description="Lowest accepted FaceID similarity (gate).")
-    max_attempts: int = Field(3, ge=1, le=10, description="Generations per portrait at most, with the gate on.")
+    likeness_gate: bool = Field(False, description="Regenerate with a new seed while the likeness is below the threshold.",
+                                **in_group(_LIKENESS))
+    likeness_threshold: float = Field(0.6, ge=0.0, le=1.0, description="Lowest accepted FaceID similarity (gate).",
+                                      **in_group(_LIKENESS))
+    max_attempts: int = Field(3, ge=1, le=10, description="Generations per portrait at most, with the gate on.",
+                              **in_group(_LIKENESS, advanced=True))
 
     check_first_pass_steps = _cross_field_check(
         "check_first_pass_steps", lambda v: _check_denoising_steps(v, "first", "Pass 1"))

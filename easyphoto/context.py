@@ -12,11 +12,14 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from easyphoto import __version__
 from easyphoto.config import Settings
 from easyphoto.store import IdentityStore, Paths, atomic_write_json, read_json
+
+if TYPE_CHECKING:  # for the annotation only: generation imports PIL, which importing the context does not need
+    from easyphoto.generation import Upscaler
 
 log = logging.getLogger("easyphoto")
 Flavour = Literal["a1111", "forge", "standalone"]
@@ -50,6 +53,10 @@ class AppContext:
     # UI only: "Send to img2img / inpaint" buttons for a result image and its infotext, `(image, infotext) ->
     # buttons`; the WebUI glue sets it (the host's infotext_utils). None standalone: no such buttons.
     paste_buttons: Callable[[object, object], dict] | None = None
+    # Builds the upscaler for small crops and face super-resolution (generation.Upscaler): the WebUI's own (its
+    # Real-ESRGAN / upscaler models) inside the WebUI; None there falls back, like standalone, to the manifest's
+    # Real-ESRGAN file (upscale.for_context).
+    make_upscaler: Callable[[], Upscaler | None] | None = None
 
     @property
     def settings(self) -> Settings:

@@ -1,10 +1,12 @@
 """The seam between the algorithms (portrait, try-on) and a diffusion host (ARCHITECTURE.md §4).
 
 An algorithm builds requests and hands them to a :class:`Generator`; it never knows whether the WebUI
-(`backends/webui.py`: modules.processing + the host's ControlNet) or diffusers (`backends/diffusers.py`,
+(`backends/webui/`: modules.processing + the host's ControlNet) or diffusers (`backends/diffusers.py`,
 standalone) does the work. Requests carry *prepared* condition images: every control map (canny edges, pose
 rendering, colour, tile) is computed in-process, so both backends see the same pixels and no host preprocessor has
-to download annotator weights at generation time.
+to download annotator weights at generation time. What every backend must do beyond these signatures (sizes,
+determinism per seed, stopping, progress, refusing missing models, LoRAs, counting) is one test suite run against
+each of them: tests/test_generator_contract.py.
 
 Torch-free on purpose: importing this module must stay cheap for the WebUI tab and the API.
 """
@@ -193,3 +195,14 @@ def planned_steps(steps: int, denoising_strength: float | None) -> int:
     if denoising_strength is None:
         return steps
     return max(int(steps * min(denoising_strength, 0.999)), 1) if denoising_strength > 0 else 0
+
+
+class Upscaler(Protocol):
+    """Enlarges an image to side×side; holds its model until `unload()` (a later call loads it again). The WebUI's
+    own upscalers (backends.webui.upscaler) and the standalone Real-ESRGAN engines (easyphoto.upscale) are ones."""
+
+    name: str
+
+    def __call__(self, image: Image.Image, side: int) -> Image.Image: ...
+
+    def unload(self) -> None: ...

@@ -247,6 +247,17 @@ def blend(base: np.ndarray, over: np.ndarray, weight: np.ndarray) -> np.ndarray:
     return np.where(w > 0, out, base)
 
 
+def smooth_skin(image: np.ndarray, skin: np.ndarray) -> np.ndarray:
+    """Bilateral filter inside the skin mask (0/255), blended at half strength so pores and freckles stay.
+
+    Used on training crops (easyphoto.train.dataset) and on finished portraits (skin_retouch)."""
+    import cv2
+
+    smoothed = cv2.bilateralFilter(image, d=9, sigmaColor=40, sigmaSpace=9)
+    weight = (cv2.GaussianBlur(skin.astype(np.float32) / 255.0, (0, 0), 3) * 0.5)[..., None]
+    return np.clip(image * (1 - weight) + smoothed * weight, 0, 255).astype(np.uint8)
+
+
 def dilate(mask: np.ndarray, px: int) -> np.ndarray:
     import cv2
 

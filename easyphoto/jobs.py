@@ -11,7 +11,9 @@ never block one.
     queue.get(record.id).progress          # phase, fraction, ETA, message, latest preview
     queue.cancel(record.id)
 
-An operation is `operation(params, ctx) -> dict | None`. It reports with `ctx.progress(...)`, polls
+An operation is `operation(params, ctx) -> dict | None`. A kind registered with `params=parse` gets its typed
+parameters: `parse` validates what submit receives (a dict, or the typed value itself) once, at submit, and the
+record stores the typed value's `to_dict()`; other kinds get the JSON dict. It reports with `ctx.progress(...)`, polls
 `ctx.check_cancelled()` (raises `Cancelled`) and, when its work happens elsewhere (a child process),
 registers `ctx.on_cancel(callback)` to stop that work when a cancel is requested.
 
@@ -198,14 +200,17 @@ def _opt_float(value: Any) -> float | None:
 
 # ---------------------------------------------------------------------------------------------- operations
 
-Operation = Callable[[dict, "JobContext"], "dict | None"]
+Operation = Callable[[Any, "JobContext"], "dict | None"]
+# dict (or the typed value) in, typed parameters with to_dict() out; raises an EasyPhotoError when they are invalid
+ParamsParser = Callable[[Any], Any]
 
 
 @dataclass(frozen=True)
 class _Kind:
     operation: Operation
-    label: Callable[[dict], str] | None
+    label: Callable[[Any], str] | None
     gpu: bool  # runs under the host's GPU lock (the WebUI's queue lock)
+    parse: ParamsParser | None = None
 
 
 class _Active:
@@ -313,6 +318,7 @@ class JobQueue:
         self._pending: deque[str] = deque()
         self._active: _Active | None = None
         self._ops: dict[str, _Kind] = {}
+        self._typed: dict[str, Any] = {}  # job id -> typed params of a job not started yet (validated at submit)
         self._stopping = False
         self._thread: threading.Thread | None = None
         with self._lock:
@@ -333,14 +339,21 @@ class JobQueue:
             self._thread.start()
 
     def register(
-        self, kind: str, operation: Operation, *, label: Callable[[dict], str] | None = None, gpu: bool = True
+        self,
+        kind: str,
+        operation: Operation,
+        *,
+        label: Callable[[Any], str] | None = None,
+        gpu: bool = True,
+        params: ParamsParser | None = None,
     ) -> None:
         """Register `operation` for `kind`. `gpu`: whether it needs the GPU, i.e. must hold the host's GPU lock
-        while it runs (True, the safe default, for anything that may load a model on the GPU)."""
+        while it runs (True, the safe default, for anything that may load a model on the GPU). `params`: the
+        parser of the kind's typed parameters (see the module docstring); `label` receives what it returns."""
         if not isinstance(kind, str) or not kind:
             raise ValueError("a job kind must be a non-empty string")
         with self._lock:
-            self._ops[kind] = _Kind(operation, label, bool(gpu))
+            self._ops[kind] = _Kind(operation, label, bool(gpu), params)
 
     def needs_gpu(self, kind: str) -> bool:
         with self._lock:
@@ -351,7 +364,8 @@ class JobQueue:
         with self._lock:
             return sorted(self._ops)
 
-    def submit(self, kind: str, params: dict) -> JobRecord:
+    def submit(self, kind: str, params: Any) -> JobRecord:
+        """Queue a job; `params` is a JSON-able dict, or the kind's typed parameters (validated here, once)."""
         with self._lock:
             entry = self._ops.get(kind)
             registered = sorted(self._ops)
@@ -361,9 +375,9 @@ class JobQueue:
                 f"No operation is registered for job kind {str(kind)[:80]!r} (registered: {names}).",
                 hint="This EasyPhoto install cannot run it; check the kind, or install the missing part.",
             )
-        params = _json_params(params)
+        typed, params = _typed_params(entry.parse, params)
         record = JobRecord(id=uuid.uuid4().hex, kind=kind, state=JobState.QUEUED, created=time.time(), params=params)
-        record.label = _make_label(entry.label, params, kind)
+        record.label = _make_label(entry.label, params if typed is None else typed, kind)
         with self._lock:
             if self._stopping:
                 raise QueueStopped(
@@ -371,6 +385,8 @@ class JobQueue:
                 )
             self._persist(record, strict=True)
             self._jobs[record.id] = record
+            if typed is not None:  # a copy: the caller may go on changing its own object
+                self._typed[record.id] = copy.deepcopy(typed)
             self._pending.append(record.id)
             self._changed.notify_all()
             return copy.deepcopy(record)
@@ -495,9 +511,10 @@ class JobQueue:
                     record.state = JobState.RUNNING
                     record.started = time.time()
                     active = self._active = _Active(record)
+                    typed = self._typed.pop(record.id, None)
                     self._persist(record)
                     self._changed.notify_all()
-                self._execute(operation, record, active)
+                self._execute(operation, record, active, typed)
         except BaseException as exc:  # the GPU lock failed, or a bug above: the job must still end
             error = self._failure_error(record, exc)
             with self._lock:
@@ -506,13 +523,14 @@ class JobQueue:
                 self._active = None
             raise
 
-    def _execute(self, operation: Operation | None, record: JobRecord, active: _Active) -> None:
+    def _execute(self, operation: Operation | None, record: JobRecord, active: _Active, typed: Any = None) -> None:
         result: Any = None
         failure: BaseException | None = None
         try:
             if operation is None:
                 raise UnknownJobKind(f"No operation is registered for job kind {record.kind!r}.")
-            result = operation(copy.deepcopy(record.params), JobContext(self, active))
+            params = copy.deepcopy(record.params) if typed is None else typed
+            result = operation(params, JobContext(self, active))
             if result is not None and not isinstance(result, dict):
                 raise TypeError(f"the {record.kind!r} operation returned {type(result).__name__}, not a dict")
             if result is not None:
@@ -529,7 +547,7 @@ class JobQueue:
                 error = failure if isinstance(failure, Cancelled) else Cancelled("The job was cancelled.")
                 self._finish(record, JobState.CANCELLED, error=error.to_dict())
             elif failure is not None:
-                if not isinstance(failure, EasyPhotoError):
+                if is_bug(failure):
                     log.error("EasyPhoto: job %s (%s) failed", record.id, record.kind, exc_info=failure)
                 self._finish(record, JobState.FAILED, error=error)
             else:
@@ -544,7 +562,7 @@ class JobQueue:
         (versions, host, kind, params, traceback) for the user to paste into an issue. Interruptions
         (KeyboardInterrupt, SystemExit) and user-actionable errors get none."""
         error = _error_dict(exc)
-        if isinstance(exc, Exception) and not isinstance(exc, EasyPhotoError):
+        if is_bug(exc):
             try:
                 from easyphoto.bugreport import bug_report  # light, but only needed when something broke
 
@@ -621,6 +639,7 @@ class JobQueue:
         return record
 
     def _finish(self, record: JobRecord, state: JobState, *, result: dict | None = None, error: dict | None = None):
+        self._typed.pop(record.id, None)  # a queued job cancelled or interrupted never runs
         record.state = state
         record.finished = time.time()
         record.result = result
@@ -706,6 +725,24 @@ def _interrupted_error(state: JobState, resumable_step: int | None = None) -> di
     ).to_dict()
 
 
+def is_bug(exc: BaseException) -> bool:
+    """A bug: an Exception that is not an EasyPhotoError, or an EasyPhotoError that carries a bug from another
+    process (`exc.bug`: the details the training child sent, see easyphoto.bugreport.process_details)."""
+    if not isinstance(exc, Exception):
+        return False
+    return not isinstance(exc, EasyPhotoError) or isinstance(getattr(exc, "bug", None), dict)
+
+
+def _typed_params(parse: ParamsParser | None, params: Any) -> tuple[Any, dict]:
+    """(typed params or None, the JSON dict the record stores). A typed value without a parser (a kind registered
+    without one, e.g. by a test) is passed on as it is."""
+    if parse is not None:
+        params = parse(params)
+    if not isinstance(params, dict) and callable(getattr(params, "to_dict", None)):
+        return params, _json_params(params.to_dict())
+    return None, _json_params(params)
+
+
 def _error_dict(exc: BaseException) -> dict:
     if isinstance(exc, EasyPhotoError):
         try:
@@ -729,7 +766,7 @@ def _error_dict(exc: BaseException) -> dict:
     }
 
 
-def _make_label(label: Callable[[dict], str] | None, params: dict, kind: str) -> str:
+def _make_label(label: Callable[[Any], str] | None, params: Any, kind: str) -> str:
     if label is None:
         return kind
     try:

@@ -1,16 +1,19 @@
 """The operations that run as jobs, and the one job queue per data folder that runs them.
 
 Every front end (Train/Portrait/Models tabs, REST API, CLI) submits work here, so GPU work is serial and every run
-leaves a job record.
+leaves a job record. Each kind's parameters are typed (easyphoto.job_params): validated once at submit, whether
+they arrive as a dict or as the model, and handed to the operation as the model.
 """
 
 from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 
-from easyphoto.config import TrainConfig
+from easyphoto import job_params
 from easyphoto.context import AppContext
+from easyphoto.job_params import CheckPhotosParams, FetchModelsParams, PortraitParams, PrepareDatasetParams
 from easyphoto.jobs import JobContext, JobQueue, UnknownJobKind
 
 # Kinds whose operations arrive with later parts of EasyPhoto; submitting one before says so in plain words.
@@ -49,10 +52,12 @@ def refuse_while_busy(queue: JobQueue, identity_id: str, then: str, *, phase: st
                        hint=f"Cancel the job or wait for it to finish, {then}.", phase=phase)
 
 
-def submit(ctx: AppContext, kind: str, params: dict):
+def submit(ctx: AppContext, kind: str, params: Any):
+    """Queue a `kind` job; `params` is its job_params model or a dict of the same fields (InvalidRequest, HTTP 422,
+    naming each bad field when it does not validate)."""
     queue = job_queue(ctx)
     require(queue, kind)
-    return queue.submit(kind, params)
+    return queue.submit(kind, job_params.parse(kind, params))
 
 
 def shutdown_all() -> None:
@@ -75,19 +80,18 @@ NEEDS_GPU: dict[str, bool] = {
 
 def register_operations(queue: JobQueue, ctx: AppContext) -> None:
     def add(kind, operation, label) -> None:
-        queue.register(kind, operation, label=label, gpu=NEEDS_GPU[kind])
+        queue.register(kind, operation, label=label, gpu=NEEDS_GPU[kind], params=job_params.parser(kind))
 
-    add("check_photos", lambda p, job: check_photos(ctx, p, job), lambda p: f"check photos of {p['identity_id']}")
-    add("prepare_dataset", lambda p, job: prepare_dataset(ctx, p, job), lambda p: f"dataset of {p['identity_id']}")
+    add("check_photos", lambda p, job: check_photos(ctx, p, job), lambda p: f"check photos of {p.identity_id}")
+    add("prepare_dataset", lambda p, job: prepare_dataset(ctx, p, job), lambda p: f"dataset of {p.identity_id}")
     add("fetch_models", lambda p, job: fetch_models(ctx, p, job), lambda p: "download model files")
     from easyphoto.train.runner import train_operation  # light: the training itself runs in a child process
 
-    add("train", lambda p, job: train_operation(ctx, p, job), lambda p: f"train {p['identity_id']}")
-    add("portrait", lambda p, job: portrait(ctx, p, job),
-        lambda p: f"portrait of {', '.join(p.get('identity_ids') or [])}")
+    add("train", lambda p, job: train_operation(ctx, p, job), lambda p: f"train {p.identity_id}")
+    add("portrait", lambda p, job: portrait(ctx, p, job), lambda p: f"portrait of {', '.join(p.identity_ids)}")
 
 
-def portrait(ctx: AppContext, params: dict, job: JobContext) -> dict:
+def portrait(ctx: AppContext, params: PortraitParams, job: JobContext) -> dict:
     from easyphoto.portrait.run import portrait_operation
 
     return portrait_operation(ctx, params, job)
@@ -101,30 +105,28 @@ def _photo_progress(job: JobContext, phase: str):
     return report
 
 
-def check_photos(ctx: AppContext, params: dict, job: JobContext) -> dict:
+def check_photos(ctx: AppContext, params: CheckPhotosParams, job: JobContext) -> dict:
     from easyphoto.train import prepare
 
-    config = TrainConfig.from_dict(params.get("config") or {})
-    report = prepare.check_photos(ctx, params["identity_id"], config, _photo_progress(job, "checking photos"))
+    report = prepare.check_photos(ctx, params.identity_id, params.config, _photo_progress(job, "checking photos"))
     job.progress(phase="done", fraction=1.0, message=f"{len(report.kept)} of {len(report.decisions)} kept")
-    return {"identity_id": params["identity_id"], "kept": len(report.kept), "total": len(report.decisions),
+    return {"identity_id": params.identity_id, "kept": len(report.kept), "total": len(report.decisions),
             "reference": report.reference}
 
 
-def prepare_dataset(ctx: AppContext, params: dict, job: JobContext) -> dict:
+def prepare_dataset(ctx: AppContext, params: PrepareDatasetParams, job: JobContext) -> dict:
     from easyphoto.train import prepare
 
-    config = TrainConfig.from_dict(params.get("config") or {})
-    items = prepare.prepare_identity_dataset(ctx, params["identity_id"], config, _photo_progress(job, "preparing"))
+    items = prepare.prepare_identity_dataset(ctx, params.identity_id, params.config, _photo_progress(job, "preparing"))
     job.progress(phase="done", fraction=1.0, message=f"{len(items)} training images")
-    return {"identity_id": params["identity_id"], "images": len(items)}
+    return {"identity_id": params.identity_id, "images": len(items)}
 
 
-def fetch_models(ctx: AppContext, params: dict, job: JobContext) -> dict:
+def fetch_models(ctx: AppContext, params: FetchModelsParams, job: JobContext) -> dict:
     """Download missing model files (all, a group, or ids); the job fails naming each file that could not be had."""
     from easyphoto import weights
 
-    entries = weights.select(params.get("ids") or None, params.get("group"))
+    entries = weights.select(params.ids or None, params.group)
     sizes = {e.id: e.size for e in entries}
     received: dict[str, int] = {}
 

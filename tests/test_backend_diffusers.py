@@ -36,7 +36,7 @@ from easyphoto.generation import (  # noqa: E402
     LoraRef,
     Txt2ImgRequest,
 )
-from easyphoto.train import lora as L  # noqa: E402
+from easyphoto.sd import lora as L  # noqa: E402
 from tests.kit.lora import random_lora  # noqa: E402
 from tests.kit.single_file import controlnet_to_ldm  # noqa: E402
 from tests.kit.tiny_sd import torch_threads  # noqa: E402
@@ -437,7 +437,7 @@ def test_shipped_controlnet_config_is_the_sd15_architecture():
 
 def test_nine_channel_inpaint_unet_and_single_file_base(tiny_inpaint_dir, tiny_single_file, tiny_sd_config_dir,
                                                         tiny_controlnet_dirs):
-    from easyphoto.train.base_model import BaseModelError, load_base
+    from easyphoto.sd.base_model import BaseModelError, load_base
 
     with pytest.raises(BaseModelError, match="in_channels 9"):  # the trainer still refuses it
         load_base(tiny_inpaint_dir)

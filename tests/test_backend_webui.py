@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from easyphoto.backends import webui
+from easyphoto.backends.webui.controlnet import controlnet_script
 from easyphoto.generation import (
     Control,
     GenerationError,
@@ -24,6 +25,7 @@ from easyphoto.generation import (
     Txt2ImgRequest,
 )
 from easyphoto.jobs import JobQueue, JobState
+from easyphoto_webui.paste import paste_buttons
 from tests.host.harness import WebUIHost
 
 W, H = 96, 64  # not square: a swapped width/height shows
@@ -93,7 +95,7 @@ def control(kind, mode="balanced", size=(W, H), **kw):
 
 
 def cn_slice(runner, args):
-    script = webui._controlnet_script(runner)
+    script = controlnet_script(runner)
     return args[script.args_from:script.args_to]
 
 
@@ -167,7 +169,7 @@ def test_inpaint_gives_the_host_exact_fields_and_units(host, flavour, monkeypatc
     assert f["scripts_value"] is runner and call.script_args[0] == 0
     assert len(call.script_args) == len(runner.inputs)
     units = cn_slice(runner, call.script_args)
-    script = webui._controlnet_script(runner)
+    script = controlnet_script(runner)
     defaults = [c.value for c in runner.inputs[1:]]
     assert call.script_args[1:script.args_from] + call.script_args[script.args_to:] == \
         defaults[:script.args_from - 1] + defaults[script.args_to - 1:]
@@ -476,7 +478,7 @@ def test_paste_buttons_register_the_hosts_bindings(host):
                       "source_tabname", "override_settings_component", "paste_field_names"]
     with gr.Blocks():
         image, info = gr.Image(), gr.Textbox()
-        buttons = webui.paste_buttons(image, info)
+        buttons = paste_buttons(image, info)
     assert list(buttons) == ["img2img", "inpaint"] and buttons["inpaint"].elem_id == "inpaint_tab"
     bindings = infotext_utils.registered_param_bindings
     assert [(b.tabname, b.paste_button) for b in bindings] == list(buttons.items())

@@ -66,3 +66,19 @@ def test_field_specs_drive_ui_controls():
     train = {s.name: s for s in TrainConfig.field_specs()}
     assert train["rank"].kind == "int" and train["rank"].default == 128
     assert train["learning_rate"].kind == "float"
+
+
+def test_ui_groups_live_in_the_schema_on_both_pydantic_versions():
+    for model in (TrainConfig, PortraitConfig):
+        properties = model.json_schema()["properties"]
+        for spec in model.field_specs():
+            assert spec.group and properties[spec.name]["x-group"] == spec.group
+            assert properties[spec.name]["x-advanced"] is spec.advanced
+    train = {s.name: s for s in TrainConfig.field_specs()}
+    assert (train["low_vram"].group, train["low_vram"].advanced) == ("Speed and memory", False)
+    assert (train["min_sharpness"].group, train["min_sharpness"].advanced) == ("Photo selection", True)
+    assert train["max_photos"].optional and train["seed"].optional and not train["rank"].optional  # pydantic 1 too
+    assert (train["resolution"].step, train["caption"].max_length) == (64, 500)
+    assert all(s.group == "" and not s.advanced for s in Settings.field_specs())
+    with pytest.raises(ValidationError):
+        TrainConfig.from_dict({"x-group": "LoRA"})  # schema keys, not config keys

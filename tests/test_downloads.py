@@ -8,6 +8,7 @@ ETag and Content-Length on `/{repo}/resolve/{revision}/{file}`, GET with Range).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -205,6 +206,41 @@ def test_hf_lfs_etag_checks_files_the_manifest_has_no_hash_for(server, paths):
     result = fetch_one(e, paths, server)
     assert result.state == "failed" and isinstance(result.error, ChecksumMismatch)
     assert result.error.expected_sha256 == sha(b"the published file") and result.error.actual_sha256 == sha(data)
+
+
+def test_a_pickled_file_nothing_can_check_is_refused(server, paths):
+    """No recorded sha256 and a source that announces none: a .pth (unpickling can run code) is not installed;
+    nothing is even requested from a plain URL."""
+    data = blob(2000, 9)
+    url = server.add("/files/unpinned.pth", data)
+    e = entry("unpinned", Source("url", url), data=data, with_sha=False, filename="unpinned.pth")
+    result = fetch_one(e, paths, server)
+    assert result.state == "failed" and isinstance(result.error, MissingWeights)
+    assert "Refused to install unpinned.pth: it is a pickled file" in result.error.message
+    assert not server.requests("GET", "/files/unpinned.pth") and not e.path(paths).exists()
+    # the same file with a recorded hash, or an explicit reviewed exception, is fetched
+    pinned = dataclasses.replace(e, sha256=sha(data))
+    assert fetch_one(pinned, paths, server).state == "downloaded"
+    e.path(paths).unlink()
+    excepted = dataclasses.replace(e, unpinned_reason="test: no public hash exists")
+    assert fetch_one(excepted, paths, server).state == "downloaded"
+    # other formats keep the old rule: checked only when a hash or size is known
+    plain = entry("plain", Source("url", server.add("/files/plain.onnx", data)), data=data, with_sha=False,
+                  filename="plain.onnx")
+    assert fetch_one(plain, paths, server).state == "downloaded"
+
+
+def test_a_pickled_file_from_the_hub_is_checked_against_its_lfs_hash(server, paths):
+    require_module("huggingface_hub")
+    data = blob(2000, 10)
+    server.add_hf("acme/x", "lfs.pth", data)  # LFS: the ETag is the sha256, so the file can be checked
+    lfs = entry("lfs", Source("huggingface", "acme/x", "lfs.pth"), data=data, with_sha=False, filename="lfs.pth")
+    assert fetch_one(lfs, paths, server).state == "downloaded"
+    server.add("/acme/x/resolve/main/git.pth", data, headers={"X-Repo-Commit": COMMIT, "ETag": f'"{"a" * 40}"'})
+    git = entry("git", Source("huggingface", "acme/x", "git.pth"), data=data, with_sha=False, filename="git.pth")
+    result = fetch_one(git, paths, server)
+    assert result.state == "failed" and "Refused to install git.pth" in result.error.message
+    assert not git.path(paths).exists() and not any(p.name.startswith(".git.pth") for p in git.path(paths).parent.iterdir())
 
 
 def test_url_source_reports_progress(server, paths):

@@ -480,3 +480,29 @@ def test_failing_installer_is_only_reported(webui_host_factory, tmp_path):
 
     launch.run_extension_installer(str(host.root / "extensions" / "bad"))
     assert any("Error running install.py" in e and "Error code: 3" in e for e in host.errors)
+
+
+# ---------------------------------------------------------------------------------------------- upscalers
+@pytest.mark.parametrize("flavour", ["a1111", "forge"])
+def test_upscalers_are_listed_and_run_the_real_way(webui_host_factory, flavour):
+    host = webui_host_factory(flavour)
+    from modules import modelloader, shared, upscaler
+
+    # the built-ins first, then the Real-ESRGAN entries enabled in Settings → Upscaling (by default these two)
+    assert [u.name for u in shared.sd_upscalers] == ["None", "Lanczos", "Nearest", "R-ESRGAN 4x+",
+                                                      "R-ESRGAN 4x+ Anime6B"]
+    entry = shared.sd_upscalers[3]
+    assert entry.data_path.endswith("/RealESRGAN_x4plus.pth") and entry.scale == 4
+    assert entry.scaler.model_download_path == str(host.root / "models" / "RealESRGAN")
+    image = Image.new("RGB", (30, 20), (200, 10, 10))
+    lanczos = shared.sd_upscalers[1]
+    assert lanczos.scaler.upscale(image, 3, lanczos.data_path).size == (88, 56)  # × 3, rounded down to 8
+    # no file and no network: reported, and the caller's Lanczos resize still gives the size asked for
+    assert entry.scaler.upscale(image, 3, entry.data_path).size == (88, 56)
+    assert any("Unable to load RealESRGAN model" in e for e in host.errors) and modelloader.loads == []
+    (host.root / "models" / "RealESRGAN").mkdir(parents=True)
+    (host.root / "models" / "RealESRGAN" / "RealESRGAN_x4plus.pth").write_text("scale=4\n", encoding="utf8")
+    out = entry.scaler.upscale(image, 3, entry.data_path)  # one model pass (120×80), then Lanczos down
+    assert out.size == (88, 56) and len(modelloader.loads) == 1
+    assert np.array_equal(np.asarray(out), np.asarray(image.resize((120, 80), upscaler.LANCZOS)
+                                                      .resize((88, 56), upscaler.LANCZOS)))

@@ -1,4 +1,5 @@
-"""LoRA file format, WebUI-style application and checkpoint merging (easyphoto.train.lora / .merge).
+"""LoRA file format, WebUI-style application (easyphoto.sd.lora), the peft bridge (easyphoto.train.lora) and
+checkpoint merging (easyphoto.train.merge).
 
 The models are the kit's tiny SD 1.5 (same module names and layer types as SD 1.5, random weights), so every
 module key, kohya name and shape here is the one a real SD 1.5 LoRA has; only the sizes are small.
@@ -21,7 +22,8 @@ peft = require_module("peft")
 from safetensors import safe_open  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
 
-from easyphoto.train import lora as L  # noqa: E402
+from easyphoto.sd import lora as L  # noqa: E402
+from easyphoto.train.lora import from_peft, load_into_peft  # noqa: E402
 from easyphoto.train.merge import low_rank_svd, merge_weighted, normalise_weights, score_weights  # noqa: E402
 from tests.kit.tiny_sd import torch_threads  # noqa: E402
 
@@ -67,7 +69,7 @@ def models(tiny_sd_dir):
         unet, text = _load_unet(tiny_sd_dir), _load_text_encoder(tiny_sd_dir)
         peft_unet = _inject(_load_unet(tiny_sd_dir), L.UNET_TARGETS, seed=1)
         peft_text = _inject(_load_text_encoder(tiny_sd_dir), L.TEXT_TARGETS, seed=2)
-        weights = {**L.from_peft(peft_unet, "unet", ALPHA), **L.from_peft(peft_text, "text_encoder", ALPHA)}
+        weights = {**from_peft(peft_unet, "unet", ALPHA), **from_peft(peft_text, "text_encoder", ALPHA)}
     return {"unet": unet, "text": text, "peft_unet": peft_unet, "peft_text": peft_text, "weights": weights}
 
 
@@ -139,15 +141,15 @@ def test_from_peft_reads_every_injected_layer(models):
     assert q.down.shape == (RANK, 32) and q.up.shape == (32, RANK) and q.rank == RANK and q.alpha == ALPHA
     assert all(m.delta().abs().max() > 0 for m in weights.values())
     with pytest.raises(L.LoraFormatError, match="scales by"):
-        L.from_peft(models["peft_text"], "text_encoder", alpha=8.0)
-    assert L.from_peft(models["peft_text"], "text_encoder")[q_key].alpha == ALPHA  # alpha read from the layers
+        from_peft(models["peft_text"], "text_encoder", alpha=8.0)
+    assert from_peft(models["peft_text"], "text_encoder")[q_key].alpha == ALPHA  # alpha read from the layers
     assert L.describe(weights) == "84 modules (text_encoder 12, unet 72), rank 4"
 
 
 def test_load_into_peft_is_an_exact_copy(models, tiny_sd_dir):
     target = _inject(_load_text_encoder(tiny_sd_dir), L.TEXT_TARGETS, seed=99)
-    L.load_into_peft(target, "text_encoder", models["weights"])
-    back = L.from_peft(target, "text_encoder", ALPHA)
+    load_into_peft(target, "text_encoder", models["weights"])
+    back = from_peft(target, "text_encoder", ALPHA)
     for key, module in back.items():
         assert torch.equal(module.down, models["weights"][key].down)
         assert torch.equal(module.up, models["weights"][key].up)
@@ -155,7 +157,7 @@ def test_load_into_peft_is_an_exact_copy(models, tiny_sd_dir):
     assert torch.equal(_text_out(target, ids), _text_out(models["peft_text"], ids))
     partial = {k: v for k, v in models["weights"].items() if not k.endswith("fc1")}
     with pytest.raises(L.LoraFormatError, match="do not fit"):
-        L.load_into_peft(target, "text_encoder", partial)
+        load_into_peft(target, "text_encoder", partial)
 
 
 # ---------------------------------------------------------------------------------------------- the file

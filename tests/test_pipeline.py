@@ -6,8 +6,10 @@ import pytest
 import torch
 
 from easyphoto.config import TrainConfig
+from easyphoto.sd import lora
 from easyphoto.store import read_json
-from easyphoto.train import lora, pipeline
+from easyphoto.train import pipeline
+from easyphoto.train.lora import from_peft
 
 
 def make_dataset(folder, photos, config):
@@ -86,7 +88,7 @@ def test_merge_is_kept_only_if_it_scores_at_least_as_well(tmp_path, tiny_sd_dir,
         for name, param in unet.named_parameters():
             if "lora_" in name:
                 param.data.normal_(0, 0.1)
-        path = lora.save_lora(tmp_path / f"step-{step:06d}.safetensors", lora.from_peft(unet, "unet"), {},
+        path = lora.save_lora(tmp_path / f"step-{step:06d}.safetensors", from_peft(unet, "unet"), {},
                               dtype=torch.float32)
         paths.append(path)
     result = SimpleNamespace(checkpoints=paths, steps=8)

@@ -18,7 +18,7 @@ from easyphoto.generation import CONTROLNET_MODELS  # noqa: E402
 from easyphoto.imageops import load_photo, to_array  # noqa: E402
 from easyphoto.portrait import outputs  # noqa: E402
 from easyphoto.portrait.template import analyse  # noqa: E402
-from easyphoto.train import lora as L  # noqa: E402
+from easyphoto.sd import lora as L  # noqa: E402
 from tests.kit.lora import random_lora  # noqa: E402
 from tests.kit.tiny_sd import torch_threads  # noqa: E402
 from tests.test_portrait import make_identity  # noqa: E402

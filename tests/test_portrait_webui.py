@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from easyphoto.backends import webui
+from easyphoto.backends.webui.controlnet import controlnet_script
 from easyphoto.generation import CONTROLNET_MODELS
 from tests.host.harness import WebUIHost
 from tests.test_portrait import make_identity
@@ -71,7 +72,7 @@ def test_portrait_passes_reach_the_host_as_specified(host, photos_same_man, phot
                                                               int(steps * strength) + 1)
         assert fields["override_settings"] == {} and "<lora:barack:0.9>" in fields["prompt"]
         assert min(fields["width"], fields["height"]) == 512
-        script = webui._controlnet_script(call.p.scripts)
+        script = controlnet_script(call.p.scripts)
         units = [u for u in call.script_args[script.args_from:script.args_to] if _get(u, "enabled")]
         assert len(call.script_args[script.args_from:script.args_to]) <= 3
         assert [_get(u, "model") for u in units] == [names[k] for k in kinds]

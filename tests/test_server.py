@@ -68,6 +68,19 @@ def test_busy_port_is_one_line_naming_the_address_and_the_flag(tmp_path):
     assert f"127.0.0.1:{port} is already in use" in lines[0] and "--port" in lines[0]
 
 
+def test_the_bound_port_accepts_connections_before_the_server_has_started():
+    """"serving on URL" is printed before the app's startup (job recovery) has run: a client that connects at once
+    must wait in the backlog, not be refused (it was, under load: the kill -9 restart test saw ECONNREFUSED)."""
+    from easyphoto.app import _bind
+
+    sock = _bind("127.0.0.1", 0)
+    try:
+        client = socket.create_connection(sock.getsockname()[:2], timeout=5)
+        client.close()
+    finally:
+        sock.close()
+
+
 def test_smoke_fails_in_one_line_when_the_ui_queue_never_runs(tmp_path, monkeypatch, capsys):
     """The reported bug, reproduced: without the app lifespan gradio's queue never starts and UI events hang."""
     pytest.importorskip("gradio")

@@ -234,6 +234,17 @@ def test_parameters_are_checked_before_a_child_starts(tmp_path):
 
 # ---------------------------------------------------------------------------------------------- the child protocol
 
+
+def child_spec(tmp_path: Path, **changes) -> dict:
+    """A valid spec.json for the child (TrainSpec), as the runner writes it."""
+    from easyphoto.train.spec import TrainSpec
+
+    identity = tmp_path / "data" / "easyphoto" / "identities" / IDENTITY
+    spec = TrainSpec(identity_id=IDENTITY, identity_dir=identity, lora_file=tmp_path / f"{IDENTITY}.safetensors",
+                     config=TrainConfig.from_dict(CONFIG), steps=STEPS, base=tmp_path, device="cpu",
+                     models_root=tmp_path / "models")
+    return {**spec.to_dict(), **changes}
+
 DRIVER = """
 import os, sys, time
 from easyphoto.errors import EasyPhotoError
@@ -265,7 +276,7 @@ def fake_run(spec, emit, should_stop):
         signal.signal(signal.SIGTERM, ignore)
         while True:
             time.sleep(0.05)
-    return {"lora_file": spec["lora_file"], "path": __import__("pathlib").Path("p")}
+    return {"lora_file": str(spec.lora_file), "path": __import__("pathlib").Path("p")}
 
 pipeline.run = fake_run
 sys.exit(child.main(sys.argv[1:3]))
@@ -278,7 +289,7 @@ def test_child_stdout_carries_only_json_events(tmp_path, mode, code, last):
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER)
     spec = tmp_path / "spec.json"
-    spec.write_text(json.dumps({"lora_file": "x.safetensors", "device": "cpu"}))
+    spec.write_text(json.dumps(child_spec(tmp_path, lora_file="x.safetensors")))
     stop = tmp_path / "stop"
     if mode == "cancel":
         stop.touch()
@@ -296,8 +307,11 @@ def test_child_stdout_carries_only_json_events(tmp_path, mode, code, last):
     if mode == "error":
         assert events[-1]["error"] == {"error": "EasyPhotoError", "phase": "models",
                                        "message": "The base model is broken.", "hint": "pass another"}
-    if mode == "bug":
-        assert events[-1]["error"]["error"] == "RuntimeError" and "bug" in events[-1]["error"]["hint"]
+    if mode == "bug":  # a bug carries this process's traceback and versions for the parent's bug report
+        error = events[-1]["error"]
+        assert error["error"] == "RuntimeError" and "bug" in error["hint"]
+        assert error["bug"]["error"] == "RuntimeError: boom" and any("fake_run" in x for x in error["bug"]["traceback"])
+        assert error["bug"]["packages"]["pydantic"] and error["bug"]["python"]
         assert "Traceback" in out.stderr
 
 
@@ -371,3 +385,59 @@ def test_an_error_event_keeps_the_childs_error_name_phase_and_hint(tmp_path, fak
     assert final.state is JobState.FAILED
     assert final.error == {"error": "EasyPhotoError", "phase": "models", "message": "The base model is broken.",
                            "hint": "pass another"}
+
+
+# ---------------------------------------------------------------------------------------------- bugs in the child
+
+
+def run_real_child_on(tmp_path: Path, spec: dict):
+    """A job whose operation runs the real training process (`python -m easyphoto.train.child`) on `spec`, as
+    train_operation does after writing it; the final record."""
+    from easyphoto.context import HostInfo
+
+    queue = JobQueue(tmp_path / "jobs", host=HostInfo("forge", "f2.0.1v1.10.1"))
+
+    def train_on_spec(params, job):
+        spec_file = job.work_dir / "spec.json"
+        spec_file.write_text(json.dumps(spec))
+        return runner.run_child(spec_file, job, steps=STEPS)
+
+    queue.register("train", train_on_spec, gpu=False)
+    try:
+        return queue.wait(queue.submit("train", {"identity_id": IDENTITY, "hf_token": "SECRET"}).id, timeout=60)
+    finally:
+        queue.shutdown()
+
+
+def test_a_spec_the_child_cannot_read_is_a_bug_with_the_childs_report(tmp_path):
+    """The runner writes spec.json, so one that does not validate is our bug: the real child reports it with its
+    traceback and versions, and the job gets the same bug report as a bug in this process."""
+    final = run_real_child_on(tmp_path, child_spec(tmp_path, steps=0, config={**CONFIG, "rank": "many"}))
+    assert final.state is JobState.FAILED and final.error["error"] == "InvalidTrainSpec"
+    assert "steps" in final.error["message"] and "config.rank" in final.error["message"]
+    assert final.error["hint"].startswith("this is a bug: please report it with this job's bug report")
+    assert "bug" not in final.error  # the raw details became the report
+    report = final.error["report"]
+    assert report["host"] == {"flavour": "forge", "version": "f2.0.1v1.10.1"}  # the parent's host
+    assert report["job"] == {"kind": "train", "params": {"identity_id": IDENTITY}}  # redacted: no hf_token
+    assert report["error"].startswith("InvalidTrainSpec: the training spec is not valid: ")
+    assert any("read_spec" in line for line in report["traceback"])  # the child's traceback, not the parent's
+    assert not any("run_child" in line for line in report["traceback"])
+    from easyphoto.bugreport import PACKAGES
+
+    assert set(report["packages"]) == set(PACKAGES) and report["python"] and report["platform"]
+    assert "InvalidTrainSpec" in report["text"] and "SECRET" not in json.dumps(final.error)
+    work = tmp_path / "jobs" / final.id
+    assert "Traceback" in (work / "child.log").read_text(errors="replace")
+
+
+def test_a_bug_raised_while_training_gets_a_report_and_a_user_error_none(tmp_path, fake_child):
+    fake_child("bug")  # the real child's main() around a pipeline.run that raises RuntimeError("boom")
+    bug = train_to_the_end(tmp_path / "bug", 20, base=str(tmp_path))
+    assert bug.state is JobState.FAILED and bug.error["error"] == "RuntimeError" and bug.error["message"] == "boom"
+    report = bug.error["report"]
+    assert report["error"] == "RuntimeError: boom" and any("fake_run" in line for line in report["traceback"])
+    assert report["job"]["params"]["identity_id"] == IDENTITY and report["host"]["flavour"] == "unknown"
+    fake_child("error")
+    user = train_to_the_end(tmp_path / "user", 20, base=str(tmp_path))
+    assert user.state is JobState.FAILED and "report" not in user.error

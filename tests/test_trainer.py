@@ -13,8 +13,9 @@ from PIL import Image
 
 from easyphoto.config import TrainConfig
 from easyphoto.errors import Cancelled, EasyPhotoError
-from easyphoto.train import base_model, lora, trainer
-from easyphoto.train.base_model import BaseModelError, load_base
+from easyphoto.sd import base_model, lora
+from easyphoto.sd.base_model import BaseModelError, load_base
+from easyphoto.train import trainer
 from easyphoto.train.trainer import TrainError, train_lora
 from tests.kit.tiny_sd import torch_threads
 

@@ -14,7 +14,8 @@ def test_build_ui_has_the_three_sub_tabs(tmp_path):
     assert labels == ["Train", "Portrait", "Models"]
     ids = {getattr(b, "elem_id", None) for b in blocks.blocks.values()}
     assert {"easyphoto_models_table", "easyphoto_models_refresh", "easyphoto_train_check", "easyphoto_train_start",
-            "easyphoto_train_rank", "easyphoto_train_validation"} <= ids
+            "easyphoto_train_rank", "easyphoto_train_validation", "easyphoto_train_low_vram",
+            "easyphoto_train_gradient_checkpointing", "easyphoto_portrait_max_attempts"} <= ids
 
 
 def test_models_panel_reflects_the_disk(tmp_path):
@@ -38,24 +39,25 @@ def test_offline_banner(tmp_path):
 
 def test_training_controls_come_from_the_train_config(tmp_path):
     from easyphoto.config import TrainConfig
-    from easyphoto.ui.config_controls import controls, values_to_config
+    from easyphoto.ui.config_controls import ConfigForm
     from easyphoto.ui.train_tab import TRAIN_FIELDS, train_flow
 
+    assert set(TRAIN_FIELDS) == {s.name for s in TrainConfig.field_specs()}  # every field, none picked by hand
     with gr.Blocks():
-        built = controls(gr, TrainConfig, TRAIN_FIELDS, prefix="t")
+        form = ConfigForm(TrainConfig, "t")
+        form.render(gr)
+    built = form.components
     defaults = TrainConfig()
-    expected = [getattr(defaults, name) for name in TRAIN_FIELDS]
-    assert [c.value for c in built] == ["" if v is None else v for v in expected]  # seed: empty = random
+    assert [c.value for c in built] == ["" if v is None else v for v in (getattr(defaults, n) for n in TRAIN_FIELDS)]
     rank = built[TRAIN_FIELDS.index("rank")]
-    assert (rank.minimum, rank.maximum) == (1, 1024)
-    values = [getattr(defaults, n) for n in TRAIN_FIELDS]
+    assert isinstance(rank, gr.Slider) and (rank.minimum, rank.maximum) == (1, 1024)
+    values = form.values(defaults)
     values[TRAIN_FIELDS.index("rank")] = 32.0  # sliders hand back floats
     values[TRAIN_FIELDS.index("network_alpha")] = 16.0
-    assert values_to_config(TrainConfig, TRAIN_FIELDS, values).rank == 32
-    values[TRAIN_FIELDS.index("seed")] = ""
-    assert values_to_config(TrainConfig, TRAIN_FIELDS, values).seed is None
+    assert form.to_config(values).rank == 32
+    assert form.to_config(values).seed is None  # empty = random
     values[TRAIN_FIELDS.index("seed")] = "42"
-    assert values_to_config(TrainConfig, TRAIN_FIELDS, values).seed == 42
+    assert form.to_config(values).seed == 42
     ctx = standalone_context(tmp_path)
     [(status, _, job)] = list(train_flow(ctx, "nobody", "", False, values))
     assert status.startswith("**Cannot train:** No identity named 'nobody'") and job == ""
@@ -68,14 +70,15 @@ def test_training_controls_come_from_the_train_config(tmp_path):
 def test_portrait_tab_controls_flow_and_face_picking(tmp_path):
     from easyphoto.config import PortraitConfig
     from easyphoto.ui import portrait_tab as pt
-    from easyphoto.ui.config_controls import controls
+    from easyphoto.ui.config_controls import ConfigForm
 
     with gr.Blocks():
-        built = controls(gr, PortraitConfig, pt.PORTRAIT_FIELDS, prefix="p")
+        form = ConfigForm(PortraitConfig, "p")
+        form.render(gr)
     defaults = PortraitConfig()
-    assert [c.value for c in built] == [getattr(defaults, n) for n in pt.PORTRAIT_FIELDS]
+    assert [c.value for c in form.components] == [getattr(defaults, n) for n in pt.PORTRAIT_FIELDS]
     assert set(pt.PORTRAIT_FIELDS) == {s.name for s in PortraitConfig.field_specs()}  # every field has a control
-    values = [c.value for c in built]
+    values = [c.value for c in form.components]
     ctx = standalone_context(tmp_path)
     [(status, shown, job)] = list(pt.portrait_flow(ctx, [], "", [], None, "", values))
     assert status.startswith("**Cannot make portraits:** Choose at least one identity") and job == ""

@@ -1,9 +1,18 @@
-"""The weight manifest: states on disk, and missing-file messages that say where each file goes."""
+"""The weight manifest: the package data file and its validation, states on disk, and missing-file messages that
+say where each file goes."""
+
+import copy
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from easyphoto import weights
 from easyphoto.errors import MissingWeights
+from easyphoto.generation import CONTROLNET_MODELS
 from easyphoto.store import Paths
 
 
@@ -121,3 +130,140 @@ def test_missing_default_base_names_the_path_the_command_and_the_alternative(pat
     assert "python -m easyphoto models fetch sd15-base" in text
     assert "--base" in text and "SD 1.5 .safetensors" in text
     assert [m["id"] for m in info.value.missing] == ["sd15-base"]
+
+
+# ---------------------------------------------------------------------------------------------- the data file
+
+PACKAGE = Path(weights.__file__).parent
+# Pickled files shipped without a recorded sha256, each with the reason in its models.json entry. Empty: every
+# pickled file's published hash was found. Adding one here is a reviewed decision.
+UNPINNED_PICKLES: set[str] = set()
+
+
+def manifest_document() -> dict:
+    return json.loads((PACKAGE / weights.MANIFEST_FILE).read_text(encoding="utf-8"))
+
+
+def test_the_manifest_is_one_data_file_in_the_package():
+    assert weights.load_manifest().entries == weights.MANIFEST
+    assert weights.load_manifest(PACKAGE / weights.MANIFEST_FILE).entries == weights.MANIFEST
+    # shipped in the wheel: the package-data line names it
+    pyproject = (PACKAGE.parent / "pyproject.toml").read_text()
+    section = pyproject.split("[tool.setuptools.package-data]", 1)[1].split("\n[", 1)[0]
+    line = next(x for x in section.splitlines() if x.startswith('"easyphoto" ='))
+    assert weights.MANIFEST_FILE in json.loads(line.split("=", 1)[1].split("#", 1)[0])
+
+
+def test_the_manifest_is_found_from_an_extension_folder(tmp_path):
+    """Inside the WebUI the extension folder is on sys.path (no installed package): the file is read beside the
+    module, wherever the folder is."""
+    shutil.copytree(PACKAGE, tmp_path / "ext" / "easyphoto", ignore=shutil.ignore_patterns("__pycache__"))
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from easyphoto import weights; "
+            "print(weights.__file__); print(len(weights.MANIFEST))")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "ext")], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    where, count = done.stdout.split()
+    assert where.startswith(str(tmp_path / "ext")) and int(count) == len(weights.MANIFEST)
+
+
+def test_every_pickled_file_is_pinned_or_explicitly_excepted():
+    pickled = [e for e in weights.MANIFEST if e.pickled]
+    assert {e.id for e in pickled} >= {"controlnet-canny", "controlnet-openpose", "controlnet-tile",
+                                       "controlnet-color", "realesrgan-x2plus"}
+    for entry in pickled:
+        if entry.id in UNPINNED_PICKLES:
+            assert entry.sha256 is None and entry.unpinned_reason, entry.id
+        else:
+            assert entry.sha256 and len(entry.sha256) == 64 and entry.sha256_source, entry.id
+    for entry in weights.MANIFEST:
+        assert not entry.sha256 or entry.sha256_source, entry.id  # every recorded hash says where it was published
+
+
+def test_every_feature_is_needed_by_some_entry_and_every_group_used():
+    assert {f for e in weights.MANIFEST for f in e.features} == set(weights.FEATURES)
+    assert [g for g in weights.GROUPS if g in {e.group for e in weights.MANIFEST}] == list(weights.GROUPS)
+
+
+def test_every_entry_is_read_by_code():
+    """Entries exist for files the engine loads: the ControlNets by stem (generation.CONTROLNET_MODELS), the
+    upscaler and face files by id, the templates from training_templates/, the base by BASE_ID."""
+    by_group: dict[str, list] = {}
+    for entry in weights.MANIFEST:
+        by_group.setdefault(entry.group, []).append(entry)
+    assert {Path(e.filename).stem for e in by_group["controlnet"]} == set(CONTROLNET_MODELS.values())
+    assert [e.id for e in by_group["upscaler"]] == ["realesrgan-x2plus"]  # easyphoto.upscale.UPSCALER_ID
+    assert [e.id for e in by_group["base"]] == [weights.BASE_ID]
+    assert {e.id for e in by_group["face"] if e.destination != "package"} == {"insightface-det-10g",
+                                                                              "insightface-w600k-r50"}
+    assert {e.package for e in by_group["face"] if e.destination == "package"} == {"face_recognition_models",
+                                                                                   "mediapipe"}
+    assert {e.subdir for e in by_group["templates"]} == {"training_templates"}
+
+
+def broken(edit) -> dict:
+    doc = copy.deepcopy(manifest_document())
+    edit(doc, {e["id"]: e for e in doc["entries"]})
+    return doc
+
+
+def _set(entry_id, key, value):
+    return lambda doc, by_id: by_id[entry_id].__setitem__(key, value)
+
+
+def _drop(entry_id, key):
+    return lambda doc, by_id: by_id[entry_id].pop(key)
+
+
+@pytest.mark.parametrize("edit, entry_id, words", [
+    (_drop("controlnet-tile", "sha256"), "controlnet-tile", "pickled file"),
+    (_set("controlnet-tile", "sha256", None), "controlnet-tile", "pickled file"),
+    (_set("controlnet-canny", "sha256", "F99CFE"), "controlnet-canny", "64 lowercase hex"),
+    (_drop("controlnet-canny", "sha256_source"), "controlnet-canny", "sha256_source"),
+    (_set("realesrgan-x2plus", "features", ["upscale"]), "realesrgan-x2plus", "features must name"),
+    (_set("realesrgan-x2plus", "features", []), "realesrgan-x2plus", "features must name"),
+    (_set("mediapipe-models", "group", "sdxl"), "mediapipe-models", "group 'sdxl'"),
+    (_drop("sd15-base", "licence"), "sd15-base", "missing licence"),
+    (_set("sd15-base", "licence", " "), "sd15-base", "'licence' is empty"),
+    (_set("sd15-base", "required", "yes"), "sd15-base", "'required' must be bool"),
+    (_set("sd15-base", "size", True), "sd15-base", "'size' must be int"),
+    (_set("sd15-base", "sha265", "x"), "sd15-base", "unknown key(s) sha265"),
+    (_set("template-training-1", "destination", "lora"), "template-training-1", "destination 'lora'"),
+    (_drop("dlib-face-models", "package"), "dlib-face-models", "'package' goes with"),
+    (_set("controlnet-color", "sources", [{"kind": "ftp", "location": "x"}]), "controlnet-color", "each source"),
+    (_set("controlnet-color", "sources", [{"kind": "huggingface", "location": "a/b"}]), "controlnet-color",
+     "needs 'path'"),
+    (_set("controlnet-color", "sources", []), "controlnet-color", "no sources"),
+])
+def test_a_bad_entry_is_refused_with_its_id(edit, entry_id, words):
+    with pytest.raises(weights.ManifestError) as info:
+        weights.parse_manifest(broken(edit), "models.json")
+    assert f"models.json, entry '{entry_id}'" in info.value.message and words in info.value.message
+
+
+def test_document_level_problems_are_named(tmp_path):
+    def duplicate(doc, by_id):
+        doc["entries"].append(copy.deepcopy(by_id["controlnet-tile"]))
+
+    with pytest.raises(weights.ManifestError, match="listed twice: controlnet-tile"):
+        weights.parse_manifest(broken(duplicate))
+    with pytest.raises(weights.ManifestError, match="no entry 'sd15-base'"):
+        weights.parse_manifest(broken(lambda doc, by_id: doc["entries"].remove(by_id["sd15-base"])))
+    with pytest.raises(weights.ManifestError, match="'entries' \\(list\\)"):
+        weights.parse_manifest({"groups": [], "features": {}})
+    (tmp_path / "models.json").write_text("{not json")
+    with pytest.raises(weights.ManifestError, match="Cannot read the model manifest") as info:
+        weights.load_manifest(tmp_path / "models.json")
+    assert "reinstall" in info.value.hint
+
+
+def test_an_unpinned_pickle_needs_its_reason():
+    def unpinned(doc, by_id):
+        entry = by_id["controlnet-color"]
+        entry["sha256"] = None
+        entry.pop("sha256_source")
+        entry["unpinned_reason"] = "no public record of this file's hash"
+
+    manifest = weights.parse_manifest(broken(unpinned))
+    color = weights.get("controlnet-color", manifest.entries)
+    assert color.sha256 is None and color.unpinned_reason.startswith("no public record") and color.pickled

@@ -14,7 +14,7 @@ import inspect
 import math
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +29,7 @@ from easyphoto.api.payloads import MAX_IMAGE_MB, MAX_IMAGES, decode_base64, deco
 from easyphoto.config import PYDANTIC_V2, PortraitConfig, TrainConfig
 from easyphoto.context import AppContext
 from easyphoto.errors import Conflict, EasyPhotoError, InvalidRequest, NotFound
+from easyphoto.job_params import CheckPhotosParams, FetchModelsParams, PortraitParams, PrepareDatasetParams, TrainParams
 from easyphoto.store import is_easyphoto_lora, read_json
 
 API_PREFIX = "/easyphoto/v1"
@@ -48,7 +49,7 @@ class NotAllowed(EasyPhotoError):
 
 @dataclass(frozen=True)
 class Exposure:
-    """How much of the API a server may offer (see easyphoto.backends.webui.api_exposure and easyphoto.app).
+    """How much of the API a server may offer (see easyphoto_webui.api_guard.api_exposure and easyphoto.app).
 
     private: mount every route (False: only PUBLIC_PATHS, and a 404 naming `hint` for the others).
     refuse: answer every non-public route with 403 (the server is reachable beyond loopback without auth).
@@ -201,11 +202,19 @@ def _dump(model: BaseModel) -> dict:
 
 
 def build_router(ctx: AppContext, dependencies: Sequence = ()) -> APIRouter:
-    from easyphoto.operations import job_queue, refuse_while_busy
+    from easyphoto.operations import job_queue
 
     router = APIRouter(prefix=API_PREFIX, tags=["easyphoto"], dependencies=list(dependencies),
                        responses={400: {"model": ErrorResponse}, 404: {"model": ErrorResponse}})
     jobs = lambda: job_queue(ctx)  # noqa: E731 - created on first use, never at import or UI build
+    for add_routes in (_health_routes, _identity_routes, _identity_job_routes, _generation_routes, _template_routes,
+                       _job_routes, _model_routes):
+        add_routes(router, ctx, jobs)
+    return router
+
+
+def _health_routes(router: APIRouter, ctx: AppContext, jobs: Callable[[], Any]) -> None:
+    """Liveness."""
 
     @router.get("/health", response_model=HealthResponse)
     def health() -> dict:
@@ -213,7 +222,10 @@ def build_router(ctx: AppContext, dependencies: Sequence = ()) -> APIRouter:
         return {"name": "EasyPhoto", "version": __version__, "api": "v1", "host": ctx.host.to_dict(),
                 "offline": ctx.offline}
 
-    # ------------------------------------------------------------------ identities
+
+def _identity_routes(router: APIRouter, ctx: AppContext, jobs: Callable[[], Any]) -> None:
+    """Identities and their photos."""
+    from easyphoto.operations import refuse_while_busy
 
     @router.get("/identities", response_model=list[IdentityModel])
     def list_identities() -> list[dict]:
@@ -262,17 +274,24 @@ def build_router(ctx: AppContext, dependencies: Sequence = ()) -> APIRouter:
                                  hint=f"POST {API_PREFIX}/identities/{identity_id}/check first.")
         return read_json(layout.report)
 
+
+def _identity_job_routes(router: APIRouter, ctx: AppContext, jobs: Callable[[], Any]) -> None:
+    """Photo checks and datasets (jobs), deletion, export and import of an identity."""
+    from easyphoto.operations import refuse_while_busy
+
     @router.post("/identities/{identity_id}/check", response_model=JobModel, status_code=202)
     def check_identity(identity_id: str, body: TrainStepRequest | None = None) -> dict:
         ctx.identities.get(identity_id)
         config = (body or TrainStepRequest()).config
-        return jobs().submit("check_photos", {"identity_id": identity_id, "config": _dump(config)}).to_dict()
+        params = CheckPhotosParams.checked({"identity_id": identity_id, "config": _dump(config)})
+        return jobs().submit("check_photos", params).to_dict()
 
     @router.post("/identities/{identity_id}/dataset", response_model=JobModel, status_code=202)
     def prepare_identity(identity_id: str, body: TrainStepRequest | None = None) -> dict:
         ctx.identities.get(identity_id)
         config = (body or TrainStepRequest()).config
-        return jobs().submit("prepare_dataset", {"identity_id": identity_id, "config": _dump(config)}).to_dict()
+        params = PrepareDatasetParams.checked({"identity_id": identity_id, "config": _dump(config)})
+        return jobs().submit("prepare_dataset", params).to_dict()
 
     @router.delete("/identities/{identity_id}", status_code=204)
     def delete_identity(identity_id: str) -> Response:
@@ -308,7 +327,9 @@ def build_router(ctx: AppContext, dependencies: Sequence = ()) -> APIRouter:
             await form.close()
         return identity_info(ctx, identity_id)
 
-    # ------------------------------------------------------------------ training and portraits
+
+def _generation_routes(router: APIRouter, ctx: AppContext, jobs: Callable[[], Any]) -> None:
+    """Training and portraits (jobs)."""
 
     @router.post("/train", response_model=JobModel, status_code=202)
     def train(body: TrainRequest) -> dict:
@@ -316,9 +337,8 @@ def build_router(ctx: AppContext, dependencies: Sequence = ()) -> APIRouter:
         from easyphoto.train.runner import base_model
 
         ctx.identities.get(body.identity_id)
-        params = {"identity_id": body.identity_id, "config": _dump(body.config), "resume": body.resume}
-        if body.base:
-            params["base"] = body.base
+        params = TrainParams.checked({"identity_id": body.identity_id, "config": _dump(body.config),
+                                      "resume": body.resume, "base": body.base or None})
         base_model(ctx, params)  # no base, or a path that is not there: 4xx now, not a failed job later
         return submit(ctx, "train", params).to_dict()
 
@@ -342,13 +362,14 @@ def build_router(ctx: AppContext, dependencies: Sequence = ()) -> APIRouter:
         queue = jobs()
         require(queue, "portrait")  # before writing template files for a job that cannot run
         images = decode_images(body.templates, "templates")
-        params = {"identity_ids": body.identity_ids, "templates": list(body.template_names),
-                  "face_indices": body.face_indices, "config": _dump(body.config)}
-        if body.base:
-            params["base"] = body.base
+        params = PortraitParams.checked({"identity_ids": body.identity_ids, "templates": list(body.template_names),
+                                         "face_indices": body.face_indices, "config": _dump(body.config),
+                                         "base": body.base or None})
         return _submit_with_uploads(ctx, queue, params, images).to_dict()
 
-    # ------------------------------------------------------------------ templates
+
+def _template_routes(router: APIRouter, ctx: AppContext, jobs: Callable[[], Any]) -> None:
+    """The template gallery."""
 
     @router.get("/templates", response_model=list[TemplateModel])
     def list_templates() -> list[dict]:
@@ -376,7 +397,9 @@ def build_router(ctx: AppContext, dependencies: Sequence = ()) -> APIRouter:
         gallery.delete_template(ctx.paths, f"{source}/{name}")
         return Response(status_code=204)
 
-    # ------------------------------------------------------------------ jobs
+
+def _job_routes(router: APIRouter, ctx: AppContext, jobs: Callable[[], Any]) -> None:
+    """The job queue: list, state, cancel, results and output files."""
 
     @router.get("/jobs", response_model=list[JobModel])
     def list_jobs(state: str | None = Query(None, description="queued, running, succeeded, failed or cancelled"),
@@ -423,7 +446,9 @@ def build_router(ctx: AppContext, dependencies: Sequence = ()) -> APIRouter:
                            hint=f"GET {API_PREFIX}/jobs/{job_id}/result?images=files lists them.")
         return FileResponse(folder / name)
 
-    # ------------------------------------------------------------------ models
+
+def _model_routes(router: APIRouter, ctx: AppContext, jobs: Callable[[], Any]) -> None:
+    """Model files: state on disk and downloads (a job)."""
 
     @router.get("/models", response_model=list[WeightStatusModel])
     def list_models(group: str | None = Query(None, description=f"One of: {', '.join(weights.GROUPS)}")) -> list[dict]:
@@ -443,9 +468,8 @@ def build_router(ctx: AppContext, dependencies: Sequence = ()) -> APIRouter:
                                  hint=f"Groups: {', '.join(weights.GROUPS)}.")
         for entry_id in body.ids:
             _weight(entry_id)
-        return jobs().submit("fetch_models", {"ids": body.ids, "group": body.group}).to_dict()
+        return jobs().submit("fetch_models", FetchModelsParams.checked({"ids": body.ids, "group": body.group})).to_dict()
 
-    return router
 
 
 def identity_info(ctx: AppContext, identity_id: str) -> dict:
@@ -509,7 +533,7 @@ def _with_images(record, mode: str, job_id: str, ctx: AppContext) -> dict:
     return result
 
 
-def _submit_with_uploads(ctx: AppContext, queue, params: dict, images: list[tuple[bytes, str]]):
+def _submit_with_uploads(ctx: AppContext, queue, params: PortraitParams, images: list[tuple[bytes, str]]):
     """Submit a portrait job whose uploaded templates live in their own folder, removed when the job ends."""
     from easyphoto.portrait import templates as gallery
 
@@ -520,8 +544,8 @@ def _submit_with_uploads(ctx: AppContext, queue, params: dict, images: list[tupl
         return queue.submit("portrait", params)
     folder = gallery.new_upload_folder(ctx.paths)
     try:
-        params = {**params, "templates": [*params["templates"], *(str(p) for p in write_uploads(images, folder))]}
-        record = queue.submit("portrait", params)
+        uploaded = [str(p) for p in write_uploads(images, folder)]
+        record = queue.submit("portrait", params.updated(templates=[*params.templates, *uploaded]))
     except BaseException:
         gallery.remove_upload_folder(ctx.paths, folder)
         raise

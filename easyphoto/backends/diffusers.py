@@ -6,10 +6,10 @@
     gen.unload()
 
 Models load lazily on the first request and stay cached: the base (a diffusers folder or a WebUI single-file SD 1.5
-``.safetensors``, read by :func:`easyphoto.train.base_model.load_base`, offline) and one ControlNet per kind, found
+``.safetensors``, read by :func:`easyphoto.sd.base_model.load_base`, offline) and one ControlNet per kind, found
 in ``controlnet_dir`` as ``<stem>/`` (diffusers folder) or ``<stem>.safetensors`` / ``<stem>.pth`` (WebUI single
 file; stems from :data:`CONTROLNET_MODELS`). A request's LoRAs are baked into the weights
-(:func:`easyphoto.train.lora.apply_webui_style`, the WebUI's own arithmetic): the A1111 pin set (transformers 4.30)
+(:func:`easyphoto.sd.lora.apply_webui_style`, the WebUI's own arithmetic): the A1111 pin set (transformers 4.30)
 has no diffusers PEFT backend, so ``load_lora_weights`` is not an option. The merged set stays while the next
 requests use the same one (same files by path, mtime and size; same multipliers), so both passes of a portrait
 merge once; another set, :meth:`~DiffusersGenerator.release_loras`, :meth:`~DiffusersGenerator.unload` or a failed
@@ -69,7 +69,7 @@ from easyphoto.generation import (
 )
 
 NAME = "diffusers"
-SHIPPED_CONTROLNET_CONFIG = Path(__file__).resolve().parents[1] / "train" / "sd15" / "controlnet"
+SHIPPED_CONTROLNET_CONFIG = Path(__file__).resolve().parents[1] / "sd" / "sd15" / "controlnet"
 CONTROLNET_SUFFIXES = (".safetensors", ".pth")
 LATENT_FACTOR = 8  # SD's VAE scale factor: pipeline sizes must be multiples of it
 LORA_CACHE_SIZE = 4
@@ -173,7 +173,7 @@ def load_controlnet(path: Path, config_dir: Path, dtype):
     """A ControlNetModel from a diffusers folder, or from a WebUI single file against a local config (offline)."""
     from diffusers import ControlNetModel
 
-    from easyphoto.train.base_model import BaseModelError, require_safetensors
+    from easyphoto.sd.base_model import BaseModelError, require_safetensors
 
     if path.is_dir():  # safetensors only: a diffusion_pytorch_model.bin in it would be unpickled
         try:
@@ -412,8 +412,8 @@ class DiffusersGenerator:
 
     def _base(self):
         if self._base_model is None:
-            from easyphoto.train.base_model import load_base
-            from easyphoto.train.lora import TEXT_TARGETS, UNET_TARGETS, module_keys
+            from easyphoto.sd.base_model import load_base
+            from easyphoto.sd.lora import TEXT_TARGETS, UNET_TARGETS, module_keys
 
             try:
                 base = load_base(self.base, config_dir=self.base_config_dir, dtype=self._dtype(), device=self.device,
@@ -441,7 +441,7 @@ class DiffusersGenerator:
     def _lora(self, ref: LoraRef) -> tuple[tuple, Any]:
         """(cache key, weights) of the LoRA, cached by path, modification time and size (a retrained LoRA is read
         again)."""
-        from easyphoto.train.lora import LoraFormatError, load_lora
+        from easyphoto.sd.lora import LoraFormatError, load_lora
 
         path = Path(ref.path).resolve()
         stat = path.stat()
@@ -631,7 +631,7 @@ class MergedLoras:
 
 def _apply_all(models: dict, loras: list[tuple[dict, float]]) -> None:
     """Merge each (weights, multiplier) into every model, in order."""
-    from easyphoto.train.lora import apply_webui_style
+    from easyphoto.sd.lora import apply_webui_style
 
     for weights, multiplier in loras:
         for prefix, model in models.items():
@@ -650,7 +650,7 @@ def merged_loras(base, loras: list[tuple[dict, float]]) -> Iterator[None]:
     """
     import torch
 
-    from easyphoto.train.lora import apply_webui_style, unapply_webui_style
+    from easyphoto.sd.lora import apply_webui_style, unapply_webui_style
 
     models = {"unet": base.unet, "text_encoder": base.text_encoder}
     exact = all(next(m.parameters()).dtype in (torch.float32, torch.float64) for m in models.values())

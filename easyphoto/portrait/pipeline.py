@@ -32,7 +32,7 @@ from easyphoto.generation import (
     never_stop,
     no_progress,
 )
-from easyphoto.imageops import blend, color_transfer, dilate, erode, soft_mask, to_array
+from easyphoto.imageops import blend, color_transfer, dilate, erode, smooth_skin, soft_mask, to_array
 from easyphoto.portrait import controls
 from easyphoto.portrait.fusion import ClassicalFuser, FaceFuser, FaceImage, face_masks
 from easyphoto.portrait.template import TemplateAnalysis, assign, box_iou
@@ -208,8 +208,6 @@ class PortraitPipeline:
     def _finish(self, pixels: np.ndarray, masks, size) -> np.ndarray:
         cfg = self.config
         if cfg.skin_retouch:
-            from easyphoto.train.dataset import smooth_skin
-
             pixels = smooth_skin(pixels, masks.skin)
         if cfg.super_resolution and self.upscaler is not None and cfg.super_resolution_ratio > 0:
             image = Image.fromarray(pixels)

@@ -20,6 +20,7 @@ from easyphoto.face.stacks import FaceStack
 from easyphoto.face.types import largest_first
 from easyphoto.generation import GenerationInterrupted, LoraRef
 from easyphoto.imageops import load_photo, to_array
+from easyphoto.job_params import PortraitParams
 from easyphoto.jobs import JobContext
 from easyphoto.portrait import outputs, templates
 from easyphoto.portrait.fusion import FaceImage, face_masks
@@ -103,80 +104,103 @@ def template_path(ctx: AppContext, value: str) -> Path:
     return path
 
 
-def portrait_operation(ctx: AppContext, params: dict, job: JobContext) -> dict:
-    identity_ids = [str(i) for i in params.get("identity_ids") or []]
-    if not identity_ids:
+def portrait_operation(ctx: AppContext, params: PortraitParams, job: JobContext) -> dict:
+    if not params.identity_ids:
         raise InvalidRequest("Choose at least one identity for the portrait.", phase="portrait")
-    template_values = [str(t) for t in params.get("templates") or []]
-    if not template_values:
+    if not params.templates:
         raise InvalidRequest("Choose at least one template photo.", phase="portrait")
-    config = PortraitConfig.from_dict(params.get("config") or {})
-    face_indices = params.get("face_indices") or None
-    out_dir = Path(params["out"]) if params.get("out") else ctx.paths.outputs_dir
-
     job.progress(phase="loading", fraction=0.0, message="face models and identities")
     stack = stacks.load(ctx.settings.face_stack, ctx.paths)
-    identities = [load_identity(ctx, i, stack) for i in identity_ids]
-    files = [template_path(ctx, t) for t in template_values]
+    identities = [load_identity(ctx, i, stack) for i in params.identity_ids]
+    files = [template_path(ctx, t) for t in params.templates]
     generator = make_generator(ctx, params)
-    pipeline = PortraitPipeline(generator, stack, config, upscaler=_upscaler(ctx, config))
-    pipeline.check()
-    if hasattr(generator, "interrupt"):
-        job.on_cancel(generator.interrupt)
-
-    counts_before = generator.counter.totals()  # the generator (and its counter) outlives the job
-    seed = resolve_seed(config.seed)
-    total = len(files) * config.batch_size
-    portraits, failures, images = [], [], []
-    for t_index, path in enumerate(files):
-        try:
-            analysis = analyse(load_photo(path, max_megapixels=ctx.settings.max_upload_megapixels).image,
-                               path.name, stack.detector)
-        except EasyPhotoError as exc:
-            if len(files) == 1:
-                raise
-            failures.append({"template": path.name, "error": exc.to_dict()})
-            continue
-        for b in range(config.batch_size):
-            done = t_index * config.batch_size + b
-
-            def progress(fraction: float, message: str, done=done, name=path.name) -> None:
-                job.progress(phase="generating", fraction=(done + fraction) / total,
-                             message=f"{name} ({done + 1}/{total}): {message}")
-
-            try:
-                result = pipeline.render(analysis, identities, face_indices, seed + done, progress,
-                                         lambda: job.cancelled)
-            except GenerationInterrupted as exc:  # job cancel, or the WebUI's Interrupt button
-                raise Cancelled(f"{exc.message} {len(portraits)} portrait(s) were saved before.",
-                                hint="Submit the job again to render the rest.") from exc
-            except TemplateError as exc:
-                if len(files) == 1:
-                    raise
-                failures.append({"template": path.name, "error": exc.to_dict()})
-                break
-            job.check_cancelled()
-            saved = outputs.save(result, config, out_dir)
-            images.append(_share(saved, job.work_dir))
-            portraits.append({"file": str(saved), "template": path.name, "seed": result.seed,
-                              "attempts": result.attempts, "likeness": result.likeness,
-                              "faces": outputs.metadata(result, config)["faces"]})
-            job.progress(fraction=(done + 1) / total, message=f"saved {saved.name}", preview=saved)
-    job.progress(phase="done", fraction=1.0, message=f"{len(portraits)} portrait(s)")
+    upscaler = _upscaler(ctx, params.config)
+    try:
+        pipeline = PortraitPipeline(generator, stack, params.config, upscaler=upscaler)
+        pipeline.check()
+        if hasattr(generator, "interrupt"):
+            job.on_cancel(generator.interrupt)
+        counts_before = generator.counter.totals()  # the generator (and its counter) outlives the job
+        batch = _Batch(ctx, job, pipeline, identities, params, len(files))
+        for t_index, path in enumerate(files):
+            batch.template(t_index, path)
+    finally:
+        _unload(upscaler)  # the upscaler's model must not hold VRAM the next job (a training) needs
+    job.progress(phase="done", fraction=1.0, message=f"{len(batch.portraits)} portrait(s)")
     evaluations = {k: v - counts_before.get(k, 0) for k, v in generator.counter.totals().items()}
-    return {"portraits": portraits, "failed": failures, "images": images, "backend": generator.name,
-            "evaluations": evaluations}
+    return {"portraits": batch.portraits, "failed": batch.failures, "images": batch.images,
+            "backend": generator.name, "evaluations": evaluations}
+
+
+class _Batch:
+    """Renders every template × batch_size portraits, collecting the saved ones and the templates that failed.
+
+    With a single template its error is the job's; with several, a template that cannot be used is listed in
+    `failures` and the others still render."""
+
+    def __init__(self, ctx: AppContext, job: JobContext, pipeline: PortraitPipeline, identities: list,
+                 params: PortraitParams, templates: int):
+        self.ctx, self.job, self.pipeline, self.identities = ctx, job, pipeline, identities
+        self.config, self.face_indices = params.config, params.face_indices or None
+        self.out_dir = Path(params.out) if params.out else ctx.paths.outputs_dir
+        self.single = templates == 1
+        self.seed = resolve_seed(self.config.seed)
+        self.total = templates * self.config.batch_size
+        self.portraits: list[dict] = []
+        self.failures: list[dict] = []
+        self.images: list[str] = []
+
+    def template(self, t_index: int, path: Path) -> None:
+        try:
+            analysis = analyse(load_photo(path, max_megapixels=self.ctx.settings.max_upload_megapixels).image,
+                               path.name, self.pipeline.stack.detector)
+        except EasyPhotoError as exc:
+            self._failed(path, exc)
+            return
+        for b in range(self.config.batch_size):
+            try:
+                self._render(analysis, path, t_index * self.config.batch_size + b)
+            except TemplateError as exc:
+                self._failed(path, exc)
+                return
+
+    def _failed(self, path: Path, exc: EasyPhotoError) -> None:
+        if self.single:
+            raise exc
+        self.failures.append({"template": path.name, "error": exc.to_dict()})
+
+    def _render(self, analysis, path: Path, done: int) -> None:
+        job, total = self.job, self.total
+
+        def progress(fraction: float, message: str) -> None:
+            job.progress(phase="generating", fraction=(done + fraction) / total,
+                         message=f"{path.name} ({done + 1}/{total}): {message}")
+
+        try:
+            result = self.pipeline.render(analysis, self.identities, self.face_indices, self.seed + done, progress,
+                                          lambda: job.cancelled)
+        except GenerationInterrupted as exc:  # job cancel, or the WebUI's Interrupt button
+            raise Cancelled(f"{exc.message} {len(self.portraits)} portrait(s) were saved before.",
+                            hint="Submit the job again to render the rest.") from exc
+        job.check_cancelled()
+        saved = outputs.save(result, self.config, self.out_dir)
+        self.images.append(_share(saved, job.work_dir))
+        self.portraits.append({"file": str(saved), "template": path.name, "seed": result.seed,
+                               "attempts": result.attempts, "likeness": result.likeness,
+                               "faces": outputs.metadata(result, self.config)["faces"]})
+        job.progress(fraction=(done + 1) / total, message=f"saved {saved.name}", preview=saved)
 
 
 _standalone_generators: dict[tuple, object] = {}
 
 
-def make_generator(ctx: AppContext, params: dict):
-    """The host's generator inside the WebUI; standalone, a diffusers one on params["base"], else on the SD 1.5 base
+def make_generator(ctx: AppContext, params: PortraitParams | dict):
+    """The host's generator inside the WebUI; standalone, a diffusers one on params.base, else on the SD 1.5 base
     in models/Stable-diffusion (cached per base, so a second job reuses the loaded weights)."""
+    params = PortraitParams.checked(params, "portrait")
     if ctx.make_generator is not None:
-        return ctx.make_generator(params)
-    base = params.get("base")
+        return ctx.make_generator(params.to_dict())  # AppContext.make_generator takes the JSON form
+    base = params.base
     if not base and ctx.selected_checkpoint is not None:
         base = ctx.selected_checkpoint()  # the default base, or an error naming its path and the fetch command
     if not base:
@@ -185,7 +209,7 @@ def make_generator(ctx: AppContext, params: dict):
                                   "was trained on (CLI: --base).")
     from easyphoto.backends.diffusers import DiffusersGenerator
 
-    config_dir = params.get("config_dir")  # diffusers configs for a single-file base (default: shipped SD 1.5)
+    config_dir = params.config_dir  # diffusers configs for a single-file base (default: shipped SD 1.5)
     key = (str(Path(base).resolve()), str(ctx.paths.controlnet_dir), str(config_dir))
     if key not in _standalone_generators:
         for previous in _standalone_generators.values():  # one base model in memory at a time: free it first
@@ -213,8 +237,18 @@ def _share(saved: Path, work_dir: Path) -> str:
 
 
 def _upscaler(ctx: AppContext, config: PortraitConfig):
+    """The host's upscaler (the WebUI's) or the standalone Real-ESRGAN, else Lanczos; None without super resolution."""
     if not config.super_resolution:
         return None
-    from easyphoto.upscale import classical, model_upscaler
+    from easyphoto.upscale import classical, for_context
 
-    return model_upscaler(ctx.paths) or classical
+    return for_context(ctx) or classical
+
+
+def _unload(upscaler) -> None:
+    unload = getattr(upscaler, "unload", None)  # `classical` is a plain function: nothing to free
+    if callable(unload):
+        try:
+            unload()
+        except Exception:  # freeing memory must not turn a finished job into a failed one
+            log.exception("EasyPhoto: could not unload the upscaler %s", getattr(upscaler, "name", upscaler))

@@ -4,8 +4,11 @@ The WebUI (or the standalone server) starts one of these per training job (easyp
 memory of the training is freed when it exits, and a crash (CUDA error, segfault, OOM killer) ends this process,
 never the host.
 
-Protocol: stdout carries events only, one JSON object per line (easyphoto.train.pipeline's events, then exactly
-one of {"event": "done", "result": ...}, {"event": "error", "error": {...}} or {"event": "cancelled"}).
+Protocol: SPEC.json is an easyphoto.train.spec.TrainSpec. stdout carries events only, one JSON object per line
+(easyphoto.train.pipeline's events, then exactly one of {"event": "done", "result": ...},
+{"event": "error", "error": {...}} or {"event": "cancelled"}). An error that is a bug (an exception that is not an
+EasyPhotoError, a spec that does not validate included: the runner wrote it) carries "bug": this process's
+versions and traceback (easyphoto.bugreport.process_details), from which the runner's job gets its bug report.
 Everything else a library prints (Python or native code) goes to stderr, which the runner writes to child.log:
 file descriptor 1 is pointed at stderr at start-up and the events go to a private duplicate of the original.
 Training stops, leaving a resumable state, when STOP_FILE exists.
@@ -160,11 +163,10 @@ def run_spec(spec_file: Path, stop_file: Path, emit: EventWriter) -> int:
     from easyphoto.errors import Cancelled, EasyPhotoError
 
     try:
-        spec = json.loads(spec_file.read_text(encoding="utf-8"))
-        spec["device"] = resolve_device(spec.get("device"))
         from easyphoto.train import pipeline
+        from easyphoto.train.spec import read_spec
 
-        result = pipeline.run(spec, emit, stop_file.exists)
+        result = pipeline.run(read_spec(spec_file), emit, stop_file.exists)
     except Cancelled:
         logging.getLogger("easyphoto").info("training stopped on request; the state is resumable")
         emit({"event": "cancelled"})
@@ -175,21 +177,26 @@ def run_spec(spec_file: Path, stop_file: Path, emit: EventWriter) -> int:
         return EXIT_ERROR
     except BaseException as exc:  # noqa: BLE001 - reported as an event, whatever it is
         traceback.print_exc(file=sys.stderr)
-        message = str(exc) or type(exc).__name__
-        emit({"event": "error", "error": {"error": type(exc).__name__, "phase": "train", "message": message,
-                                          "hint": BUG_HINT}})
+        emit({"event": "error", "error": unexpected_error(exc)})
         return EXIT_ERROR
     emit({"event": "done", "result": result if isinstance(result, dict) else {"result": result}})
     return EXIT_OK
 
 
-def resolve_device(device: str | None) -> str:
-    """"auto"/None: CUDA when available, else CPU; anything else is passed through."""
-    if device and device != "auto":
-        return device
-    import torch
+def unexpected_error(exc: BaseException) -> dict:
+    """The error event of an exception that is not an EasyPhotoError. An Exception is a bug: it carries this
+    process's versions and traceback for the parent's bug report; an interruption (Ctrl-C reaches the child
+    too, SystemExit) is not."""
+    error = {"error": type(exc).__name__, "phase": "train", "message": str(exc) or type(exc).__name__,
+             "hint": BUG_HINT}
+    if isinstance(exc, Exception):
+        try:
+            from easyphoto.bugreport import process_details
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+            error["bug"] = process_details(exc)
+        except Exception as failure:  # the details are a courtesy: the error event must still be sent
+            print(f"easyphoto: could not describe the bug ({failure!r})", file=sys.stderr)
+    return error
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from PIL import Image
 from easyphoto.config import TrainConfig
 from easyphoto.face.stacks import FaceStack
 from easyphoto.face.types import Face
-from easyphoto.imageops import load_photo, to_array
+from easyphoto.imageops import load_photo, smooth_skin, to_array
 from easyphoto.store import atomic_write_bytes, atomic_write_text
 from easyphoto.train.photos import PhotoReport
 from easyphoto.upscale import classical
@@ -85,15 +85,6 @@ def head_region(face: Face, crop: tuple[int, int, int, int], size: int) -> np.nd
     mask = np.zeros((size, size), np.float32)
     mask[max(int(y0), 0) : max(int(y1), 0), max(int(x0), 0) : max(int(x1), 0)] = 1.0
     return cv2.GaussianBlur(mask, (0, 0), sigmaX=max(face.width * scale * 0.05, 1.0))
-
-
-def smooth_skin(image: np.ndarray, skin: np.ndarray) -> np.ndarray:
-    """Bilateral filter inside the skin mask, blended at half strength so pores and freckles stay."""
-    import cv2
-
-    smoothed = cv2.bilateralFilter(image, d=9, sigmaColor=40, sigmaSpace=9)
-    weight = (cv2.GaussianBlur(skin.astype(np.float32) / 255.0, (0, 0), 3) * 0.5)[..., None]
-    return np.clip(image * (1 - weight) + smoothed * weight, 0, 255).astype(np.uint8)
 
 
 def prepare_dataset(

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import torch
 
-    from easyphoto.train.lora import LoraWeights
+    from easyphoto.sd.lora import LoraWeights
 
 METHODS = ("svd", "concat")
 
@@ -105,7 +105,7 @@ def _check_shapes(key: str, modules: list) -> tuple[tuple[int, ...], tuple[int, 
 
 def _as_module(up2d: torch.Tensor, down2d: torch.Tensor, up_shape, down_shape, alpha: float, like):
     """Reshape 2-D factors back to the layer's layout (Linear or Conv) in the dtype/device of `like`."""
-    from easyphoto.train.lora import LoraModule
+    from easyphoto.sd.lora import LoraModule
 
     rank = up2d.shape[1]
     up = up2d.reshape(up_shape[0], rank, *up_shape[1:]).to(like.down.device, like.down.dtype).contiguous()

@@ -1,6 +1,6 @@
 """One identity's training, as the child process runs it: train → validate each checkpoint → merge → export.
 
-    run(spec, emit, should_stop) -> result dict
+    run(spec, emit, should_stop) -> result dict        # spec: easyphoto.train.spec.TrainSpec (or its dict)
 
 The merge (reference §3.5, done right): the best checkpoints by validation score are combined in weight-change
 space, weighted by their scores (easyphoto.train.merge), then the merged LoRA is validated on the same templates.
@@ -18,42 +18,37 @@ from pathlib import Path
 from easyphoto import __version__
 from easyphoto.config import TrainConfig
 from easyphoto.errors import EasyPhotoError
-from easyphoto.store import IdentityLayout, Paths, atomic_write_json, read_json
+from easyphoto.store import atomic_write_json, read_json
+from easyphoto.train.spec import TrainSpec, as_spec, resolve_device
 
 MERGE_TOP_K = 3
 Emit = Callable[[dict], None]
 
 
-def _paths(spec: dict) -> Paths:
-    if "paths" in spec:
-        return Paths(**{k: Path(v) for k, v in spec["paths"].items()})
-    models = Path(spec["models_root"])
-    return Paths(Path(spec["identity_dir"]).parents[1], models, Path(spec["lora_file"]).parent, models, models)
-
-
 class _Validator:
     """Holds what validation needs across checkpoints; records scores in validation/scores.json."""
 
-    def __init__(self, spec: dict, config: TrainConfig, base, emit: Emit):
+    def __init__(self, spec: TrainSpec, config: TrainConfig, base, emit: Emit):
         from easyphoto.face import stacks
         from easyphoto.train import validation
 
         self.base, self.config, self.emit = base, config, emit
-        self.out_dir = Path(spec["validation_dir"])
-        self.stack = stacks.load(spec.get("face_stack", "auto"), _paths(spec))
+        self.out_dir = spec.validation
+        paths = spec.store_paths()
+        self.stack = stacks.load(spec.face_stack, paths)
         from easyphoto.train.dataset import read_holdout
 
-        dataset = Path(spec["dataset_dir"])
+        dataset = spec.dataset
         images = sorted((dataset / "train").glob("*.jpg"))
-        files = validation.template_files(_paths(spec).models_root, images)
+        files = validation.template_files(paths.models_root, images)
         self.templates = validation.prepare_templates(files, self.stack, config.resolution)
-        held_out = [Path(spec["identity_dir"]) / "photos" / name for name in read_holdout(dataset)]
+        held_out = [spec.layout.photos / name for name in read_holdout(dataset)]
         # Score against photos the LoRA never saw when there are enough of them, else against the training faces.
         self.reference_source = "held-out photos" if held_out else "training images"
         self.references = validation.reference_embeddings(held_out or images, self.stack)
         # A resumed training keeps the scores of the checkpoints validated before it stopped (the merge needs them).
         previous = self.out_dir / "scores.json"
-        self.scores: dict[str, dict] = read_json(previous) if spec.get("resume") and previous.is_file() else {}
+        self.scores: dict[str, dict] = read_json(previous) if spec.resume and previous.is_file() else {}
         self.scores.pop("merged", None)
         self.seed = config.seed or 0
 
@@ -71,20 +66,21 @@ class _Validator:
         return score
 
 
-def run(spec: dict, emit: Emit, should_stop: Callable[[], bool]) -> dict:
-    from easyphoto.train import lora
-    from easyphoto.train.base_model import load_base
+def run(spec: TrainSpec | dict, emit: Emit, should_stop: Callable[[], bool]) -> dict:
+    from easyphoto.sd import lora
+    from easyphoto.sd.base_model import load_base
     from easyphoto.train.trainer import prune_checkpoints, train_lora
 
-    config = TrainConfig.from_dict(spec["config"])
+    spec = as_spec(spec)
+    spec = spec.updated(device=resolve_device(spec.device))
+    config = spec.config
     rebuilt = current_dataset(spec, config, emit)
     if rebuilt is not None:  # the photo count may have changed with the selection settings: the reference rule again
-        spec = {**spec, "steps": config.train_steps(rebuilt)}
-    emit({"event": "progress", "phase": "loading base model", "step": 0, "total": spec["steps"], "loss": None,
-          "message": Path(spec["base"]).name})
-    device = spec.get("device", "cpu")
-    base = load_base(Path(spec["base"]), config_dir=Path(spec["config_dir"]) if spec.get("config_dir") else None,
-                     dtype=_frozen_dtype(config, device), device=device)
+        spec = spec.updated(steps=config.train_steps(rebuilt))
+    emit({"event": "progress", "phase": "loading base model", "step": 0, "total": spec.steps, "loss": None,
+          "message": spec.base_path().name})
+    base = load_base(spec.base_path(), config_dir=spec.config_dir, dtype=_frozen_dtype(config, spec.device),
+                     device=spec.device)
     validator = _Validator(spec, config, base, emit) if config.validation else None
     started = time.monotonic()
 
@@ -96,25 +92,25 @@ def run(spec: dict, emit: Emit, should_stop: Callable[[], bool]) -> dict:
         emit({"event": "progress", "phase": "training", "step": step, "total": total, "loss": loss,
               "message": f"loss {loss:.4f}"})
 
-    result = train_lora(base, Path(spec["dataset_dir"]), Path(spec["checkpoints_dir"]), config, steps=spec["steps"],
-                        progress=progress, should_stop=should_stop, on_checkpoint=on_checkpoint,
-                        resume=spec.get("resume", False), device=spec.get("device", "cpu"), merge_top_k=MERGE_TOP_K)
+    result = train_lora(base, spec.dataset, spec.checkpoints, config, steps=spec.steps, progress=progress,
+                        should_stop=should_stop, on_checkpoint=on_checkpoint, resume=spec.resume, device=spec.device,
+                        merge_top_k=MERGE_TOP_K)
     chosen, weights, merged_info = _choose(result, validator, base, config, emit)
-    metadata = {"ss_output_name": spec["identity_id"], "ss_steps": str(result.steps),
-                "ss_sd_model_hash": base.model_hash or "", "ss_sd_model_name": Path(spec["base"]).name,
+    metadata = {"ss_output_name": spec.identity_id, "ss_steps": str(result.steps),
+                "ss_sd_model_hash": base.model_hash or "", "ss_sd_model_name": spec.base_path().name,
                 "easyphoto_version": __version__, "easyphoto_source": chosen}
-    lora_file = lora.save_lora(Path(spec["lora_file"]), weights, metadata)
-    pruned = prune_checkpoints(Path(spec["checkpoints_dir"]), keep=config.keep_checkpoints, finished=True)
+    lora_file = lora.save_lora(spec.lora_file, weights, metadata)
+    pruned = prune_checkpoints(spec.checkpoints, keep=config.keep_checkpoints, finished=True)
     summary = {"lora_file": str(lora_file), "steps": result.steps, "source": chosen, "merged": merged_info,
                "checkpoints": [str(c) for c in result.checkpoints if c.is_file()], "pruned": pruned,
                "scores": validator.scores if validator else {}, "seconds": round(time.monotonic() - started, 1)}
     _write_identity_json(spec, config, base, summary, validator)
-    emit({"event": "progress", "phase": "exported", "step": result.steps, "total": spec["steps"], "loss": None,
+    emit({"event": "progress", "phase": "exported", "step": result.steps, "total": spec.steps, "loss": None,
           "message": lora_file.name})
     return summary
 
 
-def current_dataset(spec: dict, config: TrainConfig, emit: Emit) -> int | None:
+def current_dataset(spec: TrainSpec | dict, config: TrainConfig, emit: Emit) -> int | None:
     """Make sure the dataset was prepared with this training's settings and the identity's current photos.
 
     A dataset made with another resolution, crop ratio, matting, caption, ... (or before photos were added or
@@ -122,13 +118,13 @@ def current_dataset(spec: dict, config: TrainConfig, emit: Emit) -> int | None:
     training continues on the dataset it started with, so there only a settings change is an error."""
     from easyphoto.train import dataset
 
-    dataset_dir = Path(spec["dataset_dir"])
-    layout = _layout(spec)
-    if spec.get("resume"):
-        changed = dataset.settings_changes(dataset_dir, config)
+    spec = as_spec(spec)
+    layout = spec.layout
+    if spec.resume:
+        changed = dataset.settings_changes(spec.dataset, config)
         if changed:
             raise EasyPhotoError(
-                f"The dataset of {spec['identity_id']!r} was prepared with other settings ({'; '.join(changed)}); a "
+                f"The dataset of {spec.identity_id!r} was prepared with other settings ({'; '.join(changed)}); a "
                 "resumed training continues with the settings it started with.", phase="dataset",
                 hint="Resume with the same settings, or start a new training (without resume) with the new ones.")
         return None
@@ -137,20 +133,20 @@ def current_dataset(spec: dict, config: TrainConfig, emit: Emit) -> int | None:
     changed = prepare.dataset_out_of_date(layout, config)
     if not changed:
         return None
-    emit({"event": "progress", "phase": "preparing", "step": 0, "total": spec["steps"], "loss": None,
+    emit({"event": "progress", "phase": "preparing", "step": 0, "total": spec.steps, "loss": None,
           "message": f"dataset out of date ({'; '.join(changed)}): preparing it again"})
     from easyphoto.face import stacks
     from easyphoto.upscale import model_upscaler
 
-    paths = _paths(spec)
+    paths = spec.store_paths()
     upscaler = model_upscaler(paths) if config.upscale_small else None
-    items = prepare.rebuild_dataset(layout, stacks.load(spec.get("face_stack", "auto"), paths), config,
-                                    max_megapixels=float(spec.get("max_upload_megapixels", 64.0)), upscaler=upscaler)
+    try:
+        items = prepare.rebuild_dataset(layout, stacks.load(spec.face_stack, paths), config,
+                                        max_megapixels=spec.max_upload_megapixels, upscaler=upscaler)
+    finally:  # the upscaler's weights must not hold VRAM the training is about to need
+        if upscaler is not None:
+            upscaler.unload()
     return len(items)
-
-
-def _layout(spec: dict) -> IdentityLayout:
-    return IdentityLayout(spec["identity_id"], Path(spec["identity_dir"]), Path(spec["lora_file"]))
 
 
 def _frozen_dtype(config: TrainConfig, device: str):
@@ -165,7 +161,8 @@ def _frozen_dtype(config: TrainConfig, device: str):
 
 def _choose(result, validator: _Validator | None, base, config: TrainConfig, emit: Emit):
     """(label of what is exported, its LoraWeights, merge record)."""
-    from easyphoto.train import lora, merge
+    from easyphoto.sd import lora
+    from easyphoto.train import merge
 
     final = Path(result.checkpoints[-1])
     if validator is None:
@@ -208,10 +205,10 @@ def _load_weights(base, weights) -> None:
         lora.load_into_peft(base.text_encoder, "text_encoder", text)
 
 
-def _write_identity_json(spec: dict, config: TrainConfig, base, summary: dict, validator) -> None:
-    path = Path(spec["identity_dir"]) / "identity.json"
+def _write_identity_json(spec: TrainSpec, config: TrainConfig, base, summary: dict, validator) -> None:
+    path = spec.layout.identity_json
     previous = read_json(path) if path.is_file() else {}
-    report = Path(spec["identity_dir"]) / "report.json"
+    report = spec.layout.report
     embedding = None
     if validator is not None:
         refs = validator.references
@@ -221,10 +218,10 @@ def _write_identity_json(spec: dict, config: TrainConfig, base, summary: dict, v
                      "mean_pairwise_similarity": round(float((refs @ refs.T).mean()), 4)}
     atomic_write_json(path, {
         **previous,
-        "identity_id": spec["identity_id"],
+        "identity_id": spec.identity_id,
         "lora_file": summary["lora_file"],
         "reference_face": "reference.jpg",
-        "base_model": {"file": Path(spec["base"]).name, "hash": base.model_hash},
+        "base_model": {"file": spec.base_path().name, "hash": base.model_hash},
         "training": {k: v for k, v in summary.items() if k != "scores"},
         "reference_photo": read_json(report).get("reference") if report.is_file() else None,
         "embedding": embedding,

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from easyphoto import upscale
 from easyphoto.config import TrainConfig
 from easyphoto.context import AppContext
 from easyphoto.errors import EasyPhotoError
@@ -35,7 +36,6 @@ from easyphoto.store import (
 from easyphoto.store import remove_photos as _remove_files
 from easyphoto.train.dataset import DatasetItem, dataset_changes, prepare_dataset, square_crop
 from easyphoto.train.photos import PhotoReport, select_photos
-from easyphoto.upscale import model_upscaler
 
 Progress = Callable[[int, int, str], None]
 MAX_PHOTOS_PER_IDENTITY = 200
@@ -178,9 +178,13 @@ def prepare_identity_dataset(
     """Check the photos (fresh: the settings or photos may have changed) and write identities/<id>/dataset/."""
     layout = ctx.identities.get(identity_id)
     stack = stacks.load(ctx.settings.face_stack, ctx.paths)
-    upscaler = model_upscaler(ctx.paths) if config.upscale_small else None
-    return rebuild_dataset(layout, stack, config, max_megapixels=ctx.settings.max_upload_megapixels,
-                           upscaler=upscaler, progress=progress)
+    upscaler = upscale.for_context(ctx) if config.upscale_small else None
+    try:
+        return rebuild_dataset(layout, stack, config, max_megapixels=ctx.settings.max_upload_megapixels,
+                               upscaler=upscaler, progress=progress)
+    finally:  # the training that follows needs the memory the upscaler's model holds
+        if upscaler is not None:
+            upscaler.unload()
 
 
 def rebuild_dataset(layout: IdentityLayout, stack: FaceStack, config: TrainConfig, *, max_megapixels: float,

@@ -1,12 +1,13 @@
 """The "train" job: prepare what the training needs, run it in a child process, report its progress.
 
-    queue.register("train", lambda p, job: train_operation(ctx, p, job))
-    params = {"identity_id": "alice", "config": TrainConfig(...).to_dict(), "base": "/path/model.safetensors",
-              "resume": False}
+    queue.register("train", lambda p, job: train_operation(ctx, p, job), params=job_params.parser("train"))
+    params = TrainParams(identity_id="alice", config=TrainConfig(...), base="/path/model.safetensors")
 
-The GPU work happens in `python -m easyphoto.train.child` (easyphoto.train.child): its VRAM is freed when it exits
-and a crash there (CUDA error, segfault, the OOM killer) fails the job instead of taking the WebUI down. The child
-writes JSON events on stdout, one per line, which become the job's progress; its stderr is the job's child.log.
+The GPU work happens in `python -m easyphoto.train.child` (easyphoto.train.child), told what to do by spec.json
+(easyphoto.train.spec.TrainSpec): its VRAM is freed when it exits and a crash there (CUDA error, segfault, the OOM
+killer) fails the job instead of taking the WebUI down. The child writes JSON events on stdout, one per line, which
+become the job's progress; its stderr is the job's child.log. A bug in the child arrives with its traceback and
+versions, and the job gets a bug report as for a bug in this process (ChildError.bug, easyphoto.jobs.is_bug).
 
 Cancel: the stop file is created and the child stops at the next step boundary, saving a resumable state; a child
 that has not exited CANCEL_GRACE_S seconds later is terminated, and killed KILL_GRACE_S seconds after that.
@@ -25,14 +26,17 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Mapping
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 from easyphoto.config import TrainConfig
 from easyphoto.context import AppContext
 from easyphoto.errors import Cancelled, EasyPhotoError, InvalidRequest
+from easyphoto.job_params import TrainParams
 from easyphoto.jobs import JobContext
-from easyphoto.store import atomic_write_json, atomic_write_text, check_lora_target, read_json
+from easyphoto.store import IdentityLayout, atomic_write_text, check_lora_target, read_json
+from easyphoto.train.spec import TrainSpec, read_spec, write_spec
 
 log = logging.getLogger("easyphoto")
 
@@ -44,12 +48,18 @@ PARENT_PID_ENV = "EASYPHOTO_PARENT_PID"  # read by easyphoto.train.child.guard_p
 
 
 class ChildError(EasyPhotoError):
-    """An error reported by the training process, re-raised with its phase, message, hint and extra fields."""
+    """An error reported by the training process, re-raised with its phase, message, hint and extra fields.
+
+    `bug`: the child's versions and traceback when the error is a bug there (None otherwise); the job queue then
+    attaches a bug report built from them (easyphoto.jobs.is_bug, easyphoto.bugreport.bug_report)."""
 
     phase = "train"
     http_status = 500
 
     def __init__(self, data: dict, *, log_file: Path | None = None):
+        data = dict(data)
+        bug = data.pop("bug", None)
+        self.bug: dict | None = bug if isinstance(bug, dict) else None
         message = str(data.get("message") or data.get("error") or "the training failed")
         hint = str(data.get("hint") or "")
         if log_file is not None and "bug" in hint:
@@ -65,70 +75,59 @@ class ChildError(EasyPhotoError):
 # ---------------------------------------------------------------------------------------------- the operation
 
 
-def train_operation(ctx: AppContext, params: dict, job: JobContext) -> dict:
-    identity_id = params.get("identity_id")
-    layout = ctx.identities.get(identity_id)  # InvalidIdentityId / IdentityNotFound
+def train_operation(ctx: AppContext, params: TrainParams, job: JobContext) -> dict:
+    layout = ctx.identities.get(params.identity_id)  # InvalidIdentityId / IdentityNotFound
     # Before any work: the export must not replace a LoRA of the same name that EasyPhoto did not write.
     check_lora_target(layout.lora_file, layout.identity_id)
-    config = _config(params.get("config"))
-    resume = bool(params.get("resume", False))
+    config = params.config
     base = base_model(ctx, params)
-    config_dir = params.get("config_dir")
+    config_dir = params.config_dir
     if config_dir is not None and not Path(config_dir).is_dir():
         raise InvalidRequest(f"The base model config folder {config_dir} does not exist.",
                              hint="Pass the diffusers config folder of the base model, or leave config_dir out.")
-
-    offset = 0.0
-    images = dataset_images(layout.dataset)
-    if images and not resume:  # a dataset made with other settings or photos is rebuilt before steps are counted
-        from easyphoto.train import prepare
-
-        if prepare.dataset_out_of_date(layout, config):
-            images = []
-    if not images:
-        from easyphoto.train import prepare
-
-        job.progress(phase="preparing", fraction=0.0, message="checking photos and preparing the dataset")
-
-        def report(index: int, total: int, name: str) -> None:
-            job.check_cancelled()
-            job.progress(phase="preparing", fraction=PREPARE_SHARE * index / max(total, 1), message=name,
-                         step=index, total=total)
-
-        prepare.prepare_identity_dataset(ctx, identity_id, config, report)
-        job.check_cancelled()
-        images = dataset_images(layout.dataset)
-        offset = PREPARE_SHARE
-        if not images:
-            raise EasyPhotoError(f"The dataset of {identity_id!r} has no images.", phase="dataset",
-                                 hint="Check the photo report: every photo has the reason it was dropped.")
+    images, offset = _training_images(ctx, layout, config, params.resume, job)
     steps = config.train_steps(len(images))
-
-    work = job.work_dir
-    spec = {
-        "identity_id": layout.identity_id,
-        "identity_dir": str(layout.root),
-        "dataset_dir": str(layout.dataset),
-        "checkpoints_dir": str(layout.checkpoints),
-        "validation_dir": str(layout.validation),
-        "lora_file": str(layout.lora_file),
-        "base": str(base),
-        "config_dir": str(config_dir) if config_dir else None,
-        "config": config.to_dict(),
-        "steps": steps,
-        "resume": resume,
-        "device": params.get("device") or "auto",
-        "models_root": str(ctx.paths.models_root),
-        "paths": ctx.paths.to_dict(),
-        "face_stack": ctx.settings.face_stack,
-    }
-    spec_file = atomic_write_json(work / "spec.json", spec)
-    if resume:  # until the first new checkpoint, a stop leaves the state this run resumed from
+    spec = TrainSpec(
+        identity_id=layout.identity_id, identity_dir=layout.root, dataset_dir=layout.dataset,
+        checkpoints_dir=layout.checkpoints, validation_dir=layout.validation, lora_file=layout.lora_file, base=base,
+        config_dir=Path(config_dir) if config_dir else None, config=config, steps=steps, resume=params.resume,
+        device=params.device, models_root=ctx.paths.models_root, paths=ctx.paths.to_dict(),
+        face_stack=ctx.settings.face_stack, max_upload_megapixels=ctx.settings.max_upload_megapixels,
+    )
+    spec_file = write_spec(job.work_dir / "spec.json", spec)
+    if params.resume:  # until the first new checkpoint, a stop leaves the state this run resumed from
         saved = _state_step(layout.checkpoints)
         if saved:
             job.resumable(saved)
     with _host_offload(ctx):
         return run_child(spec_file, job, steps=steps, offset=offset)
+
+
+def _training_images(ctx: AppContext, layout: IdentityLayout, config: TrainConfig, resume: bool,
+                     job: JobContext) -> tuple[list[str], float]:
+    """(the dataset's images, the job fraction used so far): the dataset is prepared first when there is none, or
+    when it was made with other settings or photos (a resumed training keeps the one it started with)."""
+    from easyphoto.train import prepare
+
+    images = dataset_images(layout.dataset)
+    if images and not resume and prepare.dataset_out_of_date(layout, config):
+        images = []  # rebuilt before steps are counted
+    if images:
+        return images, 0.0
+    job.progress(phase="preparing", fraction=0.0, message="checking photos and preparing the dataset")
+
+    def report(index: int, total: int, name: str) -> None:
+        job.check_cancelled()
+        job.progress(phase="preparing", fraction=PREPARE_SHARE * index / max(total, 1), message=name,
+                     step=index, total=total)
+
+    prepare.prepare_identity_dataset(ctx, layout.identity_id, config, report)
+    job.check_cancelled()
+    images = dataset_images(layout.dataset)
+    if not images:
+        raise EasyPhotoError(f"The dataset of {layout.identity_id!r} has no images.", phase="dataset",
+                             hint="Check the photo report: every photo has the reason it was dropped.")
+    return images, PREPARE_SHARE
 
 
 def dataset_images(dataset_dir: Path) -> list[str]:
@@ -149,20 +148,12 @@ def dataset_images(dataset_dir: Path) -> list[str]:
     return names
 
 
-def _config(data) -> TrainConfig:
-    if isinstance(data, TrainConfig):
-        return data
-    try:
-        return TrainConfig.from_dict(data or {})
-    except Exception as exc:  # pydantic 1 and 2 raise different ValidationError classes
-        raise InvalidRequest(f"Invalid training configuration: {exc}", hint="Fix the listed fields.") from None
-
-
-def base_model(ctx: AppContext, params: dict) -> Path:
-    """params["base"], else ctx.selected_checkpoint(): the WebUI's selected checkpoint, or standalone the SD 1.5 base
-    in models/Stable-diffusion (which raises an actionable error when that file is absent). The API calls it before
-    it submits a training, so a missing base is said at once, not by a failed job."""
-    base = params.get("base")
+def base_model(ctx: AppContext, params: TrainParams | Mapping) -> Path:
+    """params.base (TrainParams, or a dict of its fields), else ctx.selected_checkpoint(): the WebUI's selected
+    checkpoint, or standalone the SD 1.5 base in models/Stable-diffusion (which raises an actionable error when that
+    file is absent). The API calls it before it submits a training, so a missing base is said at once, not by a
+    failed job."""
+    base = params.get("base") if isinstance(params, Mapping) else params.base
     if not base:
         selected = getattr(ctx, "selected_checkpoint", None)
         base = selected() if callable(selected) else None
@@ -354,8 +345,7 @@ def _resume_hint(tracker: _Tracker, log_file: Path) -> str:
 def _saved_step(log_file: Path) -> int | None:
     """The step of the resumable state in the identity's checkpoints folder (when no event said it)."""
     try:
-        spec = read_json(log_file.parent / "spec.json")
-        return _state_step(Path(spec["checkpoints_dir"]))
+        return _state_step(read_spec(log_file.parent / "spec.json").checkpoints)
     except Exception:
         return None
 

@@ -56,9 +56,10 @@ from PIL import Image
 
 from easyphoto.config import TrainConfig
 from easyphoto.errors import EasyPhotoError
+from easyphoto.sd import lora
+from easyphoto.sd.base_model import BaseModel
 from easyphoto.store import atomic_path, atomic_write_json, read_json
-from easyphoto.train import lora
-from easyphoto.train.base_model import BaseModel
+from easyphoto.train.lora import ADAPTER, from_peft, load_into_peft
 
 log = logging.getLogger(__name__)
 
@@ -204,10 +205,10 @@ def _inject(
     if not layers:
         config = peft.LoraConfig(r=rank, lora_alpha=alpha, target_modules=targets, lora_dropout=0.0,
                                  init_lora_weights="gaussian", bias="none")
-        peft.inject_adapter_in_model(config, model, adapter_name=lora.ADAPTER)
+        peft.inject_adapter_in_model(config, model, adapter_name=ADAPTER)
         layers = _lora_layers(model)
     else:
-        ranks = {layer.r.get(lora.ADAPTER) for layer in layers.values()}
+        ranks = {layer.r.get(ADAPTER) for layer in layers.values()}
         if ranks != {rank}:
             raise TrainError(f"The base model already carries a LoRA of rank {sorted(ranks)}, not {rank}.",
                              hint="Load the base model again for a training with another rank.")
@@ -215,12 +216,12 @@ def _inject(
     with torch.no_grad():
         for name in sorted(layers):
             layer = layers[name]
-            down, up = layer.lora_A[lora.ADAPTER].weight, layer.lora_B[lora.ADAPTER].weight
+            down, up = layer.lora_A[ADAPTER].weight, layer.lora_B[ADAPTER].weight
             # peft's "gaussian" init (std 1/rank for A, zero B), drawn from our generator, kept in float32.
             down.data = (torch.randn(down.shape, generator=generator) / rank).to(down.device, torch.float32)
             up.data = torch.zeros(up.shape, dtype=torch.float32, device=up.device)
-            layer.lora_alpha[lora.ADAPTER] = alpha
-            layer.scaling[lora.ADAPTER] = alpha / rank
+            layer.lora_alpha[ADAPTER] = alpha
+            layer.scaling[ADAPTER] = alpha / rank
             for kind, weight in (("down", down), ("up", up)):
                 weight.requires_grad_(True)
                 params.append((f"{prefix}.{name}.{kind}", weight))
@@ -231,10 +232,10 @@ def _disable_lora(model: torch.nn.Module) -> None:
     """A LoRA left in a model by an earlier training becomes exactly inactive (B = 0, so ΔW = 0)."""
     with torch.no_grad():
         for layer in _lora_layers(model).values():
-            if lora.ADAPTER in layer.lora_B:
-                layer.lora_B[lora.ADAPTER].weight.zero_()
-                layer.lora_B[lora.ADAPTER].weight.requires_grad_(False)
-                layer.lora_A[lora.ADAPTER].weight.requires_grad_(False)
+            if ADAPTER in layer.lora_B:
+                layer.lora_B[ADAPTER].weight.zero_()
+                layer.lora_B[ADAPTER].weight.requires_grad_(False)
+                layer.lora_A[ADAPTER].weight.requires_grad_(False)
 
 
 def _grad_scaler():
@@ -503,9 +504,9 @@ class _Trainer:
 
     # --- checkpoints
     def lora_weights(self) -> lora.LoraWeights:
-        weights = lora.from_peft(self.base.unet, "unet", float(self.config.network_alpha))
+        weights = from_peft(self.base.unet, "unet", float(self.config.network_alpha))
         if self.train_te:
-            weights.update(lora.from_peft(self.base.text_encoder, "text_encoder", float(self.config.network_alpha)))
+            weights.update(from_peft(self.base.text_encoder, "text_encoder", float(self.config.network_alpha)))
         return weights
 
     def save(self, step: int) -> Path:
@@ -531,10 +532,10 @@ class _Trainer:
 
     def restore(self, lora_path: Path, optim_path: Path) -> None:
         weights, _ = lora.load_lora(lora_path)
-        lora.load_into_peft(self.base.unet, "unet", {k: v for k, v in weights.items() if k.startswith("unet.")})
+        load_into_peft(self.base.unet, "unet", {k: v for k, v in weights.items() if k.startswith("unet.")})
         if self.train_te:
             text = {k: v for k, v in weights.items() if k.startswith("text_encoder.")}
-            lora.load_into_peft(self.base.text_encoder, "text_encoder", text)
+            load_into_peft(self.base.text_encoder, "text_encoder", text)
         _load_optimizer(optim_path, self.optimizer, self.param_names, self.scaler)
 
     def finish(self) -> None:
@@ -601,106 +602,158 @@ def train_lora(
     """
     if steps < 1:
         raise TrainError(f"The number of training steps must be at least 1, not {steps}.")
-    out_dir, dataset_dir = Path(out_dir), Path(dataset_dir)
+    run = _open_run(base, Path(dataset_dir), Path(out_dir), config, steps=steps, resume=resume, device=device)
+    run.on_checkpoint, run.merge_top_k = on_checkpoint, merge_top_k
+    run.trainer.prepare_models()
+    try:
+        run.restore_start()
+        run.trainer.prepare_data()
+        if run.fresh:
+            run.write_state(0)
+        run.train(progress, should_stop)
+    except _OOM_ERRORS as exc:
+        if isinstance(exc, RuntimeError) and not _is_oom(exc):
+            raise
+        raise TrainError(
+            f"Out of GPU memory at training step {run.step + 1} (rank {config.rank}, resolution {config.resolution}).",
+            hint="Turn on low_vram and gradient_checkpointing, use mixed_precision fp16/bf16, or a smaller rank; "
+            "then resume.",
+        ) from exc
+    finally:
+        run.trainer.finish()
+    return run.result()
+
+
+def _open_run(base: BaseModel, dataset_dir: Path, out_dir: Path, config: TrainConfig, *, steps: int, resume: bool,
+              device: str | torch.device) -> _Run:
+    """Read the dataset and (when resuming) the saved state, check that they still agree, and set up the run:
+    a fresh training clears the checkpoints of an earlier one in `out_dir`."""
     items = read_dataset(dataset_dir)
-    fingerprint = dataset_fingerprint(items)
     state = read_state(out_dir) if resume else None
     seed = config.seed if config.seed is not None else (state or {}).get("seed")
     if seed is None:
         seed = int.from_bytes(os.urandom(4), "little")
-    snapshot = _snapshot(config, seed, base, fingerprint)
+    snapshot = _snapshot(config, seed, base, dataset_fingerprint(items))
     if state is not None:
         _check_resumable(state, config, snapshot, out_dir)
     else:
         _remove_stale(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-
-    trainer = _Trainer(base, items, out_dir, config, seed, steps, device)
     start = int(state.get("last_step", 0)) if state is not None else 0
-    checkpoints: list[dict] = [c for c in (state or {}).get("checkpoints", []) if c["step"] <= start]
+    return _Run(
+        trainer=_Trainer(base, items, out_dir, config, seed, steps, device),
+        out_dir=out_dir, config=config, steps=steps, seed=seed, snapshot=snapshot, start=start, fresh=state is None,
+        checkpoints=[c for c in (state or {}).get("checkpoints", []) if c["step"] <= start],
+    )
 
-    def write_state(step: int) -> None:
-        path = out_dir / STATE_FILE
+
+@dataclass
+class _Run:
+    """One call of train_lora: the trainer, the checkpoints written so far (state.json's list) and the counters."""
+
+    trainer: _Trainer
+    out_dir: Path
+    config: TrainConfig
+    steps: int
+    seed: int
+    snapshot: dict
+    start: int  # the step this call continues after (0 = fresh)
+    fresh: bool  # no saved state was resumed
+    checkpoints: list[dict]
+    on_checkpoint: OnCheckpoint | None = None
+    merge_top_k: int = MERGE_TOP_K
+    step: int = field(init=False)
+    losses: list[float] = field(default_factory=list)
+    train_seconds: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.step = self.start
+
+    def write_state(self, step: int) -> None:
+        path = self.out_dir / STATE_FILE
         with _disk_errors("training state", step, path):
-            atomic_write_json(path, {"version": STATE_VERSION, "last_step": step, "total_steps": steps,
-                                     **snapshot, "checkpoints": checkpoints})
+            atomic_write_json(path, {"version": STATE_VERSION, "last_step": step, "total_steps": self.steps,
+                                     **self.snapshot, "checkpoints": self.checkpoints})
 
-    def checkpoint(step: int, notify: bool) -> Path:
-        path = trainer.save(step)
+    def checkpoint(self, step: int, notify: bool) -> Path:
+        """Save the LoRA and optimizer state of `step`, let `on_checkpoint` score it (`notify`), then prune."""
+        path = self.trainer.save(step)
         entry = {"step": step, "lora": path.name, "optimizer": f"{_checkpoint_name(step)}.optim.safetensors"}
-        checkpoints.append(entry)
-        write_state(step)
-        if notify and on_checkpoint is not None:
-            if config.low_vram:
-                trainer._onload()
-            score = on_checkpoint(step, path)
-            if config.low_vram:
-                trainer._offload()
-            if _as_score(score) is not None:
-                entry["score"] = _as_score(score)  # what pruning ranks by, also after a resume
-                write_state(step)
-        _prune(out_dir, checkpoints, keep=config.keep_checkpoints, merge_top_k=merge_top_k, finished=False)
+        self.checkpoints.append(entry)
+        self.write_state(step)
+        if notify and self.on_checkpoint is not None:
+            score = self._score(step, path)
+            if score is not None:
+                entry["score"] = score  # what pruning ranks by, also after a resume
+                self.write_state(step)
+        _prune(self.out_dir, self.checkpoints, keep=self.config.keep_checkpoints, merge_top_k=self.merge_top_k,
+               finished=False)
         return path
 
-    losses: list[float] = []
-    train_seconds = 0.0
-    step = start
-    accumulation = config.gradient_accumulation_steps
-    trainer.prepare_models()
-    try:
-        if start > 0:
-            last = next((c for c in checkpoints if c["step"] == start), None)
-            if last is None or not (out_dir / last["lora"]).is_file() or not (out_dir / last["optimizer"]).is_file():
-                raise TrainError(f"The checkpoint of step {start} named in {out_dir / STATE_FILE} is missing.",
-                                 hint="Start a new training (resume off).")
-            trainer.restore(out_dir / last["lora"], out_dir / last["optimizer"])
-        trainer.prepare_data()
-        if state is None:
-            write_state(0)
-        while step < steps:
+    def _score(self, step: int, path: Path) -> float | None:
+        """The validation score `on_checkpoint` returns, with the models back on the device while it runs."""
+        if self.config.low_vram:
+            self.trainer._onload()
+        score = self.on_checkpoint(step, path)
+        if self.config.low_vram:
+            self.trainer._offload()
+        return _as_score(score)
+
+    def restore_start(self) -> None:
+        """Load the LoRA and optimizer state of the step a resumed run continues after."""
+        if self.start == 0:
+            return
+        last = next((c for c in self.checkpoints if c["step"] == self.start), None)
+        if last is None or not all((self.out_dir / last[kind]).is_file() for kind in ("lora", "optimizer")):
+            raise TrainError(f"The checkpoint of step {self.start} named in {self.out_dir / STATE_FILE} is missing.",
+                             hint="Start a new training (resume off).")
+        self.trainer.restore(self.out_dir / last["lora"], self.out_dir / last["optimizer"])
+
+    def train(self, progress: Progress | None, should_stop: ShouldStop | None) -> None:
+        """Optimizer steps up to `steps`, a checkpoint every `validation_every` steps and at the last one."""
+        while self.step < self.steps:
             started = time.perf_counter()
-            total = 0.0
-            for k in range(accumulation):
-                if should_stop is not None and should_stop():
-                    _stop(trainer, step, steps, checkpoints, checkpoint)
-                loss = trainer.micro_step(step * accumulation + k)
-                trainer.backward(loss)
-                total += float(loss.detach()) / accumulation
+            total = self._accumulate(should_stop)
             if not math.isfinite(total):
                 raise TrainError(
-                    f"The training loss became {total} at step {step + 1}.",
+                    f"The training loss became {total} at step {self.step + 1}.",
                     hint="Lower the learning rate, or use mixed_precision 'no' or 'bf16' instead of 'fp16'.",
                 )
-            trainer.optimizer_step()
-            step += 1
-            train_seconds += time.perf_counter() - started
-            losses.append(total)
+            self.trainer.optimizer_step()
+            self.step += 1
+            self.train_seconds += time.perf_counter() - started
+            self.losses.append(total)
             if progress is not None:
-                progress(step, steps, total)
-            if step % config.validation_every == 0 or step == steps:
-                checkpoint(step, notify=True)
-    except _OOM_ERRORS as exc:
-        if isinstance(exc, RuntimeError) and not _is_oom(exc):
-            raise
-        raise TrainError(
-            f"Out of GPU memory at training step {step + 1} (rank {config.rank}, resolution {config.resolution}).",
-            hint="Turn on low_vram and gradient_checkpointing, use mixed_precision fp16/bf16, or a smaller rank; "
-            "then resume.",
-        ) from exc
-    finally:
-        trainer.finish()
-    if not checkpoints or checkpoints[-1]["step"] != step:  # resumed at or past `steps`: nothing to train
-        raise TrainError(f"The training in {out_dir} has no checkpoint of step {step}.",
-                         hint="Start a new training (resume off).")
-    return TrainResult(
-        final_checkpoint=out_dir / checkpoints[-1]["lora"],
-        steps=step,
-        losses=losses,
-        checkpoints=[out_dir / c["lora"] for c in checkpoints],
-        seconds_per_step=train_seconds / len(losses) if losses else 0.0,
-        seed=seed,
-        resumed_from=start,
-    )
+                progress(self.step, self.steps, total)
+            if self.step % self.config.validation_every == 0 or self.step == self.steps:
+                self.checkpoint(self.step, notify=True)
+
+    def _accumulate(self, should_stop: ShouldStop | None) -> float:
+        """The gradients of one optimizer step's micro-steps; returns their mean loss."""
+        accumulation = self.config.gradient_accumulation_steps
+        total = 0.0
+        for k in range(accumulation):
+            if should_stop is not None and should_stop():
+                _stop(self.trainer, self.step, self.steps, self.checkpoints, self.checkpoint)
+            loss = self.trainer.micro_step(self.step * accumulation + k)
+            self.trainer.backward(loss)
+            total += float(loss.detach()) / accumulation
+        return total
+
+    def result(self) -> TrainResult:
+        checkpoints, step = self.checkpoints, self.step
+        if not checkpoints or checkpoints[-1]["step"] != step:  # resumed at or past `steps`: nothing to train
+            raise TrainError(f"The training in {self.out_dir} has no checkpoint of step {step}.",
+                             hint="Start a new training (resume off).")
+        return TrainResult(
+            final_checkpoint=self.out_dir / checkpoints[-1]["lora"],
+            steps=step,
+            losses=self.losses,
+            checkpoints=[self.out_dir / c["lora"] for c in checkpoints],
+            seconds_per_step=self.train_seconds / len(self.losses) if self.losses else 0.0,
+            seed=self.seed,
+            resumed_from=self.start,
+        )
 
 
 _OOM_ERRORS: tuple[type[BaseException], ...] = (getattr(torch.cuda, "OutOfMemoryError", RuntimeError), RuntimeError)

@@ -13,20 +13,14 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
+from easyphoto.config import PortraitConfig
 from easyphoto.context import AppContext
 from easyphoto.errors import EasyPhotoError
+from easyphoto.ui.config_controls import ConfigForm, field_names, values_to_config
 from easyphoto.ui.job_updates import cancel, failure_text, follow
 
-PORTRAIT_FIELDS = (
-    "lora_weight", "additional_prompt", "additional_negative_prompt", "seed", "batch_size",
-    "crop_face", "crop_ratio", "short_side", "min_face_px",
-    "fusion_before", "face_fusion_before", "fusion_after", "face_fusion_after",
-    "first_steps", "first_denoising_strength", "canny_weight", "openpose_weight", "color_weight",
-    "second_pass", "second_steps", "second_denoising_strength", "second_canny_weight", "tile_weight",
-    "cfg_scale", "sampler", "scheduler", "control_mode", "mask_blur",
-    "color_shift_middle", "color_shift_last", "super_resolution", "super_resolution_ratio", "skin_retouch",
-    "likeness_gate", "likeness_threshold", "max_attempts",
-)
+PREFIX = "easyphoto_portrait"
+PORTRAIT_FIELDS = field_names(PortraitConfig)  # every field: the form's components and portrait_flow's values
 
 
 def trained_identities(ctx: AppContext) -> list[str]:
@@ -83,10 +77,8 @@ def face_at(boxes: Sequence[Sequence[float]], x: float, y: float) -> int | None:
 
 def portrait_flow(ctx: AppContext, identity_ids: Sequence[str], face_text: str, template_names: Sequence[str],
                   uploads, base: str, values: Sequence) -> Iterator[tuple]:
-    """Yields (status, gallery items, job id) while the portrait job runs."""
-    from easyphoto.config import PortraitConfig
+    """Yields (status, gallery items, job id) while the portrait job runs; `values` in PORTRAIT_FIELDS order."""
     from easyphoto.operations import submit
-    from easyphoto.ui.config_controls import values_to_config
     from easyphoto.ui.train_tab import upload_paths
 
     try:
@@ -107,7 +99,7 @@ def portrait_flow(ctx: AppContext, identity_ids: Sequence[str], face_text: str, 
     except EasyPhotoError as exc:
         yield f"**Cannot make portraits:** {exc.message} {exc.hint}".strip(), [], ""
         return
-    except ValueError as exc:  # pydantic's ValidationError and bad face numbers name the field
+    except ValueError as exc:  # InvalidSettings and bad face numbers name the field
         yield f"**Invalid portrait settings:** {exc}", [], ""
         return
     for record in follow(ctx, job.id):
@@ -144,9 +136,6 @@ def result_text(result: dict) -> str:
 
 
 def build_portrait_tab(gr, ctx: AppContext) -> None:
-    from easyphoto.config import PortraitConfig
-    from easyphoto.ui.config_controls import controls
-
     gr.Markdown("Pick trained identities and one or more templates. Faces are numbered left to right; click faces "
                 "in the preview to choose them (first identity → first number).", elem_id="easyphoto_portrait_intro")
     with gr.Row():
@@ -170,8 +159,9 @@ def build_portrait_tab(gr, ctx: AppContext) -> None:
             boxes = gr.State([])
     base = gr.Textbox(label="Base model (standalone only: the checkpoint the identities were trained on)",
                       visible=ctx.host.flavour == "standalone", elem_id="easyphoto_portrait_base")
-    with gr.Accordion("Portrait settings", open=False):
-        fields = controls(gr, PortraitConfig, PORTRAIT_FIELDS, prefix="easyphoto_portrait")
+    form = ConfigForm(PortraitConfig, PREFIX)
+    with gr.Accordion("Portrait settings", open=False, elem_id="easyphoto_portrait_settings"):
+        form.render(gr)
     with gr.Row():
         start = gr.Button("Generate", variant="primary", elem_id="easyphoto_portrait_start")
         stop = gr.Button("Cancel", elem_id="easyphoto_portrait_stop")
@@ -189,7 +179,8 @@ def build_portrait_tab(gr, ctx: AppContext) -> None:
     def run(ids, face_text, names, files, base_path, *values):
         yield from portrait_flow(ctx, ids, face_text, names, files, base_path, values)
 
-    start.click(fn=run, inputs=[identities, faces, chosen, uploads, base, *fields], outputs=[status, results, job_id])
+    start.click(fn=run, inputs=[identities, faces, chosen, uploads, base, *form.components],
+                outputs=[status, results, job_id])
     stop.click(fn=lambda j: cancel(ctx, j, idle="Nothing is running."), inputs=[job_id], outputs=[status])
     if ctx.paste_buttons is not None:
         _send_to_webui(gr, ctx, results)

@@ -14,7 +14,12 @@ from easyphoto.context import AppContext
 from easyphoto.errors import EasyPhotoError
 from easyphoto.store import read_json, suggest_identity_id
 from easyphoto.train import prepare
+from easyphoto.ui.config_controls import ConfigForm, field_names, values_to_config
 from easyphoto.ui.job_updates import cancel, failure_text, follow
+
+PREFIX = "easyphoto_train"
+TRAIN_FIELDS = field_names(TrainConfig)  # every field: the form's components and train_flow's values, in this order
+PHOTO_GROUP = "Photo selection"  # rendered next to Check photos: what it decides is what the check shows
 
 
 def upload_paths(files) -> list[Path]:
@@ -38,20 +43,25 @@ def _unchanged():
     return gr.update()
 
 
-def check_photos_flow(ctx: AppContext, identity_id: str, files) -> Iterator[tuple]:
-    """Yields (gallery, summary, job id) while the check job runs; errors become the summary."""
+def check_photos_flow(ctx: AppContext, identity_id: str, files, values: Sequence = ()) -> Iterator[tuple]:
+    """Yields (gallery, summary, job id) while the check job runs; errors become the summary. `values`: the
+    form's, in TRAIN_FIELDS order (the photo selection settings training will use too); none = the defaults."""
     from easyphoto.operations import job_queue
 
     try:
         identity_id = (identity_id or "").strip()
         if not identity_id:
             raise EasyPhotoError("Enter an identity id first.", hint="For example 'alice' or 'bob_2024'.")
+        config = values_to_config(TrainConfig, TRAIN_FIELDS, values) if values else TrainConfig()
         added = prepare.add_photos(ctx, identity_id, upload_items(files)) if files else None
         ctx.identities.get(identity_id)
         queue = job_queue(ctx)
-        job = queue.submit("check_photos", {"identity_id": identity_id, "config": TrainConfig().to_dict()})
+        job = queue.submit("check_photos", {"identity_id": identity_id, "config": config.to_dict()})
     except EasyPhotoError as exc:
         yield [], f"**Cannot check photos:** {exc.message} {exc.hint}".strip(), ""
+        return
+    except ValueError as exc:  # InvalidSettings: names the field, where its control is and the accepted range
+        yield [], f"**Invalid settings:** {exc}", ""
         return
     uploaded = f"Uploads: {added.summary()}.\n\n" if added else ""  # pressing Check twice stores nothing twice
     for record in follow(ctx, job.id):
@@ -123,15 +133,10 @@ def cancel_job(ctx: AppContext, job_id: str) -> str:
     return cancel(ctx, job_id, idle="Nothing is running.")
 
 
-TRAIN_FIELDS = ("resolution", "rank", "network_alpha", "steps_per_photo", "max_train_steps", "validation",
-                "validation_every", "train_text_encoder", "learning_rate", "seed")
-
-
 def train_flow(ctx: AppContext, identity_id: str, base: str, resume: bool, values: Sequence) -> Iterator[tuple]:
-    """Yields (status, latest validation image, job id) while the training job runs."""
-    from easyphoto.config import TrainConfig
+    """Yields (status, latest validation image, job id) while the training job runs; `values` in TRAIN_FIELDS
+    order."""
     from easyphoto.operations import submit
-    from easyphoto.ui.config_controls import values_to_config
 
     try:
         identity_id = (identity_id or "").strip()
@@ -144,7 +149,7 @@ def train_flow(ctx: AppContext, identity_id: str, base: str, resume: bool, value
     except EasyPhotoError as exc:
         yield f"**Cannot train:** {exc.message} {exc.hint}".strip(), None, ""
         return
-    except ValueError as exc:  # pydantic's ValidationError: names the field and the accepted range
+    except ValueError as exc:  # InvalidSettings: names the field, where its control is and the accepted range
         yield f"**Invalid training settings:** {exc}", None, ""
         return
     for record in follow(ctx, job.id):
@@ -163,6 +168,23 @@ def train_flow(ctx: AppContext, identity_id: str, base: str, resume: bool, value
 
 
 def build_train_tab(gr, ctx: AppContext) -> None:
+    form = ConfigForm(TrainConfig, PREFIX)  # its groups are rendered in both steps, so inputs are wired last
+    identity, uploads, check, job_id, summary, gallery, photo_pick = _build_photo_step(gr, ctx, form)
+    _build_training_step(gr, ctx, identity, form)
+
+    def run_check(identity_id, files, *values):  # gradio streams a generator's yields to the outputs
+        yield from check_photos_flow(ctx, identity_id, files, values)
+
+    def refresh_names(identity_id):
+        return gr.update(choices=photo_names(ctx, identity_id), value=None)
+
+    check.click(fn=run_check, inputs=[identity, uploads, *form.components], outputs=[gallery, summary, job_id]).then(
+        fn=refresh_names, inputs=[identity], outputs=[photo_pick])
+    identity.blur(fn=refresh_names, inputs=[identity], outputs=[photo_pick])
+
+
+def _build_photo_step(gr, ctx: AppContext, form: ConfigForm) -> tuple:
+    """Step 1: identity, uploads, the photo selection settings, Check photos, its gallery and photo removal."""
     gr.Markdown(
         "Upload 5–20 photos of one person. **Check photos** shows which are kept and why the others are not "
         "(another person, no face, blurred, too small, duplicate…).",
@@ -175,46 +197,34 @@ def build_train_tab(gr, ctx: AppContext) -> None:
                                 placeholder="type a name to get a valid id")
     suggestion.change(fn=lambda name: suggest_identity_id(name) if name else "", inputs=[suggestion], outputs=[identity])
     uploads = gr.File(label="Photos", file_count="multiple", file_types=["image"], elem_id="easyphoto_train_uploads")
+    form.render(gr, [PHOTO_GROUP], folded=True)
     with gr.Row():
         check = gr.Button("Check photos", variant="primary", elem_id="easyphoto_train_check")
-        cancel = gr.Button("Cancel", elem_id="easyphoto_train_cancel")
+        cancel_button = gr.Button("Cancel", elem_id="easyphoto_train_cancel")
     job_id = gr.State("")
     summary = gr.Markdown(elem_id="easyphoto_train_summary")
     gallery = gr.Gallery(label="Photo check", columns=5, elem_id="easyphoto_train_gallery")
-
-    def run_check(identity_id, files):  # gradio streams a generator's yields to the outputs
-        yield from check_photos_flow(ctx, identity_id, files)
-
     with gr.Row():
         photo_pick = gr.Dropdown(label="Photo to remove", choices=[], elem_id="easyphoto_train_photo_pick",
                                  info="a photo of someone else, or one that cannot be read")
         remove = gr.Button("Remove photo", elem_id="easyphoto_train_remove_photo")
 
-    def refresh_names(identity_id):
-        return gr.update(choices=photo_names(ctx, identity_id), value=None)
-
     def run_remove(identity_id, name):
         shown, text, names = remove_photo_flow(ctx, identity_id, name)
         return gr.update() if shown is None else shown, text, gr.update(choices=names, value=None)
 
-    check.click(fn=run_check, inputs=[identity, uploads], outputs=[gallery, summary, job_id]).then(
-        fn=refresh_names, inputs=[identity], outputs=[photo_pick])
-    identity.blur(fn=refresh_names, inputs=[identity], outputs=[photo_pick])
     remove.click(fn=run_remove, inputs=[identity, photo_pick], outputs=[gallery, summary, photo_pick])
-    cancel.click(fn=lambda j: cancel_job(ctx, j), inputs=[job_id], outputs=[summary])
-    _build_training_step(gr, ctx, identity)
+    cancel_button.click(fn=lambda j: cancel_job(ctx, j), inputs=[job_id], outputs=[summary])
+    return identity, uploads, check, job_id, summary, gallery, photo_pick
 
 
-def _build_training_step(gr, ctx: AppContext, identity) -> None:
-    from easyphoto.config import TrainConfig
-    from easyphoto.ui.config_controls import controls
-
+def _build_training_step(gr, ctx: AppContext, identity, form: ConfigForm) -> None:
     gr.Markdown("### Train the identity LoRA", elem_id="easyphoto_train_step2")
     base = gr.Textbox(label="Base checkpoint (empty: the WebUI's selected checkpoint; standalone: the SD 1.5 base "
                             "in models/Stable-diffusion)", elem_id="easyphoto_train_base",
                       placeholder="path to an SD 1.5 .safetensors file or diffusers folder")
-    with gr.Accordion("Training settings", open=False):
-        fields = controls(gr, TrainConfig, TRAIN_FIELDS, prefix="easyphoto_train")
+    with gr.Accordion("Training settings", open=False, elem_id="easyphoto_train_settings"):
+        form.render(gr)  # every group but photo selection; the speed and memory levers are what out-of-VRAM names
     with gr.Row():
         start = gr.Button("Start training", variant="primary", elem_id="easyphoto_train_start")
         resume = gr.Checkbox(label="Resume from the last checkpoint", value=False, elem_id="easyphoto_train_resume")
@@ -226,6 +236,6 @@ def _build_training_step(gr, ctx: AppContext, identity) -> None:
     def run_training(identity_id, base_path, resume_flag, *values):
         yield from train_flow(ctx, identity_id, base_path, resume_flag, values)
 
-    start.click(fn=run_training, inputs=[identity, base, resume, *fields], outputs=[status, preview, job_id])
+    start.click(fn=run_training, inputs=[identity, base, resume, *form.components], outputs=[status, preview, job_id])
     stop.click(fn=lambda j: cancel(ctx, j, idle="Nothing is training.", cancelling="Cancelling… (resumable)"),
                inputs=[job_id], outputs=[status])

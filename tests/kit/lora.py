@@ -8,7 +8,7 @@ def random_lora(parts, *, rank: int, scale: float, seed: int, alpha: float | Non
     seeded generator (N(0, 1) × `scale`), so the same arguments always give the same weights."""
     import torch
 
-    from easyphoto.train import lora as L
+    from easyphoto.sd import lora as L
 
     generator = torch.Generator().manual_seed(seed)
     weights = {}

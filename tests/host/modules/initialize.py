@@ -21,15 +21,17 @@ def initialize():
 
 
 def initialize_rest(*, reload_script_modules=False):
-    """samplers, extensions (metadata), checkpoints, load_scripts() (callbacks cleared and re-registered), VAEs,
+    """samplers, extensions (metadata), checkpoints, load_scripts() (callbacks cleared and re-registered), upscalers
+    (shared.sd_upscalers), VAEs,
     then the model "load" (synchronous here; the real one uses a thread) unless --skip-load-model-at-start.
     Forge loads nothing before the first generation."""
-    from modules import extensions, host_env, scripts, sd_models, sd_samplers, sd_vae, shared
+    from modules import extensions, host_env, modelloader, scripts, sd_models, sd_samplers, sd_vae, shared
 
     sd_samplers.set_samplers()
     extensions.list_extensions()
     sd_models.list_models()
     scripts.load_scripts()
+    modelloader.load_upscalers()
     sd_vae.refresh_vae_list()
     if not reload_script_modules and not shared.cmd_opts.skip_load_model_at_start and not host_env.is_forge():
         if sd_models.checkpoints_list:

@@ -133,6 +133,11 @@ _section(("sampler-params", "Sampler parameters", "sd"), {
     "uni_pc_lower_order_final": True, "sd_noise_schedule": "Default", "skip_early_cond": 0.0,
     "beta_dist_alpha": 0.6, "beta_dist_beta": 0.6,
 })
+_section(("upscaling", "Upscaling", "postprocessing"), {
+    "ESRGAN_tile": 192, "ESRGAN_tile_overlap": 8, "realesrgan_enabled_models": ["R-ESRGAN 4x+", "R-ESRGAN 4x+ Anime6B"],
+    "dat_enabled_models": ["DAT x2", "DAT x3", "DAT x4"], "DAT_tile": 192, "DAT_tile_overlap": 8,
+    "upscaler_for_img2img": None, "set_scale_by_when_changing_upscaler": False,
+})
 _section(("postprocessing", "Postprocessing", "postprocessing"), {
     "postprocessing_enable_in_main_ui": [], "postprocessing_disable_in_extras": [],
     "postprocessing_operation_order": [], "upscaling_max_images_in_cache": 5,

@@ -1,4 +1,9 @@
-"""Double of AUTOMATIC1111/stable-diffusion-webui:modules/util.py (file listing and sorting helpers)."""
+"""Double of AUTOMATIC1111/stable-diffusion-webui:modules/util.py (file listing and sorting helpers, downloads).
+
+``load_file_from_url`` has no network: a URL listed in ``served`` (double-only, {url: bytes}) is "downloaded" into
+the model folder, any other one fails the way an offline machine does (the file already present is used, as in the
+real function).
+"""
 
 import os
 import re
@@ -80,3 +85,21 @@ def topological_sort(dependencies):
         if depname not in visited:
             inner(depname)
     return result
+
+
+served = {}  # double-only: {url: bytes} that load_file_from_url can "download"
+
+
+def load_file_from_url(url, *, model_dir, progress=True, file_name=None, hash_prefix=None, re_download=False):
+    from urllib.parse import urlparse
+
+    if not file_name:
+        file_name = os.path.basename(urlparse(url).path)
+    cached_file = os.path.abspath(os.path.join(model_dir, file_name))
+    if re_download or not os.path.exists(cached_file):
+        if url not in served:
+            raise ConnectionError(f"Cannot download {url}: the host double has no network")
+        os.makedirs(model_dir, exist_ok=True)
+        with open(cached_file, "wb") as file:
+            file.write(served[url])
+    return cached_file

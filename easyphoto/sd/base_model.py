@@ -1,4 +1,4 @@
-"""The SD 1.5 base model a LoRA is trained on: a diffusers folder or a WebUI single-file checkpoint.
+"""The SD 1.5 base model, for training and for standalone inference: a diffusers folder or a WebUI single file.
 
     load_base(source, config_dir=None, dtype=torch.float32, device="cpu") -> BaseModel
 
@@ -12,7 +12,7 @@ each component has them): transformers 4.30 (A1111's) would otherwise unpickle a
 run arbitrary code, exactly what single-file ``.ckpt`` checkpoints are refused for.
 
 The file is loaded with diffusers' ``StableDiffusionPipeline.from_single_file`` against a *local* config folder:
-by default the shipped one in ``easyphoto/train/sd15/`` (SD 1.5's component configs and CLIP tokenizer, no
+by default the shipped one in ``easyphoto/sd/sd15/`` (SD 1.5's component configs and CLIP tokenizer, no
 weights), so nothing is fetched from the hub. ``model_hash`` is the WebUI's legacy 8-hex hash (sha256 of the
 64 KiB at offset 1 MiB), the value the WebUI shows in brackets and writes as ``ss_sd_model_hash``.
 """
@@ -36,7 +36,10 @@ _CHANGE_HINT = "Choose an SD 1.5 checkpoint (e.g. v1-5-pruned-emaonly.safetensor
 
 
 class BaseModelError(EasyPhotoError):
-    """The base checkpoint cannot be trained on by the SD 1.5 trainer (format, architecture or damage)."""
+    """The base checkpoint cannot be used as an SD 1.5 base (format, architecture or damage).
+
+    Inference (easyphoto.backends.diffusers) re-raises it as a GenerationError; its phase stays "train", where
+    it is raised as is."""
 
     phase = "train"
     http_status = 422
@@ -221,7 +224,7 @@ def _load_single_file(path: Path, config_dir: Path, dtype: torch.dtype):
 
     if not (config_dir / "model_index.json").is_file():
         raise BaseModelError(f"The SD 1.5 config folder {config_dir} has no model_index.json.",
-                             hint="Reinstall EasyPhoto: easyphoto/train/sd15/ ships with it.")
+                             hint="Reinstall EasyPhoto: easyphoto/sd/sd15/ ships with it.")
     try:
         pipe = StableDiffusionPipeline.from_single_file(
             str(path), config=str(config_dir), local_files_only=True, torch_dtype=dtype,

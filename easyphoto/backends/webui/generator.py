@@ -1,0 +1,309 @@
+"""`WebUIGenerator`: the `Generator` of the A1111 / Forge WebUI (modules.processing with the host's ControlNet)."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import threading
+
+from easyphoto.backends.webui.controlnet import (
+    ControlNetAdapter,
+    HostControlNet,
+    controlnet_adapter,
+    controlnet_script,
+)
+from easyphoto.backends.webui.host import detect_flavour, host_queue_lock, on_host_thread
+from easyphoto.backends.webui.sampling import MIN_HOST_STEPS, HostSampling, host_samplers, host_sampling
+from easyphoto.generation import (
+    CONTROLNET_MODELS,
+    INPAINT_FILLS,
+    Capabilities,
+    EvalCounter,
+    GenerationError,
+    GenerationInterrupted,
+    InpaintRequest,
+    Progress,
+    ShouldStop,
+    Txt2ImgRequest,
+    never_stop,
+    no_progress,
+)
+
+JOB_NAME = "easyphoto"
+UNIT_COUNT_SETTING = "Multi-ControlNet: ControlNet unit number"
+_MASK_OPTIONS = ("return_mask", "return_mask_composite")  # extra images process_images would append
+
+
+def _default_script_args(runner) -> list:
+    """Every script's UI default (host-api.md §3.5, the cheap form of Api.init_default_script_args): the values of
+    runner.inputs, index 0 = 0 (no selectable script)."""
+    size = max([len(runner.inputs)] + [s.args_to for s in runner.scripts if s.args_to is not None])
+    args = [None] * size
+    for i, component in enumerate(runner.inputs):
+        args[i] = getattr(component, "value", None) if component is not None else None
+    if args:
+        args[0] = 0
+    return args
+
+
+def _lora_prompt(prompt: str, loras) -> str:
+    tags = " ".join(f"<lora:{lora.name}:{lora.weight:g}>" for lora in loras)
+    return f"{prompt} {tags}".strip() if tags else prompt
+
+
+@contextlib.contextmanager
+def _without_mask_images():
+    """Keep the inpaint mask images out of processed.images while we run (host-api.md §3.4); restored after."""
+    from modules import shared
+
+    data = shared.opts.data
+    saved = {key: data[key] for key in _MASK_OPTIONS if key in data}
+    try:
+        for key in _MASK_OPTIONS:
+            data[key] = False  # opts.data, not setattr: --freeze-settings must not break generation
+        yield
+    finally:
+        for key in _MASK_OPTIONS:
+            if key in saved:
+                data[key] = saved[key]
+            else:
+                data.pop(key, None)
+
+
+class WebUIGenerator:
+    """The `Generator` of the A1111 / Forge WebUI: `modules.processing` with the host's own ControlNet.
+
+    Each request becomes one `process_images` call on the user's current checkpoint and VAE (no override_settings),
+    under the host's queue lock and `shared.state.begin/end`, so the WebUI's progress bar and Interrupt button see
+    it. ControlNet units are validated before anything runs: the host would only log a missing model or extension
+    and generate without control. `counter` holds the evaluations the host's sampler makes (`host_sampling`; its
+    sampler is not observable from here): UNet per request, ControlNet = that times the number of controls.
+    """
+
+    def __init__(self, flavour: str | None = None, controlnet: ControlNetAdapter | None = None):
+        self.flavour = flavour or detect_flavour()
+        self.controlnet = controlnet or controlnet_adapter(self.flavour)
+        self.name = f"webui-{self.flavour}"
+        self.counter = EvalCounter()
+        self._generating = threading.Event()
+
+    # ------------------------------------------------------------------ capabilities
+
+    def capabilities(self) -> Capabilities:
+        from modules import scripts
+
+        samplers = host_samplers()
+        cn, why = self.controlnet.usable(scripts.scripts_img2img)
+        if why is not None:
+            return Capabilities(self.name, {}, {kind: why for kind in CONTROLNET_MODELS}, 0, samplers)
+        names = self.controlnet.model_names(cn)
+        controls, missing = {}, {}
+        for kind, stem in CONTROLNET_MODELS.items():
+            resolved = self.controlnet.resolve_model(names, stem)
+            if resolved is None:
+                missing[kind] = f"{stem} is not installed: put it in {self.controlnet.models_dir()} or download it " \
+                                f"in EasyPhoto → Models"
+            else:
+                controls[kind] = resolved
+        return Capabilities(self.name, controls, missing, cn.slots, samplers)
+
+    # ------------------------------------------------------------------ requests
+
+    def inpaint(self, req: InpaintRequest, progress: Progress = no_progress,
+                should_stop: ShouldStop = never_stop) -> list:
+        from modules import processing, scripts, shared
+
+        runner = scripts.scripts_img2img
+        self._check_stop(should_stop, req.label)
+        self._sampling(req, req.denoising_strength)  # a schedule the host cannot run fails before anything else
+        units = self._plan_units(req, runner)
+        opts = shared.opts
+        fields = self._common_fields(req, processing.StableDiffusionProcessingImg2Img)
+        fields.update(
+            outpath_samples=opts.outdir_samples or opts.outdir_img2img_samples,
+            outpath_grids=opts.outdir_grids or opts.outdir_img2img_grids,
+            init_images=[req.image],
+            mask=req.mask,
+            mask_blur=int(req.mask_blur),
+            inpainting_fill=INPAINT_FILLS.index(req.inpainting_fill),
+            inpaint_full_res=False,
+            denoising_strength=float(req.denoising_strength),
+        )
+        p = processing.StableDiffusionProcessingImg2Img(**fields)
+        sampling = self._sampling(req, req.denoising_strength)
+        return self._generate(p, runner, units, req, sampling, progress, should_stop)
+
+    def txt2img(self, req: Txt2ImgRequest, progress: Progress = no_progress,
+                should_stop: ShouldStop = never_stop) -> list:
+        from modules import processing, scripts, shared
+
+        runner = scripts.scripts_txt2img
+        self._check_stop(should_stop, req.label)
+        self._sampling(req, None)
+        units = self._plan_units(req, runner)
+        opts = shared.opts
+        fields = self._common_fields(req, processing.StableDiffusionProcessingTxt2Img)
+        fields.update(
+            outpath_samples=opts.outdir_samples or opts.outdir_txt2img_samples,
+            outpath_grids=opts.outdir_grids or opts.outdir_txt2img_grids,
+        )
+        p = processing.StableDiffusionProcessingTxt2Img(**fields)
+        sampling = self._sampling(req, None)
+        return self._generate(p, runner, units, req, sampling, progress, should_stop)
+
+    def interrupt(self) -> None:
+        """Stop the running generation (a job cancel calls this). Only while this generator runs one: a cancel must
+        never stop somebody else's txt2img."""
+        if self._generating.is_set():
+            from modules import shared
+
+            shared.state.interrupt()
+
+    # ------------------------------------------------------------------ internals
+
+    @staticmethod
+    def _sampling(req: Txt2ImgRequest, denoising_strength: float | None) -> HostSampling:
+        """The host's schedule for `req`; fewer than MIN_HOST_STEPS steps is refused before anything runs."""
+        from modules import shared
+
+        fix_steps = bool(shared.opts.data.get("img2img_fix_steps", False))
+        sampling = host_sampling(req.sampler or "", int(req.steps), denoising_strength, fix_steps=fix_steps)
+        if sampling.steps < MIN_HOST_STEPS:
+            what = f"steps {req.steps}" if denoising_strength is None else \
+                f"steps {req.steps} × denoising strength {denoising_strength:g}"
+            raise GenerationError(
+                f"{req.label or 'This generation'} would run {sampling.steps} sampling step(s) in the WebUI "
+                f"({what}); at least {MIN_HOST_STEPS} are needed.",
+                hint="Raise the steps or the denoising strength of this pass.")
+        return sampling
+
+    @staticmethod
+    def _check_stop(should_stop: ShouldStop, label: str) -> None:
+        if should_stop():
+            raise GenerationInterrupted(f"Stopped before {label or 'the generation'} started.")
+
+    @staticmethod
+    def _common_fields(req: Txt2ImgRequest, cls) -> dict:
+        fields = {
+            "prompt": _lora_prompt(req.prompt, req.loras),
+            "negative_prompt": req.negative_prompt,
+            "seed": int(req.seed),
+            "sampler_name": req.sampler,
+            "steps": int(req.steps),
+            "cfg_scale": float(req.cfg_scale),
+            "width": int(req.width),
+            "height": int(req.height),
+            "batch_size": 1,
+            "n_iter": 1,
+            "do_not_save_samples": True,
+            "do_not_save_grid": True,
+            "override_settings": {},  # never the user's checkpoint or VAE
+        }
+        if req.scheduler is not None and "scheduler" in {f.name for f in dataclasses.fields(cls) if f.init}:
+            fields["scheduler"] = req.scheduler  # A1111 >= 1.9 and Forge; older hosts have no such field
+        return fields
+
+    def _plan_units(self, req: Txt2ImgRequest, runner) -> list:
+        """Validate the request's controls against the host and build its ControlNet units, before anything runs."""
+        if not req.controls:
+            return []
+        kinds = ", ".join(c.kind for c in req.controls)
+        cn, why = self.controlnet.usable(runner)
+        if why is not None:
+            raise GenerationError(f"This generation needs ControlNet ({kinds}), but {why}.", hint=self.controlnet.hint)
+        self._check_slots(req, cn, kinds)
+        names = self.controlnet.model_names(cn)
+        resolved, missing = [], []
+        for control in req.controls:
+            stem = CONTROLNET_MODELS[control.kind]
+            name = self.controlnet.resolve_model(names, stem)
+            resolved.append(name)
+            if name is None and stem not in missing:
+                missing.append(stem)
+        if missing:
+            files = ", ".join(f"{stem}.pth" for stem in missing)
+            raise GenerationError(
+                f"ControlNet model(s) missing for this generation: {files} (not found by the WebUI's ControlNet).",
+                hint=f"Put the file(s) in {self.controlnet.models_dir()} (models/ControlNet), or download them in "
+                     f"EasyPhoto → Models (group “controlnet”).")
+        return [self.controlnet.unit(cn, control, name) for control, name in zip(req.controls, resolved, strict=True)]
+
+    @staticmethod
+    def _check_slots(req: Txt2ImgRequest, cn: HostControlNet, kinds: str) -> None:
+        if len(req.controls) <= cn.slots:
+            return
+        from modules import shared
+
+        setting = shared.opts.data.get("control_net_unit_count", 3)
+        raise GenerationError(
+            f"This generation needs {len(req.controls)} ControlNet units ({kinds}), but the WebUI runs with "
+            f"{cn.slots} (setting: {setting}).",
+            hint=f"Set “{UNIT_COUNT_SETTING}” to at least {len(req.controls)} in Settings → ControlNet, apply, "
+                 f"and restart the WebUI.")
+
+    def _script_args(self, runner, units: list) -> list:
+        args = _default_script_args(runner)
+        if units:
+            start = controlnet_script(runner).args_from
+            args[start:start + len(units)] = units  # never more than the slots: validated in _plan_units
+        return args
+
+    def _generate(self, p, runner, units, req, sampling: HostSampling, progress, should_stop) -> list:
+        from modules import shared
+
+        state = shared.state
+        label = req.label or ("inpaint" if hasattr(p, "init_images") else "txt2img")
+        expected = p.batch_size * p.n_iter
+        progress(0.0, f"{label}: waiting for the WebUI")
+        with host_queue_lock():  # a no-op when our job worker already holds it on this thread
+            self._generating.set()
+            state.begin(job=JOB_NAME)  # also clears a stale `interrupted` (host-api.md §2.6)
+            try:
+                self._check_stop(should_stop, label)  # the wait for the lock can be long; begin() ate any interrupt
+                state.job_count = 1
+                state.sampling_steps = sampling.steps
+                state.textinfo = f"EasyPhoto {label}"
+                # An API call, as the host's own /sdapi does: otherwise assigning script_args runs the built-in
+                # UI scripts' setup() (modules/processing_scripts: sampler, seed, refiner), which overwrites the
+                # steps, sampler, schedule and seed with the img2img tab's UI defaults.
+                p.is_api = True
+                p.scripts = runner  # first: assigning script_args then runs the scripts' setup() once
+                p.script_args = self._script_args(runner, units)
+                progress(0.0, f"{label}: generating")
+                processed = on_host_thread(lambda: self._process(p))
+                interrupted = bool(state.interrupted or state.stopping_generation)
+            finally:
+                self._generating.clear()
+                state.end()
+                state.interrupted = state.skipped = state.stopping_generation = False  # as wrap_gradio_call does
+        images = self._results(processed, expected, req, label, interrupted)
+        self.counter.add(req.label, unet=sampling.evaluations, controlnet=sampling.evaluations * len(units))
+        progress(1.0, f"{label}: done")
+        return images
+
+    @staticmethod
+    def _process(p):
+        from modules import processing
+
+        try:
+            with _without_mask_images():
+                return processing.process_images(p)
+        finally:
+            p.close()
+
+    @staticmethod
+    def _results(processed, expected: int, req, label: str, interrupted: bool) -> list:
+        """The `expected` images of this request, at its size; an interrupted or short run raises."""
+        first = processed.index_of_first_image
+        images = list(processed.images[first:first + expected])
+        if interrupted or len(images) < expected:
+            raise GenerationInterrupted(f"The WebUI's generation of {label} was interrupted.",
+                                        hint="Run it again to get the result.")
+        size = (int(req.width), int(req.height))  # the host decodes multiples of 8: give back the asked size
+        return [im if im.size == size else im.resize(size) for im in images]
+
+
+def make_generator(params: dict | None = None) -> WebUIGenerator:
+    """The generator of this WebUI (flavour detected); `params` (a job's parameters) is accepted for the
+    AppContext.make_generator signature and not needed: the host's checkpoint is the one selected in the UI."""
+    return WebUIGenerator()

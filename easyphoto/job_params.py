@@ -1,0 +1,141 @@
+"""Typed parameters of each job kind: validated once when the job is submitted, stored in its record as a dict.
+
+    params = job_params.parse("train", {"identity_id": "alice", "config": {...}})  # -> TrainParams
+    record = operations.submit(ctx, "train", params)   # a dict is accepted too, and parsed the same way
+    train_operation(ctx, params, job)                  # reads params.identity_id, params.config, ...
+
+The job record keeps `params.to_dict()` (plain JSON), so records stay readable by older versions and records
+written by them (dict params, never validated again) still load and list. Unknown keys are errors, as in every
+ConfigModel: a typo in an API body, a UI value or a CLI option is said at submit, not ignored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pydantic
+from pydantic import Field
+
+from easyphoto.config import PYDANTIC_V2, ConfigModel, PortraitConfig, TrainConfig
+from easyphoto.errors import InvalidRequest
+
+
+def _strip_config_version(value: Any) -> Any:
+    """A nested config as `TrainConfig.to_dict()` writes it carries config_version, which only the top-level
+    from_dict removes; version 1 needs no migration, so it is dropped here as there."""
+    if isinstance(value, Mapping) and "config_version" in value:
+        return {k: v for k, v in value.items() if k != "config_version"}
+    return value
+
+
+def config_field_validator():
+    """A before-validator of the `config` field that accepts `XConfig.to_dict()` output (pydantic 1 and 2)."""
+    if PYDANTIC_V2:
+        return pydantic.field_validator("config", mode="before")(classmethod(lambda cls, v: _strip_config_version(v)))
+    return pydantic.validator("config", pre=True, allow_reuse=True)(lambda cls, v: _strip_config_version(v))
+
+
+class JobParams(ConfigModel):
+    """Base of every job kind's parameters."""
+
+    @classmethod
+    def checked(cls, params: Any, kind: str = ""):
+        """`params` (a dict, or already this model) validated; InvalidRequest (HTTP 422) naming each bad field."""
+        if isinstance(params, cls):
+            return params
+        if isinstance(params, ConfigModel):
+            raise InvalidRequest(f"{kind or cls.__name__} jobs take {cls.__name__}, not {type(params).__name__}.",
+                                 phase="job")
+        if not isinstance(params, Mapping):
+            raise InvalidRequest(f"Job parameters must be a JSON object, not {type(params).__name__}.",
+                                 hint="Pass a dict of settings.", phase="job")
+        try:
+            return cls.from_dict(params)
+        except ValueError as exc:  # pydantic's ValidationError on both major versions
+            raise InvalidRequest(f"Invalid {kind or cls.__name__} parameters: {describe_errors(exc)}.",
+                                 hint="Fix the listed fields; the others keep their defaults.", phase="job") from None
+
+
+class IdentityStepParams(JobParams):
+    """check_photos and prepare_dataset: one identity, the photo selection and dataset settings."""
+
+    identity_id: str = Field(..., description="The identity whose photos are checked / prepared.")
+    config: TrainConfig = Field(default_factory=TrainConfig)
+
+    _config_version = config_field_validator()
+
+
+class CheckPhotosParams(IdentityStepParams):
+    pass
+
+
+class PrepareDatasetParams(IdentityStepParams):
+    pass
+
+
+class FetchModelsParams(JobParams):
+    ids: list[str] = Field([], description="Manifest ids of the files to download (empty: the group, or all).")
+    group: str | None = Field(None, description="Only this manifest group.")
+
+
+class TrainParams(JobParams):
+    identity_id: str = Field(..., description="The identity to train.")
+    config: TrainConfig = Field(default_factory=TrainConfig)
+    base: str | None = Field(None, description="Base checkpoint or diffusers folder; empty: the context's default.")
+    config_dir: str | None = Field(None, description="Diffusers config folder for a single-file base.")
+    resume: bool = Field(False, description="Continue from the identity's last checkpoint.")
+    device: str = Field("auto", min_length=1, max_length=40, description="auto, cpu, cuda, cuda:1, mps, ...")
+
+    _config_version = config_field_validator()
+
+
+class PortraitParams(JobParams):
+    identity_ids: list[str] = Field([], description="The identities to render, one per chosen template face.")
+    templates: list[str] = Field([], description="Gallery names (user/x.png) or template file paths.")
+    face_indices: list[int] | None = Field(None, description="Template face number per identity; empty: largest.")
+    config: PortraitConfig = Field(default_factory=PortraitConfig)
+    out: str | None = Field(None, description="Folder for the portraits; empty: the outputs folder.")
+    base: str | None = Field(None, description="Standalone: the SD 1.5 base model; empty: the context's default.")
+    config_dir: str | None = Field(None, description="Diffusers config folder for a single-file base.")
+
+    _config_version = config_field_validator()
+
+
+MODELS: dict[str, type[JobParams]] = {
+    "check_photos": CheckPhotosParams,
+    "prepare_dataset": PrepareDatasetParams,
+    "fetch_models": FetchModelsParams,
+    "train": TrainParams,
+    "portrait": PortraitParams,
+}
+
+
+def parse(kind: str, params: Any) -> Any:
+    """The typed parameters of a `kind` job (InvalidRequest when they do not validate); `params` unchanged for a
+    kind without a model (one registered by a test or a later part of EasyPhoto)."""
+    model = MODELS.get(kind)
+    return params if model is None else model.checked(params, kind)
+
+
+def parser(kind: str):
+    """What JobQueue.register(params=...) takes: dict or model in, the kind's model out."""
+    model = MODELS[kind]
+    return lambda params: model.checked(params, kind)
+
+
+def describe_errors(exc: Exception, shown: int = 5) -> str:
+    """'config.rank: ensure this value is less than or equal to 1024; base: unknown field' (pydantic 1 and 2)."""
+    errors = exc.errors() if hasattr(exc, "errors") else []
+    if not errors:
+        return str(exc)
+    parts = []
+    for error in errors[:shown]:
+        # a whole-model check has no field (pydantic 1 says "__root__"): its message names the fields itself
+        where = ".".join(str(part) for part in error.get("loc") or () if part != "__root__")
+        text = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+        if error.get("type") in ("extra_forbidden", "value_error.extra"):
+            text = "unknown field"
+        parts.append(f"{where}: {text}" if where else text)
+    more = f" (and {len(errors) - shown} more)" if len(errors) > shown else ""
+    return "; ".join(parts) + more
