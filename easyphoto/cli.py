@@ -222,7 +222,7 @@ def _load_config(cls, path: str | None):
 
     if not path:
         return cls()
-    from easyphoto.job_params import describe_errors
+    from easyphoto.config import describe_errors
 
     try:
         return cls.from_dict(read_json(Path(path)))
@@ -241,7 +241,7 @@ def _command_config(cls, args: argparse.Namespace):
 def _with_overrides(config, pairs: list[str], command: str = ""):
     """Apply `KEY=VALUE` strings (JSON values, or plain text for text fields) through the config's own validation;
     an unknown key or a rejected value is one line naming the --set that caused it."""
-    from easyphoto.job_params import describe_errors
+    from easyphoto.config import describe_errors
 
     values = config.to_dict()
     fields = sorted(k for k in values if k != "config_version")

@@ -124,6 +124,23 @@ class ConfigModel(BaseModel):
         return [_field_spec(name, prop, schema) for name, prop in schema.get("properties", {}).items()]
 
 
+def describe_errors(exc: Exception, shown: int = 5) -> str:
+    """'config.rank: ensure this value is less than or equal to 1024; base: unknown field' (pydantic 1 and 2)."""
+    errors = exc.errors() if hasattr(exc, "errors") else []
+    if not errors:
+        return str(exc)
+    parts = []
+    for error in errors[:shown]:
+        # a whole-model check has no field (pydantic 1 says "__root__"): its message names the fields itself
+        where = ".".join(str(part) for part in error.get("loc") or () if part != "__root__")
+        text = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+        if error.get("type") in ("extra_forbidden", "value_error.extra"):
+            text = "unknown field"
+        parts.append(f"{where}: {text}" if where else text)
+    more = f" (and {len(errors) - shown} more)" if len(errors) > shown else ""
+    return "; ".join(parts) + more
+
+
 _NON_FINITE_WORDS = {"nan", "inf", "+inf", "-inf", "infinity", "+infinity", "-infinity"}
 
 

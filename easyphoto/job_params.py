@@ -17,7 +17,7 @@ from typing import Any
 import pydantic
 from pydantic import Field
 
-from easyphoto.config import PYDANTIC_V2, ConfigModel, PortraitConfig, TrainConfig
+from easyphoto.config import PYDANTIC_V2, ConfigModel, PortraitConfig, TrainConfig, describe_errors
 from easyphoto.errors import InvalidRequest
 
 
@@ -122,20 +122,3 @@ def parser(kind: str):
     """What JobQueue.register(params=...) takes: dict or model in, the kind's model out."""
     model = MODELS[kind]
     return lambda params: model.checked(params, kind)
-
-
-def describe_errors(exc: Exception, shown: int = 5) -> str:
-    """'config.rank: ensure this value is less than or equal to 1024; base: unknown field' (pydantic 1 and 2)."""
-    errors = exc.errors() if hasattr(exc, "errors") else []
-    if not errors:
-        return str(exc)
-    parts = []
-    for error in errors[:shown]:
-        # a whole-model check has no field (pydantic 1 says "__root__"): its message names the fields itself
-        where = ".".join(str(part) for part in error.get("loc") or () if part != "__root__")
-        text = str(error.get("msg", "invalid")).removeprefix("Value error, ")
-        if error.get("type") in ("extra_forbidden", "value_error.extra"):
-            text = "unknown field"
-        parts.append(f"{where}: {text}" if where else text)
-    more = f" (and {len(errors) - shown} more)" if len(errors) > shown else ""
-    return "; ".join(parts) + more

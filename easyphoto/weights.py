@@ -34,7 +34,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from pydantic import StrictBool, StrictInt, StrictStr
+
 from easyphoto import downloads
+from easyphoto.config import ConfigModel, _cross_field_check, _require, describe_errors
 from easyphoto.downloads import ChecksumMismatch, DownloadBusy, DownloadCancelled, Endpoints, TransferError
 from easyphoto.errors import EasyPhotoError, MissingWeights
 from easyphoto.store import Paths, atomic_write_json, read_json
@@ -138,11 +141,65 @@ def is_pickled(filename: str) -> bool:
 
 # ---------------------------------------------------------------------------------------------- the data file
 
-_ENTRY_KEYS = {"id": str, "file": str, "group": str, "purpose": str, "features": list, "required": bool,
-               "licence": str, "destination": str, "sources": list}
-_OPTIONAL_KEYS = {"subdir": str, "package": str, "size": int, "sha256": str, "sha256_source": str,
-                  "unpinned_reason": str, "aliases": list, "note": str}
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+_OPTIONAL = {"subdir", "package", "size", "sha256", "sha256_source", "unpinned_reason", "aliases", "note"}
+
+
+class _SourceSpec(ConfigModel):
+    """One `sources` item of models.json (see Source)."""
+
+    kind: Literal["huggingface", "modelscope", "url", "zip", "pip"]
+    location: StrictStr
+    path: StrictStr = ""
+    revision: StrictStr = ""
+
+    check_path = _cross_field_check("check_source_path", lambda v: _check_source(v))
+
+
+def _check_source(values) -> None:
+    if values["kind"] in ("huggingface", "modelscope", "zip") and not values["path"]:
+        raise ValueError(f"source {values['location']!r}: a {values['kind']} source needs 'path'")
+
+
+class _EntrySpec(ConfigModel):
+    """One `entries` item of models.json: pydantic checks keys and types (unknown keys are errors), `_check_entry`
+    the rules between fields; the document-level ones (groups, features, ids) are checked in parse_manifest."""
+
+    id: StrictStr
+    file: StrictStr
+    group: StrictStr
+    purpose: StrictStr
+    features: list[StrictStr]
+    required: StrictBool
+    licence: StrictStr
+    destination: Literal["checkpoints", "easyphoto", "controlnet", "package"]
+    sources: list[_SourceSpec]
+    subdir: StrictStr = ""
+    package: StrictStr = ""
+    size: StrictInt | None = None
+    sha256: StrictStr | None = None
+    sha256_source: StrictStr = ""
+    unpinned_reason: StrictStr = ""
+    aliases: list[StrictStr] = []
+    note: StrictStr = ""  # a comment for people editing the file
+
+    check_entry = _cross_field_check("check_entry", lambda v: _check_entry(v))
+
+
+def _check_entry(values) -> None:
+    blank = [k for k, v in values.items() if isinstance(v, str) and v and not v.strip()]
+    _require(not blank, f"{', '.join(blank)}: empty")
+    _require(bool(values["features"]), "features must name at least one feature")
+    _require(bool(values["sources"]), "no sources")
+    _require((values["destination"] == "package") == bool(values["package"]),
+             "'package' goes with destination 'package', and only there")
+    sha = values["sha256"]
+    _require(sha is None or _SHA256.fullmatch(sha) is not None, "sha256 must be 64 lowercase hex digits")
+    _require(sha is None or bool(values["sha256_source"]), "a sha256 needs its 'sha256_source' (where it was published)")
+    _require(values["destination"] == "package" or not is_pickled(values["file"]) or sha is not None
+             or bool(values["unpinned_reason"]),
+             f"{values['file']} is a pickled file: record its published sha256, or say why none exists in "
+             "'unpinned_reason'")
 
 
 @dataclass(frozen=True)
@@ -196,67 +253,22 @@ def _parse_entry(raw: object, index: int, groups, features, origin: str) -> Weig
 
     if not isinstance(raw, dict):
         raise bad("not an object")
-    raw = {k: v for k, v in raw.items() if not (v is None and k in _OPTIONAL_KEYS)}  # null = not given
-    _check_keys(raw, bad)
-    _check_values(raw, groups, features, bad)
+    try:  # null = not given, for the optional keys
+        spec = _EntrySpec.from_dict({k: v for k, v in raw.items() if not (v is None and k in _OPTIONAL)})
+    except ValueError as exc:  # pydantic's ValidationError on both major versions
+        raise bad(describe_errors(exc)) from None
+    if spec.group not in groups:
+        raise bad(f"group {spec.group!r} is not one of {', '.join(groups)}")
+    unknown = [f for f in spec.features if f not in features]
+    if unknown:
+        raise bad(f"features must name known features ({', '.join(features)}), not {', '.join(unknown)}")
     return WeightFile(
-        id=raw["id"], filename=raw["file"], group=raw["group"], purpose=raw["purpose"], licence=raw["licence"],
-        destination=raw["destination"], subdir=raw.get("subdir", ""), size=raw.get("size"),
-        sources=tuple(_parse_source(s, bad) for s in raw["sources"]), sha256=raw.get("sha256"),
-        package=raw.get("package", ""), aliases=tuple(raw.get("aliases", ())), features=tuple(raw["features"]),
-        required=raw["required"], sha256_source=raw.get("sha256_source", ""),
-        unpinned_reason=raw.get("unpinned_reason", ""),
+        id=spec.id, filename=spec.file, group=spec.group, purpose=spec.purpose, licence=spec.licence,
+        destination=spec.destination, subdir=spec.subdir, size=spec.size,
+        sources=tuple(Source(s.kind, s.location, s.path, s.revision) for s in spec.sources), sha256=spec.sha256,
+        package=spec.package, aliases=tuple(spec.aliases), features=tuple(spec.features), required=spec.required,
+        sha256_source=spec.sha256_source, unpinned_reason=spec.unpinned_reason,
     )
-
-
-def _check_keys(raw: dict, bad) -> None:
-    missing = [k for k in _ENTRY_KEYS if k not in raw]
-    unknown = sorted(set(raw) - set(_ENTRY_KEYS) - set(_OPTIONAL_KEYS))
-    if missing or unknown:
-        raise bad("; ".join(filter(None, [missing and f"missing {', '.join(missing)}",
-                                          unknown and f"unknown key(s) {', '.join(unknown)}"])))
-    for key, value in raw.items():
-        kind = {**_ENTRY_KEYS, **_OPTIONAL_KEYS}[key]
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise bad(f"{key!r} must be {kind.__name__}, not {type(value).__name__}")
-        if kind is str and not value.strip():
-            raise bad(f"{key!r} is empty")
-        if key in ("features", "aliases") and not all(isinstance(v, str) for v in value):
-            raise bad(f"{key!r} must list strings")
-
-
-def _check_values(raw: dict, groups, features, bad) -> None:
-    if raw["group"] not in groups:
-        raise bad(f"group {raw['group']!r} is not one of {', '.join(groups)}")
-    unknown = [f for f in raw["features"] if f not in features]
-    if not raw["features"] or unknown:
-        extra = f" (not {', '.join(unknown)})" if unknown else ""
-        raise bad(f"features must name at least one of {', '.join(features)}{extra}")
-    if raw["destination"] not in DESTINATIONS:
-        raise bad(f"destination {raw['destination']!r} is not one of {', '.join(DESTINATIONS)}")
-    if (raw["destination"] == "package") != ("package" in raw):
-        raise bad("'package' goes with destination 'package', and only there")
-    if not raw["sources"]:
-        raise bad("no sources")
-    sha = raw.get("sha256")
-    if sha is not None and not _SHA256.fullmatch(sha):
-        raise bad("sha256 must be 64 lowercase hex digits")
-    if sha is not None and "sha256_source" not in raw:
-        raise bad("a sha256 needs its 'sha256_source' (where it was published)")
-    if raw["destination"] != "package" and is_pickled(raw["file"]) and sha is None and "unpinned_reason" not in raw:
-        raise bad(f"{raw['file']} is a pickled file: record its published sha256, or say why none exists in "
-                  "'unpinned_reason'")
-
-
-def _parse_source(raw: object, bad) -> Source:
-    if not isinstance(raw, dict) or raw.get("kind") not in SOURCE_KINDS or not isinstance(raw.get("location"), str):
-        raise bad(f"each source needs 'kind' (one of {', '.join(SOURCE_KINDS)}) and 'location', not {raw!r}")
-    unknown = sorted(set(raw) - {"kind", "location", "path", "revision"})
-    if unknown or not all(isinstance(raw.get(k, ""), str) for k in ("path", "revision")):
-        raise bad(f"source {raw['location']!r}: only string 'path' and 'revision' may follow kind and location")
-    if raw["kind"] in ("huggingface", "modelscope", "zip") and not raw.get("path"):
-        raise bad(f"source {raw['location']!r}: a {raw['kind']} source needs 'path'")
-    return Source(raw["kind"], raw["location"], raw.get("path", ""), raw.get("revision", ""))
 
 
 _LOADED = load_manifest()

@@ -17,8 +17,8 @@ from typing import Any
 
 from pydantic import Field
 
-from easyphoto.config import ConfigModel, FaceStack, TrainConfig
-from easyphoto.job_params import config_field_validator, describe_errors
+from easyphoto.config import ConfigModel, FaceStack, TrainConfig, describe_errors
+from easyphoto.job_params import config_field_validator
 from easyphoto.store import IdentityLayout, Paths, atomic_write_json
 
 
