@@ -500,7 +500,7 @@ def test_upscalers_are_listed_and_run_the_real_way(webui_host_factory, flavour):
     # no file and no network: reported, and the caller's Lanczos resize still gives the size asked for
     assert entry.scaler.upscale(image, 3, entry.data_path).size == (88, 56)
     assert any("Unable to load RealESRGAN model" in e for e in host.errors) and modelloader.loads == []
-    (host.root / "models" / "RealESRGAN").mkdir(parents=True)
+    (host.root / "models" / "RealESRGAN").mkdir(parents=True, exist_ok=True)  # the failed download made it
     (host.root / "models" / "RealESRGAN" / "RealESRGAN_x4plus.pth").write_text("scale=4\n", encoding="utf8")
     out = entry.scaler.upscale(image, 3, entry.data_path)  # one model pass (120×80), then Lanczos down
     assert out.size == (88, 56) and len(modelloader.loads) == 1

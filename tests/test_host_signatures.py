@@ -2,7 +2,8 @@
 
 One test per JSON module and flavour: every function/method/class/dataclass/constant the double defines must have
 the real parameter names, order, kinds and literal defaults (host-api.md 7.4); a second set asserts that every name
-of host-api.md section 7.2 exists; the last tests show that the comparator does catch altered signatures.
+of host-api.md section 7.2 exists (and that names the real host lacks do not); the last tests show that the
+comparator does catch altered signatures.
 """
 
 from __future__ import annotations
@@ -143,6 +144,12 @@ REQUIRED = {
     "modules.api.api": ["decode_base64_to_image", "encode_pil_to_base64"],
     "modules.progress": "create_task_id add_task_to_queue start_task finish_task record_results".split(),
     "modules.util": "natural_sort_key listfiles html html_path walk_files".split(),
+    "modules.upscaler": "LANCZOS NEAREST Upscaler Upscaler.upscale Upscaler.do_upscale Upscaler.load_model "
+                        "Upscaler.find_models UpscalerData UpscalerNone UpscalerLanczos UpscalerNearest".split(),
+    "modules.modelloader": "load_file_from_url load_models friendly_name load_upscalers load_spandrel_model".split(),
+    "modules.realesrgan_model": "UpscalerRealESRGAN UpscalerRealESRGAN.do_upscale UpscalerRealESRGAN.load_model "
+                                "get_realesrgan_models".split(),
+    "modules.upscaler_utils": ["upscale_with_model"],
     "networks": "available_networks available_network_aliases forbidden_network_aliases list_available_networks "
                 "update_available_networks_by_names process_network_files".split(),
     "network": ["NetworkOnDisk"],
@@ -177,6 +184,11 @@ REQUIRED_FORGE = {
     "modules_forge.config": ["always_disabled_extensions"],
     "modules_forge.forge_version": ["version"],
     "modules.sd_models": ["forge_model_reload"],
+    "modules.util": ["load_file_from_url", "compare_sha256"],
+    "modules_forge.utils": ["prepare_free_memory"],
+}
+ABSENT = {  # (flavour, module) -> names the real host lacks: code written against the double must not find them
+    ("a1111", "modules.util"): ["load_file_from_url", "compare_sha256"],  # added by A1111 PR 16302, after v1.10.1
 }
 LOADED_SCRIPTS = {  # (flavour, json repo, json path) -> names, for modules executed by the script loader
     ("a1111", sc.A1111, "extensions-builtin/Lora/preload.py"): ["preload"],
@@ -201,8 +213,8 @@ CMD_OPTS = ("api nowebui listen share ngrok server_name port data_dir models_dir
 
 def _required_params():
     params = [pytest.param(f, m, n, id=f"{f}:{m}") for f in ("a1111", "forge") for m, n in REQUIRED.items()]
-    params += [pytest.param("a1111", m, n, id=f"a1111:{m}") for m, n in REQUIRED_A1111.items()]
-    params += [pytest.param("forge", m, n, id=f"forge:{m}") for m, n in REQUIRED_FORGE.items()]
+    params += [pytest.param("a1111", m, n, id=f"a1111-only:{m}") for m, n in REQUIRED_A1111.items()]
+    params += [pytest.param("forge", m, n, id=f"forge-only:{m}") for m, n in REQUIRED_FORGE.items()]
     return params
 
 
@@ -226,6 +238,16 @@ def test_required_names_exist(hosts, flavour, module_name, names):
     hosts(flavour)
     module = importlib.import_module(module_name)
     assert _missing(module, names) == []
+
+
+@pytest.mark.parametrize(("flavour", "module_name", "names"),
+                         [pytest.param(*k, v, id=f"{k[0]}:{k[1]}") for k, v in ABSENT.items()])
+def test_names_the_real_host_lacks_are_absent(hosts, flavour, module_name, names):
+    import importlib
+
+    hosts(flavour)
+    module = importlib.import_module(module_name)
+    assert _missing(module, names) == names
 
 
 @pytest.mark.parametrize(("flavour", "repo", "path", "names"),

@@ -1,5 +1,5 @@
 """Double of AUTOMATIC1111/stable-diffusion-webui:modules/modelloader.py: model file lookup, the upscaler list and
-spandrel loading.
+spandrel loading. ``load_file_from_url`` is defined here on A1111 v1.10.1 and imported from ``modules.util`` on Forge.
 
 ``load_upscalers()`` builds ``shared.sd_upscalers`` the real way (import every ``*_model.py`` module, instantiate each
 ``Upscaler`` subclass with its ``--<name>-models-path``, sort with None/Lanczos/Nearest first), looking for the
@@ -16,12 +16,24 @@ import logging
 import os
 from urllib.parse import urlparse
 
-from modules import shared
+from modules import host_env, shared, util
 from modules.upscaler import Upscaler, UpscalerLanczos, UpscalerNearest, UpscalerNone
-from modules.util import load_file_from_url  # noqa: F401  (re-exported, as in the real module)
 
 logger = logging.getLogger(__name__)
 loads = []  # double-only: (path, device) of every load_spandrel_model call
+
+if host_env.is_forge():
+    from modules.util import load_file_from_url  # noqa: F401  (Forge keeps the name here for old callers)
+else:
+    def load_file_from_url(url, *, model_dir, progress=True, file_name=None, hash_prefix=None):
+        """A1111 v1.10.1's own (torch.hub download; creates model_dir first)."""
+        os.makedirs(model_dir, exist_ok=True)
+        if not file_name:
+            file_name = os.path.basename(urlparse(url).path)
+        cached_file = os.path.abspath(os.path.join(model_dir, file_name))
+        if not os.path.exists(cached_file):
+            util.fetch_served(url, cached_file, hash_prefix, mismatch=RuntimeError)
+        return cached_file
 
 
 def load_models(model_path, model_url=None, command_path=None, ext_filter=None, download_name=None,

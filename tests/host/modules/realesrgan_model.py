@@ -2,13 +2,14 @@
 
 The six real entries with their real names, URLs and scales; only those named in the ``realesrgan_enabled_models``
 option become upscalers, and an entry whose file is in models/RealESRGAN points at it. ``do_upscale`` follows the
-real one: a missing file is downloaded (the double's ``util.load_file_from_url``), a failure is reported and the
-image comes back unchanged (the caller's Lanczos resize then does the enlargement).
+real one: a missing file is downloaded (``modelloader.load_file_from_url``), a failure is reported and the
+image comes back unchanged (the caller's Lanczos resize then does the enlargement). On Forge ``do_upscale`` first
+calls ``modules_forge.utils.prepare_free_memory()``, as the real one does.
 """
 
 import os
 
-from modules import errors, modelloader
+from modules import errors, host_env, modelloader
 from modules.shared import cmd_opts, opts
 from modules.upscaler import Upscaler, UpscalerData
 from modules.upscaler_utils import upscale_with_model
@@ -34,6 +35,10 @@ class UpscalerRealESRGAN(Upscaler):
                 self.scalers.append(scaler)
 
     def do_upscale(self, img, path):
+        if host_env.is_forge():
+            from modules_forge.utils import prepare_free_memory
+
+            prepare_free_memory()
         if not self.enable:
             return img
         try:

@@ -3,14 +3,15 @@
 ``Upscaler.upscale`` has the real loop: up to three ``do_upscale`` passes until the image reaches
 ``scale`` × its size rounded down to a multiple of 8, stopping on ``shared.state.interrupted`` or when a pass
 changes nothing, then a Lanczos resize to exactly that size. The real ``__init__`` probes ``import cv2`` (tiling
-support); the double does not (loading the double must stay light).
+support); the double does not (loading the double must stay light). ``UpscalerData`` takes ``sha256`` on Forge only
+(A1111 PR 16302, merged after v1.10.1; in Forge since 4d75507c).
 """
 
 import os
 from abc import abstractmethod
 
 import modules.shared
-from modules import modelloader, shared
+from modules import host_env, modelloader, shared
 from PIL import Image
 
 LANCZOS = (Image.Resampling.LANCZOS if hasattr(Image, 'Resampling') else Image.LANCZOS)
@@ -86,14 +87,21 @@ class UpscalerData:
     scaler: Upscaler = None
     model: None
 
-    def __init__(self, name, path, upscaler=None, scale=4, model=None, sha256=None):
+    if host_env.is_forge():
+        def __init__(self, name, path, upscaler=None, scale=4, model=None, sha256=None):
+            self._set(name, path, upscaler, scale, model)
+            self.sha256 = sha256
+    else:
+        def __init__(self, name, path, upscaler=None, scale=4, model=None):
+            self._set(name, path, upscaler, scale, model)
+
+    def _set(self, name, path, upscaler, scale, model):  # double-only: the body both real __init__s share
         self.name = name
         self.data_path = path
         self.local_data_path = path
         self.scaler = upscaler
         self.scale = scale
         self.model = model
-        self.sha256 = sha256
 
     def __repr__(self):
         return f"<UpscalerData name={self.name} path={self.data_path} scale={self.scale}>"

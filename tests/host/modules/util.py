@@ -1,14 +1,15 @@
 """Double of AUTOMATIC1111/stable-diffusion-webui:modules/util.py (file listing and sorting helpers, downloads).
 
-``load_file_from_url`` has no network: a URL listed in ``served`` (double-only, {url: bytes}) is "downloaded" into
-the model folder, any other one fails the way an offline machine does (the file already present is used, as in the
-real function).
+``load_file_from_url`` is here on Forge only (A1111 PR 16302, after v1.10.1, moved it from modelloader.py and added
+``re_download``; A1111 v1.10.1 has it in modelloader.py). Neither has network: a URL listed in ``served``
+(double-only, {url: bytes}) is "downloaded" into the model folder, any other one fails the way an offline machine
+does; a file already present is used, and a ``hash_prefix`` the bytes do not match is refused, as in the real ones.
 """
 
 import os
 import re
 
-from modules import shared
+from modules import host_env, shared
 from modules.paths_internal import cwd, script_path
 
 
@@ -90,16 +91,36 @@ def topological_sort(dependencies):
 served = {}  # double-only: {url: bytes} that load_file_from_url can "download"
 
 
-def load_file_from_url(url, *, model_dir, progress=True, file_name=None, hash_prefix=None, re_download=False):
-    from urllib.parse import urlparse
+def fetch_served(url, cached_file, hash_prefix=None, mismatch=ValueError):
+    """Double-only: write ``served[url]`` to ``cached_file`` (the download both hosts' load_file_from_url do);
+    ``mismatch`` is what a wrong ``hash_prefix`` raises (A1111's torch.hub download: RuntimeError)."""
+    import hashlib
 
-    if not file_name:
-        file_name = os.path.basename(urlparse(url).path)
-    cached_file = os.path.abspath(os.path.join(model_dir, file_name))
-    if re_download or not os.path.exists(cached_file):
-        if url not in served:
-            raise ConnectionError(f"Cannot download {url}: the host double has no network")
-        os.makedirs(model_dir, exist_ok=True)
-        with open(cached_file, "wb") as file:
-            file.write(served[url])
-    return cached_file
+    if url not in served:
+        raise ConnectionError(f"Cannot download {url}: the host double has no network")
+    data = served[url]
+    if hash_prefix and not hashlib.sha256(data).hexdigest().startswith(hash_prefix.strip().lower()):
+        raise mismatch(f"File hash does not match the expected hash prefix {hash_prefix}!")
+    os.makedirs(os.path.dirname(cached_file), exist_ok=True)
+    with open(cached_file, "wb") as file:
+        file.write(data)
+
+
+if host_env.is_forge():
+    def load_file_from_url(url, *, model_dir, progress=True, file_name=None, hash_prefix=None, re_download=False):
+        from urllib.parse import urlparse
+
+        if not file_name:
+            file_name = os.path.basename(urlparse(url).path)
+        cached_file = os.path.abspath(os.path.join(model_dir, file_name))
+        if re_download or not os.path.exists(cached_file):
+            os.makedirs(model_dir, exist_ok=True)  # before the download, as the real one: a failed one leaves it
+            fetch_served(url, cached_file, hash_prefix)
+        return cached_file
+
+    def compare_sha256(file_path, hash_prefix):
+        import hashlib
+
+        with open(file_path, "rb") as file:
+            digest = hashlib.sha256(file.read()).hexdigest()
+        return digest.startswith(hash_prefix.strip().lower())
