@@ -115,7 +115,7 @@ class WebUIGenerator:
 
         runner = scripts.scripts_img2img
         self._check_stop(should_stop, req.label)
-        self._sampling(req, req.denoising_strength)  # a schedule the host cannot run fails before anything else
+        sampling = self._sampling(req, req.denoising_strength)  # a schedule the host cannot run fails first
         units = self._plan_units(req, runner)
         opts = shared.opts
         fields = self._common_fields(req, processing.StableDiffusionProcessingImg2Img)
@@ -130,7 +130,6 @@ class WebUIGenerator:
             denoising_strength=float(req.denoising_strength),
         )
         p = processing.StableDiffusionProcessingImg2Img(**fields)
-        sampling = self._sampling(req, req.denoising_strength)
         return self._generate(p, runner, units, req, sampling, progress, should_stop)
 
     def txt2img(self, req: Txt2ImgRequest, progress: Progress = no_progress,
@@ -139,7 +138,7 @@ class WebUIGenerator:
 
         runner = scripts.scripts_txt2img
         self._check_stop(should_stop, req.label)
-        self._sampling(req, None)
+        sampling = self._sampling(req, None)
         units = self._plan_units(req, runner)
         opts = shared.opts
         fields = self._common_fields(req, processing.StableDiffusionProcessingTxt2Img)
@@ -148,7 +147,6 @@ class WebUIGenerator:
             outpath_grids=opts.outdir_grids or opts.outdir_txt2img_grids,
         )
         p = processing.StableDiffusionProcessingTxt2Img(**fields)
-        sampling = self._sampling(req, None)
         return self._generate(p, runner, units, req, sampling, progress, should_stop)
 
     def interrupt(self) -> None:
