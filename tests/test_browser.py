@@ -92,6 +92,14 @@ class StandaloneApp:
             if found:
                 return found.group(1)
 
+    def output(self) -> str:
+        """Everything it printed so far (for a failure message)."""
+        while True:
+            try:
+                self.log.append(self.lines.get_nowait())
+            except queue.Empty:
+                return "".join(self.log)
+
     def stop(self) -> None:
         if self.process.poll() is None:
             os.killpg(self.process.pid, 15)
@@ -99,10 +107,11 @@ class StandaloneApp:
 
 
 @pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
+def app(tmp_path_factory):
     app = StandaloneApp(tmp_path_factory.mktemp("standalone-data"))
     try:
-        yield app.wait_for_url()
+        app.url = app.wait_for_url()
+        yield app
     finally:
         app.stop()
 
@@ -119,13 +128,13 @@ def _upload_set(photos_same_man, photo_other_person, tmp_path) -> tuple[list[Pat
     return [*photos_same_man, photo_other_person, landscape], landscape
 
 
-def test_a_newcomer_checks_photos_in_the_browser(app_url, browser, photos_same_man, photo_other_person, tmp_path):
+def test_a_newcomer_checks_photos_in_the_browser(app, browser, photos_same_man, photo_other_person, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
     wait = WebDriverWait(browser, CHECK_TIMEOUT)
-    browser.get(app_url)
+    browser.get(app.url)
     identity = wait.until(ec.visibility_of_element_located(
         (By.CSS_SELECTOR, "#easyphoto_train_identity textarea, #easyphoto_train_identity input")))
     _shot(browser, "01-opened")
@@ -140,7 +149,7 @@ def test_a_newcomer_checks_photos_in_the_browser(app_url, browser, photos_same_m
     _shot(browser, "02-uploaded")
 
     browser.find_element(By.ID, "easyphoto_train_check").click()
-    summary = wait.until(lambda d: _text_with(d, "easyphoto_train_summary", "photos kept"))
+    summary = _check_result(browser, app)
     _shot(browser, "03-checked")
 
     kept, total = map(int, re.search(r"(\d+) of (\d+) photos kept", summary).groups())
@@ -156,8 +165,31 @@ def test_a_newcomer_checks_photos_in_the_browser(app_url, browser, photos_same_m
     assert "different person" in summary and "no face found" in summary, summary
 
 
-def _text_with(driver, elem_id: str, needle: str) -> str | bool:
-    from selenium.webdriver.common.by import By
+# What the summary says once the check has ended, however it ended (train_tab.check_photos_flow)
+FINAL_SUMMARIES = ("photos kept", "Cannot check photos", "Invalid settings", "Photo check")
 
-    text = driver.find_element(By.ID, elem_id).text
-    return text if needle in text else False
+
+def _check_result(driver, app: StandaloneApp) -> str:
+    """The summary once the check ended; on a timeout, or an end other than a report, a failure that shows what the
+    page and the app said (the summary, any error toast, the app's output)."""
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def summary(d) -> str:
+        return d.find_element(By.ID, "easyphoto_train_summary").text
+
+    def ended(d) -> str | bool:
+        text, toasts = summary(d), d.find_elements(By.CSS_SELECTOR, ".toast-body")
+        return text if any(s in text for s in FINAL_SUMMARIES) or toasts else False
+
+    try:
+        text = WebDriverWait(driver, CHECK_TIMEOUT).until(ended)
+    except TimeoutException:
+        text = f"(no end after {CHECK_TIMEOUT} s) {summary(driver)}"
+    if "photos kept" in text:
+        return text
+    _shot(driver, "03-failed")
+    toasts = [t.text for t in driver.find_elements(By.CSS_SELECTOR, ".toast-body")]
+    raise AssertionError(f"the photo check did not report.\nsummary: {text}\ntoasts: {toasts}\n"
+                         f"app output:\n{app.output()[-6000:]}")
