@@ -96,6 +96,7 @@ def _import(store: IdentityStore, archive: zipfile.ZipFile, identity_id: str | N
     if layout.root.exists():
         raise InvalidIdentityId(f"An identity named {target_id!r} already exists.",
                                 hint="Import under another id, or delete the existing identity first.")
+    store.check_id_free(target_id)  # a garment of that id exports to the same Lora file
     for name in ("report.json", "identity.json"):
         if name in members:
             _read_json(archive, name)

@@ -444,6 +444,99 @@ class PortraitConfig(ConfigModel):
         "check_second_pass_steps", lambda v: v["second_pass"] and _check_denoising_steps(v, "second", "Pass 2"))
 
 
+# Try-on groups (`in_group`)
+_GARMENT, _MASK = "Garment and prompt", "Mask"
+# The keys of easyphoto.segment.types.GARMENT_CATEGORIES, spelled out: config is the bottom layer and imports no
+# capability (the segment package imports weights, which imports config); tests/test_tryon_pipeline.py checks both
+# lists are the same.
+TryOnCategory = Literal["upper", "lower", "dress", "pants", "skirt", "scarf", "hat", "bag", "belt"]
+MaskSource = Literal["parsing", "points", "mask"]
+
+
+class TryOnConfig(ConfigModel):
+    """Parameters of the garment try-on (issue 13): a garment LoRA repaints one garment region of a person photo.
+
+    Defaults follow the reference's try-on (shared/reference/easyphoto-reference.md, feature table "Virtual
+    Try-On"; tryon-peers.md "Garment LoRA practice"; aigc-apps/sd-webui-EasyPhoto scripts/easyphoto_tryon_infer.py):
+    LoRA weight 0.8; pass 1 inpaints the garment mask at 50 steps × denoise 0.70 under canny 1.0 + depth 1.0 +
+    colour 0.5; pass 2 refines the mask's inner boundary at 30 steps × 0.7 under canny + depth. Openpose is ours
+    (the reference had none): it keeps arms and shoulders where they are when the garment covers them."""
+
+    # --- garment and prompt
+    category: TryOnCategory = Field("upper", description="Garment category: which parsing labels are repainted.",
+                                    **in_group(_GARMENT))
+    lora_weight: float = Field(0.8, ge=0.0, le=2.0, description="Weight of the garment LoRA.", **in_group(_GARMENT))
+    additional_prompt: str = Field("", max_length=2000, description="Appended to the positive prompt.",
+                                   **in_group(_GARMENT))
+    additional_negative_prompt: str = Field("", max_length=2000, description="Appended to the negative prompt.",
+                                            **in_group(_GARMENT))
+    paste_garment: bool = Field(
+        False, description="Paste the garment reference into the mask first (rotated and scaled to fit), as the "
+        "reference did; off = the LoRA draws the garment from the person photo alone.", **in_group(_GARMENT))
+    # --- mask
+    mask_source: MaskSource = Field("parsing", description="parsing = the category's labels from clothes parsing; "
+                                    "points / mask = a mask from clicks (SAM) or drawn.", **in_group(_MASK))
+    mask_dilation: int = Field(8, ge=0, le=256, description="Grow the garment mask by this many photo pixels.",
+                               **in_group(_MASK))
+    protect_face: bool = Field(True, description="Keep face, hair and sunglasses out of the mask (parsing labels).",
+                               **in_group(_MASK))
+    protect_hands: bool = Field(True, description="Keep the hands out of the mask (found from pose key points).",
+                                **in_group(_MASK))
+    short_side: int = Field(512, ge=256, le=2048, multiple_of=32, description="Short side of the processed crop.",
+                            **in_group(_MASK, advanced=True))
+    crop_margin: float = Field(0.15, ge=0.0, le=1.0, description="Context around the mask's box, as a fraction of "
+                               "its size on each side.", **in_group(_MASK, advanced=True))
+    # --- pass 1: inpaint the garment region with the garment LoRA
+    first_steps: int = Field(50, ge=1, le=150, description="Sampling steps of pass 1.", **in_group(_PASS1))
+    first_denoising_strength: float = Field(0.70, ge=0.0, le=1.0, description="Denoising strength of pass 1.",
+                                            **in_group(_PASS1))
+    openpose_weight: float = Field(0.5, ge=0.0, le=2.0, description="Pose control weight (0 = off).",
+                                   **in_group(_PASS1, advanced=True))
+    canny_weight: float = Field(1.0, ge=0.0, le=2.0, description="Canny-edge control weight, both passes (0 = off).",
+                                **in_group(_PASS1, advanced=True))
+    depth_weight: float = Field(1.0, ge=0.0, le=2.0, description="Depth control weight, both passes; used when a "
+                                "depth estimator and the depth ControlNet are present (0 = off).",
+                                **in_group(_PASS1, advanced=True))
+    # 0 by default: a WebUI runs 3 ControlNet units unless told otherwise, and openpose + canny + depth fill them.
+    # The reference's colour 0.5 kept the colours of its pasted garment: with paste_garment on, set it to 0.5 and
+    # openpose to 0 for the reference's exact canny + depth + colour set.
+    color_weight: float = Field(0.0, ge=0.0, le=2.0, description="Pass 1 colour control weight (0 = off); useful "
+                                "with paste_garment (the reference used 0.5).", **in_group(_PASS1, advanced=True))
+    # --- pass 2: refine the inner boundary of the mask
+    second_pass: bool = Field(True, description="Refine the band along the inside of the mask's edge.",
+                              **in_group(_PASS2))
+    second_steps: int = Field(30, ge=1, le=150, description="Sampling steps of pass 2.", **in_group(_PASS2))
+    second_denoising_strength: float = Field(0.70, ge=0.0, le=1.0, description="Denoising strength of pass 2.",
+                                             **in_group(_PASS2))
+    boundary_width: int = Field(16, ge=1, le=128, description="Width of the refined band (px at a 512 px crop).",
+                                **in_group(_PASS2, advanced=True))
+    # --- sampling, shared by both passes
+    seed: int = Field(-1, ge=-1, le=2**32 - 1, description="-1 = random (the seed used is saved with the image).",
+                      **in_group(_SAMPLING))
+    batch_size: int = Field(1, ge=1, le=16, description="Images per person photo (seed, seed+1, ...).",
+                            **in_group(_SAMPLING))
+    cfg_scale: float = Field(7.0, ge=1.0, le=30.0, description="Classifier-free guidance scale.",
+                             **in_group(_SAMPLING))
+    sampler: str = Field("DPM++ 2M SDE", min_length=1, max_length=80, description="Sampler name as the WebUI names it.",
+                         **in_group(_SAMPLING, advanced=True))
+    scheduler: str = Field("Karras", min_length=1, max_length=80, description="Noise schedule label (WebUI ≥1.9).",
+                           **in_group(_SAMPLING, advanced=True))
+    control_mode: ControlMode = Field("balanced", description="ControlNet balance: balanced, prompt or control.",
+                                      **in_group(_SAMPLING, advanced=True))
+    mask_blur: int = Field(8, ge=0, le=64, description="Blur of the inpaint mask (px).",
+                           **in_group(_SAMPLING, advanced=True))
+
+    check_first_pass_steps = _cross_field_check(
+        "check_first_pass_steps", lambda v: _check_denoising_steps(v, "first", "Pass 1"))
+    check_second_pass_steps = _cross_field_check(
+        "check_second_pass_steps", lambda v: v["second_pass"] and _check_denoising_steps(v, "second", "Pass 2"))
+    check_some_control = _cross_field_check(
+        "check_some_control",
+        lambda v: _require(v["canny_weight"] > 0 or v["openpose_weight"] > 0 or v["depth_weight"] > 0,
+                           "A try-on needs at least one of canny_weight, openpose_weight or depth_weight above 0: "
+                           "without a structural control the garment loses the person's shape."))
+
+
 def _check_denoising_steps(values: Mapping[str, Any], prefix: str, label: str) -> None:
     """An img2img pass denoises int(steps × strength) steps (diffusers; the WebUI runs one more). At 0 it does
     nothing on diffusers and leaves the WebUI a one-step schedule, on which DPM++ 2M SDE crashes in k-diffusion."""

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Literal
 
 from easyphoto import __version__
 from easyphoto.config import Settings
-from easyphoto.store import IdentityStore, Paths, atomic_write_json, read_json
+from easyphoto.store import GarmentStore, IdentityStore, Paths, atomic_write_json, read_json
 
 if TYPE_CHECKING:  # for the annotation only: generation imports PIL, which importing the context does not need
     from easyphoto.generation import Upscaler
@@ -69,6 +69,10 @@ class AppContext:
     @property
     def identities(self) -> IdentityStore:
         return IdentityStore(self.paths)
+
+    @property
+    def garments(self) -> GarmentStore:
+        return GarmentStore(self.paths)
 
     def describe(self) -> dict:
         return {"version": __version__, "host": self.host.to_dict(), "offline": self.offline, "paths": self.paths.to_dict()}

@@ -22,13 +22,14 @@ from PIL import Image
 
 from easyphoto.errors import EasyPhotoError
 
-# Control kinds the portrait pipeline uses, and the ControlNet model each one needs (file stems as published;
+# Control kinds the portrait and try-on pipelines use, and the ControlNet model each one needs (file stems as published;
 # hosts append " [hash]"). The model manager's "controlnet" group downloads exactly these.
 CONTROLNET_MODELS: dict[str, str] = {
     "canny": "control_v11p_sd15_canny",
     "openpose": "control_v11p_sd15_openpose",
     "color": "control_sd15_random_color",
     "tile": "control_v11f1e_sd15_tile",
+    "depth": "control_v11f1p_sd15_depth",  # try-on (easyphoto.tryon): depth maps from easyphoto.tryon.depth
 }
 CONTROL_MODES = ("balanced", "prompt", "control")  # ControlNet's "Balanced" / "My prompt…" / "ControlNet is…"
 INPAINT_FILLS = ("fill", "original", "latent noise", "latent nothing")  # the WebUI's masked-content choices

@@ -17,8 +17,9 @@ from typing import Any
 import pydantic
 from pydantic import Field
 
-from easyphoto.config import PYDANTIC_V2, ConfigModel, PortraitConfig, TrainConfig, describe_errors
+from easyphoto.config import PYDANTIC_V2, ConfigModel, PortraitConfig, TrainConfig, TryOnConfig, describe_errors
 from easyphoto.errors import InvalidRequest
+from easyphoto.tryon.dataset import GarmentDatasetConfig
 
 
 def _strip_config_version(value: Any) -> Any:
@@ -29,11 +30,13 @@ def _strip_config_version(value: Any) -> Any:
     return value
 
 
-def config_field_validator():
-    """A before-validator of the `config` field that accepts `XConfig.to_dict()` output (pydantic 1 and 2)."""
+def config_field_validator(*fields: str):
+    """A before-validator of the config fields (default: `config`) that accepts `XConfig.to_dict()` output
+    (pydantic 1 and 2)."""
+    fields = fields or ("config",)
     if PYDANTIC_V2:
-        return pydantic.field_validator("config", mode="before")(classmethod(lambda cls, v: _strip_config_version(v)))
-    return pydantic.validator("config", pre=True, allow_reuse=True)(lambda cls, v: _strip_config_version(v))
+        return pydantic.field_validator(*fields, mode="before")(classmethod(lambda cls, v: _strip_config_version(v)))
+    return pydantic.validator(*fields, pre=True, allow_reuse=True)(lambda cls, v: _strip_config_version(v))
 
 
 class JobParams(ConfigModel):
@@ -102,12 +105,57 @@ class PortraitParams(JobParams):
     _config_version = config_field_validator()
 
 
+class GarmentDatasetParams(JobParams):
+    """garment_dataset: cut a garment's photos out and caption them."""
+
+    garment_id: str = Field(..., description="The garment whose photos become its dataset.")
+    dataset: GarmentDatasetConfig = Field(default_factory=GarmentDatasetConfig)
+
+    _config_version = config_field_validator("dataset")
+
+
+class GarmentTrainParams(JobParams):
+    """garment_train: the dataset (rebuilt when out of date), then the garment LoRA."""
+
+    garment_id: str = Field(..., description="The garment to train.")
+    dataset: GarmentDatasetConfig = Field(default_factory=GarmentDatasetConfig)
+    config: TrainConfig = Field(default_factory=TrainConfig)
+    base: str | None = Field(None, description="Base checkpoint or diffusers folder; empty: the context's default.")
+    config_dir: str | None = Field(None, description="Diffusers config folder for a single-file base.")
+    resume: bool = Field(False, description="Continue from the garment's last checkpoint.")
+    device: str = Field("auto", min_length=1, max_length=40, description="auto, cpu, cuda, cuda:1, mps, ...")
+
+    _config_version = config_field_validator("config", "dataset")
+
+
+class TryOnParams(JobParams):
+    """tryon: a trained garment on one person photo."""
+
+    garment_id: str = Field(..., description="The trained garment to put on the person.")
+    person: str = Field(..., min_length=1, description="The person (model) photo: a file path.")
+    mask: str | None = Field(None, description="A mask image file (white = the garment region), for mask_source "
+                             "'mask'.")
+    points: list[tuple[float, float, bool]] = Field([], description="Clicks [x, y, positive] in photo "
+                                                   "pixels, for mask_source 'points'.")
+    boxes: list[tuple[float, float, float, float]] = Field([], description="Boxes [x0, y0, x1, y1], "
+                                                           "for mask_source 'points'.")
+    config: TryOnConfig = Field(default_factory=TryOnConfig)
+    out: str | None = Field(None, description="Folder for the images; empty: the outputs folder.")
+    base: str | None = Field(None, description="Standalone: the SD 1.5 base model; empty: the context's default.")
+    config_dir: str | None = Field(None, description="Diffusers config folder for a single-file base.")
+
+    _config_version = config_field_validator()
+
+
 MODELS: dict[str, type[JobParams]] = {
     "check_photos": CheckPhotosParams,
     "prepare_dataset": PrepareDatasetParams,
     "fetch_models": FetchModelsParams,
     "train": TrainParams,
     "portrait": PortraitParams,
+    "garment_dataset": GarmentDatasetParams,
+    "garment_train": GarmentTrainParams,
+    "tryon": TryOnParams,
 }
 
 

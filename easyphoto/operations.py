@@ -13,7 +13,15 @@ from typing import Any
 
 from easyphoto import job_params
 from easyphoto.context import AppContext
-from easyphoto.job_params import CheckPhotosParams, FetchModelsParams, PortraitParams, PrepareDatasetParams
+from easyphoto.job_params import (
+    CheckPhotosParams,
+    FetchModelsParams,
+    GarmentDatasetParams,
+    GarmentTrainParams,
+    PortraitParams,
+    PrepareDatasetParams,
+    TryOnParams,
+)
 from easyphoto.jobs import JobContext, JobQueue, UnknownJobKind
 
 # Kinds whose operations arrive with later parts of EasyPhoto; submitting one before says so in plain words.
@@ -42,11 +50,12 @@ def require(queue: JobQueue, kind: str) -> None:
 
 
 def refuse_while_busy(queue: JobQueue, identity_id: str, then: str, *, phase: str) -> None:
-    """Conflict (409) while a queued or running job uses the identity: its files must not change under it."""
+    """Conflict (409) while a queued or running job uses the identity (or garment): its files must not change under
+    it."""
     from easyphoto.errors import Conflict
 
-    busy = [j for j in queue.list(limit=1000) if j.params.get("identity_id") == identity_id
-            and j.state.value in ("queued", "running")]
+    busy = [j for j in queue.list(limit=1000) if identity_id in (j.params.get("identity_id"), j.params.get("garment_id"))
+            and j.state.value in ("queued", "running")]  # an identity's or a garment's id: never both (store.py)
     if busy:
         raise Conflict(f"{identity_id!r} is used by job {busy[0].id} ({busy[0].state.value}).",
                        hint=f"Cancel the job or wait for it to finish, {then}.", phase=phase)
@@ -75,6 +84,9 @@ NEEDS_GPU: dict[str, bool] = {
     "fetch_models": False,
     "train": True,  # the child process trains on the GPU, and the WebUI's checkpoint is moved off it meanwhile
     "portrait": True,  # the WebUI's img2img (or diffusers) pipeline
+    "garment_dataset": False,  # a small parsing / point model on photos, like the photo check
+    "garment_train": True,  # as "train"
+    "tryon": True,  # as "portrait"
 }
 
 
@@ -89,12 +101,37 @@ def register_operations(queue: JobQueue, ctx: AppContext) -> None:
 
     add("train", lambda p, job: train_operation(ctx, p, job), lambda p: f"train {p.identity_id}")
     add("portrait", lambda p, job: portrait(ctx, p, job), lambda p: f"portrait of {', '.join(p.identity_ids)}")
+    add("garment_dataset", lambda p, job: garment_dataset(ctx, p, job), lambda p: f"dataset of garment {p.garment_id}")
+    add("garment_train", lambda p, job: garment_train(ctx, p, job), lambda p: f"train garment {p.garment_id}")
+    add("tryon", lambda p, job: tryon(ctx, p, job), lambda p: f"try-on of {p.garment_id}")
 
 
 def portrait(ctx: AppContext, params: PortraitParams, job: JobContext) -> dict:
     from easyphoto.portrait.run import portrait_operation
 
     return portrait_operation(ctx, params, job)
+
+
+def garment_dataset(ctx: AppContext, params: GarmentDatasetParams, job: JobContext) -> dict:
+    from easyphoto.tryon.dataset import build_garment_dataset
+
+    report = build_garment_dataset(ctx, params.garment_id, params.dataset, progress=_photo_progress(job, "preparing"),
+                                   should_stop=lambda: job.cancelled)
+    job.progress(phase="done", fraction=1.0, message=f"{len(report.kept)} of {len(report.decisions)} photos kept")
+    return {"garment_id": params.garment_id, "kept": len(report.kept), "total": len(report.decisions),
+            "tagger": report.tagger}
+
+
+def garment_train(ctx: AppContext, params: GarmentTrainParams, job: JobContext) -> dict:
+    from easyphoto.tryon.training import garment_train_operation
+
+    return garment_train_operation(ctx, params, job)
+
+
+def tryon(ctx: AppContext, params: TryOnParams, job: JobContext) -> dict:
+    from easyphoto.tryon.run import tryon_operation
+
+    return tryon_operation(ctx, params, job)
 
 
 def _photo_progress(job: JobContext, phase: str):

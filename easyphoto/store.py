@@ -9,6 +9,13 @@
     <data root>/jobs/<job-id>.json             job records
     <data root>/outputs/<date>/                generated images
     <lora dir>/<id>.safetensors                the exported LoRA (the WebUI's Lora folder)
+    <data root>/garments/<id>/photos/          garment uploads, EXIF-rotated when read, never modified
+    <data root>/garments/<id>/masks/           uploaded masks (<photo name>.png); computed/: the last build's
+    <data root>/garments/<id>/dataset/         garment crops on white + metadata.jsonl + dataset.json
+    <data root>/garments/<id>/points.json      per-photo clicks for the point segmenter
+    <data root>/garments/<id>/report.json      per-photo decisions (kept, or dropped with the reason)
+    <data root>/garments/<id>/checkpoints/, validation/, garment.json   as for identities
+    <lora dir>/<garment id>.safetensors        the exported garment LoRA, in the same Lora folder
 
 Identity ids become file names and `<lora:id:w>` prompt tokens, so they are restricted to a safe slug, checked
 here before any path is built. Every write goes through a temp file in the same folder plus `os.replace`, so a
@@ -33,9 +40,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from easyphoto.errors import EasyPhotoError, IdentityNotFound, InvalidIdentityId, NotFound
+from easyphoto.errors import Conflict, EasyPhotoError, IdentityNotFound, InvalidIdentityId, NotFound
 
 _log = logging.getLogger("easyphoto")
+
+
+class InvalidGarmentId(EasyPhotoError):
+    phase = "garment"
+    http_status = 422
+
+
+class GarmentNotFound(EasyPhotoError):
+    phase = "garment"
+    http_status = 404
+
+
+class LoraNameTaken(Conflict):
+    """An identity and a garment of the same id would both export `<Lora>/<id>.safetensors` and answer to the same
+    `<lora:id:w>` token, so one id names at most one of them."""
+
+    phase = "store"
+
 
 MAX_ID_LENGTH = 64
 _ID_RE = re.compile(r"[a-z0-9](?:[a-z0-9_-]*[a-z0-9])?")
@@ -78,22 +103,32 @@ def file_digest(path: Path | str) -> str:
 
 def validate_identity_id(value: object) -> str:
     """Return `value` if it is a safe identity id, else raise InvalidIdentityId saying why and what would work."""
+    return _validate_slug(value, "identity", InvalidIdentityId)
+
+
+def validate_garment_id(value: object) -> str:
+    """Return `value` if it is a safe garment id (the identity id rules: it names a folder, a Lora file and a
+    `<lora:id:w>` token too), else raise InvalidGarmentId saying why and what would work."""
+    return _validate_slug(value, "garment", InvalidGarmentId)
+
+
+def _validate_slug(value: object, kind: str, error: type[EasyPhotoError]) -> str:
     if not isinstance(value, str) or not value:
-        raise InvalidIdentityId("The identity id is empty.", hint="Use lowercase letters, digits, '_' or '-'.")
+        raise error(f"The {kind} id is empty.", hint="Use lowercase letters, digits, '_' or '-'.")
     if len(value) > MAX_ID_LENGTH:
-        raise InvalidIdentityId(
-            f"The identity id is {len(value)} characters long; at most {MAX_ID_LENGTH} are allowed.",
+        raise error(
+            f"The {kind} id is {len(value)} characters long; at most {MAX_ID_LENGTH} are allowed.",
             hint=f"Try '{suggest_identity_id(value)}'.",
         )
     if not _ID_RE.fullmatch(value):
         bad = sorted({c for c in value if not (c.isascii() and (c.islower() or c.isdigit() or c in "_-"))})
         reason = f"contains {', '.join(repr(c) for c in bad)}" if bad else "must start and end with a letter or digit"
-        raise InvalidIdentityId(
-            f"The identity id {value!r} {reason}.",
+        raise error(
+            f"The {kind} id {value!r} {reason}.",
             hint=f"Use lowercase letters, digits, '_' or '-', e.g. '{suggest_identity_id(value)}'.",
         )
     if value in _WINDOWS_RESERVED:
-        raise InvalidIdentityId(f"The identity id {value!r} is a reserved device name on Windows.", hint="Add a suffix.")
+        raise error(f"The {kind} id {value!r} is a reserved device name on Windows.", hint="Add a suffix.")
     return value
 
 
@@ -182,6 +217,10 @@ class Paths:
         return self.data_root / "identities"
 
     @property
+    def garments_dir(self) -> Path:
+        return self.data_root / "garments"
+
+    @property
     def jobs_dir(self) -> Path:
         return self.data_root / "jobs"
 
@@ -228,6 +267,56 @@ class IdentityLayout:
     @property
     def identity_json(self) -> Path:
         return self.root / "identity.json"
+
+
+@dataclass(frozen=True)
+class GarmentLayout:
+    """The files of one garment: the identity layout's folders, plus the garment's masks and points."""
+
+    garment_id: str
+    root: Path
+    lora_file: Path
+
+    @property
+    def photos(self) -> Path:
+        return self.root / "photos"
+
+    @property
+    def masks(self) -> Path:
+        """Uploaded masks, `<photo name>.png` (the photo's full name: a.jpg and a.png are two photos)."""
+        return self.root / "masks"
+
+    @property
+    def computed_masks(self) -> Path:
+        """Masks the last dataset build computed (parsing or points), same naming, for review in the UI."""
+        return self.root / "masks" / "computed"
+
+    @property
+    def points(self) -> Path:
+        return self.root / "points.json"
+
+    @property
+    def dataset(self) -> Path:
+        return self.root / "dataset"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def validation(self) -> Path:
+        return self.root / "validation"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report.json"
+
+    @property
+    def garment_json(self) -> Path:
+        return self.root / "garment.json"
+
+
+PhotoLayout = IdentityLayout | GarmentLayout  # what the photo helpers below work on: anything with a photos folder
 
 
 # ---------------------------------------------------------------------------------------------- LoRA ownership
@@ -326,9 +415,15 @@ class IdentityStore:
                 f"An identity named {identity_id!r} already exists.",
                 hint="Pick another id, or delete the existing identity first.",
             )
+        if not layout.root.exists():  # an existing identity keeps working whatever appeared since
+            self.check_id_free(identity_id)
         for folder in (layout.photos, layout.dataset, layout.checkpoints, layout.validation):
             folder.mkdir(parents=True, exist_ok=True)
         return layout
+
+    def check_id_free(self, identity_id: str) -> None:
+        """LoraNameTaken when a garment has this id (a new identity may not take it: same Lora file and token)."""
+        _refuse_shared_lora_name(identity_id, "an identity", self.paths.garments_dir / identity_id, "a garment")
 
     def list(self) -> list[str]:
         if not self.paths.identities_dir.is_dir():
@@ -357,7 +452,85 @@ class IdentityStore:
         return notes
 
 
-# ---------------------------------------------------------------------------------------------- photos of an identity
+def _refuse_shared_lora_name(item_id: str, kind: str, other_root: Path, other_kind: str) -> None:
+    if other_root.is_dir():
+        raise LoraNameTaken(
+            f"{item_id!r} is already {other_kind}; {kind} of the same id would export to the same Lora file "
+            f"({item_id}.safetensors) and answer to the same <lora:{item_id}:w> token.",
+            hint=f"Pick another id for {kind}, e.g. '{item_id}_{'garment' if 'garment' in kind else 'person'}'.",
+        )
+
+
+class GarmentStore:
+    """Create, list and delete garments, the way IdentityStore does identities. A garment id is also refused when
+    an identity has it (and the other way round): both export into the same Lora folder."""
+
+    def __init__(self, paths: Paths):
+        self.paths = paths
+
+    def layout(self, garment_id: str) -> GarmentLayout:
+        garment_id = validate_garment_id(garment_id)
+        root = self.paths.garments_dir / garment_id
+        if root.resolve().parent != self.paths.garments_dir.resolve():
+            raise InvalidGarmentId(f"The garment folder for {garment_id!r} resolves outside {self.paths.garments_dir}.")
+        return GarmentLayout(garment_id, root, self.paths.lora_dir / f"{garment_id}.safetensors")
+
+    def exists(self, garment_id: str) -> bool:
+        return self.layout(garment_id).root.is_dir()
+
+    def get(self, garment_id: str) -> GarmentLayout:
+        layout = self.layout(garment_id)
+        if not layout.root.is_dir():
+            raise GarmentNotFound(
+                f"No garment named {garment_id!r}.",
+                hint=f"Known garments: {', '.join(self.list()) or 'none yet'}.",
+            )
+        return layout
+
+    def create(self, garment_id: str, *, exist_ok: bool = False) -> GarmentLayout:
+        layout = self.layout(garment_id)
+        if layout.root.exists() and not exist_ok:
+            raise InvalidGarmentId(
+                f"A garment named {garment_id!r} already exists.",
+                hint="Pick another id, or delete the existing garment first.",
+            )
+        if not layout.root.exists():
+            self.check_id_free(garment_id)
+        for folder in (layout.photos, layout.masks, layout.dataset, layout.checkpoints, layout.validation):
+            folder.mkdir(parents=True, exist_ok=True)
+        return layout
+
+    def check_id_free(self, garment_id: str) -> None:
+        """LoraNameTaken when an identity has this id (a new garment may not take it)."""
+        _refuse_shared_lora_name(garment_id, "a garment", self.paths.identities_dir / garment_id, "an identity")
+
+    def list(self) -> list[str]:
+        if not self.paths.garments_dir.is_dir():
+            return []
+        names = (p.name for p in self.paths.garments_dir.iterdir() if p.is_dir())
+        return sorted(n for n in names if _ID_RE.fullmatch(n) and len(n) <= MAX_ID_LENGTH)
+
+    def delete(self, garment_id: str) -> list[str]:
+        """Remove the garment folder and its exported LoRA (only when EasyPhoto wrote it); notes for the user."""
+        layout = self.get(garment_id)
+        trash = Path(tempfile.mkdtemp(prefix=f".trash-{garment_id}-", dir=self.paths.garments_dir))
+        os.replace(layout.root, trash / garment_id)
+        notes = []
+        if layout.lora_file.exists():
+            if is_easyphoto_lora(layout.lora_file):
+                layout.lora_file.unlink()
+            else:
+                notes.append(f"{layout.lora_file} was not written by EasyPhoto (no EasyPhoto metadata), so it was "
+                             "left in place.")
+                _log.warning("EasyPhoto: %s", notes[-1])
+        shutil.rmtree(trash)
+        return notes
+
+
+Garments = GarmentStore  # the registry's name in issue 13
+
+
+# ---------------------------------------------------------------------------------------------- photos of an identity or garment
 
 _photo_locks: dict[Path, threading.Lock] = {}
 _photo_locks_guard = threading.Lock()
@@ -371,8 +544,8 @@ def photo_files(folder: Path) -> list[Path]:
 
 
 @contextlib.contextmanager
-def photos_lock(layout: IdentityLayout) -> Iterator[None]:
-    """Serialises additions and removals on one identity in this process, so two requests carrying the same photo
+def photos_lock(layout: PhotoLayout) -> Iterator[None]:
+    """Serialises additions and removals on one identity (or garment) in this process, so two requests carrying the same photo
     cannot both find it new and store it twice."""
     key = layout.photos.resolve()
     with _photo_locks_guard:
@@ -381,12 +554,12 @@ def photos_lock(layout: IdentityLayout) -> Iterator[None]:
         yield
 
 
-def photo_digests_by_name(layout: IdentityLayout) -> dict[str, str]:
+def photo_digests_by_name(layout: PhotoLayout) -> dict[str, str]:
     """File name → sha256 of every stored photo, in name order."""
     return {path.name: file_digest(path) for path in photo_files(layout.photos)}
 
 
-def photo_digests(layout: IdentityLayout) -> dict[str, str]:
+def photo_digests(layout: PhotoLayout) -> dict[str, str]:
     """sha256 → file name of every stored photo (the first name in name order when a copy was made by hand)."""
     digests: dict[str, str] = {}
     for name, digest in photo_digests_by_name(layout).items():
@@ -394,7 +567,7 @@ def photo_digests(layout: IdentityLayout) -> dict[str, str]:
     return digests
 
 
-def store_photo(layout: IdentityLayout, data: bytes, name: str) -> Path:
+def store_photo(layout: PhotoLayout, data: bytes, name: str) -> Path:
     """Write one photo under `name`, or `<stem>-2.<ext>`, `-3`, ... when that name is taken (compared without case,
     as Windows and macOS do). The caller holds photos_lock and has sanitised the name (safe_photo_name)."""
     taken = {p.name.lower() for p in photo_files(layout.photos)}
@@ -406,7 +579,7 @@ def store_photo(layout: IdentityLayout, data: bytes, name: str) -> Path:
     return atomic_write_bytes(layout.photos / candidate, data)
 
 
-def find_photo(layout: IdentityLayout, name: str) -> Path:
+def find_photo(layout: PhotoLayout, name: str) -> Path:
     """The stored photo called `name`, looked up among the identity's photos and never joined to a path, so no
     name can reach outside the folder."""
     for path in photo_files(layout.photos):
@@ -414,11 +587,11 @@ def find_photo(layout: IdentityLayout, name: str) -> Path:
             return path
     names = [p.name for p in photo_files(layout.photos)]
     shown = ", ".join(names[:20]) + (f", … ({len(names)} in all)" if len(names) > 20 else "")
-    raise NotFound(f"{layout.identity_id!r} has no photo named {name!r}.", phase="photos",
+    raise NotFound(f"{layout.root.name!r} has no photo named {name!r}.", phase="photos",
                    hint=f"Its photos: {shown}." if names else "It has no photos.")
 
 
-def remove_photos(layout: IdentityLayout, names: list[str]) -> list[str]:
+def remove_photos(layout: PhotoLayout, names: list[str]) -> list[str]:
     """Delete photos by name; every name is checked before anything is deleted, so a typo deletes nothing."""
     with photos_lock(layout):
         paths = [find_photo(layout, name) for name in dict.fromkeys(names)]

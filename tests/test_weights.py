@@ -199,6 +199,11 @@ def test_every_entry_is_read_by_code():
     assert {e.package for e in by_group["face"] if e.destination == "package"} == {"face_recognition_models",
                                                                                    "mediapipe"}
     assert {e.subdir for e in by_group["templates"]} == {"training_templates"}
+    from easyphoto.segment import PARSER_IDS, SEGMENTER_IDS
+    from easyphoto.tryon.depth import DEPTH_IDS
+    from easyphoto.tryon.tagger import TAGGER_ENTRIES
+
+    assert {e.id for e in by_group["tryon"]} == {*PARSER_IDS, *SEGMENTER_IDS, *DEPTH_IDS, *TAGGER_ENTRIES}
 
 
 def broken(edit) -> dict:

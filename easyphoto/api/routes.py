@@ -18,7 +18,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import pydantic
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
@@ -26,7 +25,9 @@ from pydantic import BaseModel, Field
 
 from easyphoto import __version__, weights
 from easyphoto.api.payloads import MAX_IMAGE_MB, MAX_IMAGES, decode_base64, decode_images, read_upload, write_uploads
-from easyphoto.config import PYDANTIC_V2, PortraitConfig, TrainConfig
+from easyphoto.api.schemas import JobModel, RequestModel
+from easyphoto.api.tryon_routes import add_tryon_routes
+from easyphoto.config import PortraitConfig, TrainConfig
 from easyphoto.context import AppContext
 from easyphoto.errors import Conflict, EasyPhotoError, InvalidRequest, NotFound
 from easyphoto.job_params import CheckPhotosParams, FetchModelsParams, PortraitParams, PrepareDatasetParams, TrainParams
@@ -99,20 +100,6 @@ class ErrorResponse(BaseModel):
     hint: str = ""
 
 
-class JobModel(BaseModel):
-    id: str
-    kind: str
-    label: str = ""
-    state: str
-    created: float
-    started: float | None = None
-    finished: float | None = None
-    params: dict[str, Any]
-    progress: dict[str, Any]
-    result: dict[str, Any] | None = None
-    error: dict[str, Any] | None = None
-
-
 class IdentityModel(BaseModel):
     id: str
     photos: int
@@ -126,17 +113,6 @@ class IdentityModel(BaseModel):
 class PhotosAddedModel(IdentityModel):
     added: int  # photos stored by this request
     already_stored: int  # photos of the request the identity already had (same bytes): not stored twice
-
-
-class RequestModel(BaseModel):
-    """Base of every request body: an unknown top-level field is a 422 naming it (a typo is never ignored)."""
-
-    if PYDANTIC_V2:
-        model_config = pydantic.ConfigDict(extra="forbid")
-    else:
-
-        class Config:
-            extra = "forbid"
 
 
 class CreateIdentityRequest(RequestModel):
@@ -208,7 +184,7 @@ def build_router(ctx: AppContext, dependencies: Sequence = ()) -> APIRouter:
                        responses={400: {"model": ErrorResponse}, 404: {"model": ErrorResponse}})
     jobs = lambda: job_queue(ctx)  # noqa: E731 - created on first use, never at import or UI build
     for add_routes in (_health_routes, _identity_routes, _identity_job_routes, _generation_routes, _template_routes,
-                       _job_routes, _model_routes):
+                       _job_routes, _model_routes, add_tryon_routes):
         add_routes(router, ctx, jobs)
     return router
 

@@ -51,6 +51,7 @@ class _Validator:
         self.scores: dict[str, dict] = read_json(previous) if spec.resume and previous.is_file() else {}
         self.scores.pop("merged", None)
         self.seed = config.seed or 0
+        self.unscored = "no face in any validation image"  # why no checkpoint got a score, when none did
 
     def __call__(self, label: str, step: int) -> float | None:
         from easyphoto.train import validation
@@ -66,22 +67,30 @@ class _Validator:
         return score
 
 
+def _make_validator(spec: TrainSpec, config: TrainConfig, base, emit: Emit):
+    """Face-ID scores for an identity; garment fidelity on the garment's own photos for a garment."""
+    if spec.subject == "garment":
+        from easyphoto.tryon.training import GarmentValidator
+
+        return GarmentValidator(spec, config, base, emit)
+    return _Validator(spec, config, base, emit)
+
+
 def run(spec: TrainSpec | dict, emit: Emit, should_stop: Callable[[], bool]) -> dict:
-    from easyphoto.sd import lora
     from easyphoto.sd.base_model import load_base
     from easyphoto.train.trainer import prune_checkpoints, train_lora
 
     spec = as_spec(spec)
     spec = spec.updated(device=resolve_device(spec.device))
     config = spec.config
-    rebuilt = current_dataset(spec, config, emit)
+    rebuilt = current_dataset(spec, config, emit) if spec.subject == "identity" else None
     if rebuilt is not None:  # the photo count may have changed with the selection settings: the reference rule again
         spec = spec.updated(steps=config.train_steps(rebuilt))
     emit({"event": "progress", "phase": "loading base model", "step": 0, "total": spec.steps, "loss": None,
           "message": spec.base_path().name})
     base = load_base(spec.base_path(), config_dir=spec.config_dir, dtype=_frozen_dtype(config, spec.device),
                      device=spec.device)
-    validator = _Validator(spec, config, base, emit) if config.validation else None
+    validator = _make_validator(spec, config, base, emit) if config.validation else None
     started = time.monotonic()
 
     def on_checkpoint(step: int, path: Path) -> float | None:
@@ -96,18 +105,32 @@ def run(spec: TrainSpec | dict, emit: Emit, should_stop: Callable[[], bool]) -> 
                         should_stop=should_stop, on_checkpoint=on_checkpoint, resume=spec.resume, device=spec.device,
                         merge_top_k=MERGE_TOP_K)
     chosen, weights, merged_info = _choose(result, validator, base, config, emit)
-    metadata = {"ss_output_name": spec.identity_id, "ss_steps": str(result.steps),
-                "ss_sd_model_hash": base.model_hash or "", "ss_sd_model_name": spec.base_path().name,
-                "easyphoto_version": __version__, "easyphoto_source": chosen}
-    lora_file = lora.save_lora(spec.lora_file, weights, metadata)
+    lora_file = _export(spec, base, result.steps, chosen, weights)
     pruned = prune_checkpoints(spec.checkpoints, keep=config.keep_checkpoints, finished=True)
     summary = {"lora_file": str(lora_file), "steps": result.steps, "source": chosen, "merged": merged_info,
                "checkpoints": [str(c) for c in result.checkpoints if c.is_file()], "pruned": pruned,
                "scores": validator.scores if validator else {}, "seconds": round(time.monotonic() - started, 1)}
-    _write_identity_json(spec, config, base, summary, validator)
+    if spec.subject == "garment":
+        from easyphoto.tryon.training import write_garment_json
+
+        write_garment_json(spec, base, summary)
+    else:
+        _write_identity_json(spec, config, base, summary, validator)
     emit({"event": "progress", "phase": "exported", "step": result.steps, "total": spec.steps, "loss": None,
           "message": lora_file.name})
     return summary
+
+
+def _export(spec: TrainSpec, base, steps: int, chosen: str, weights) -> Path:
+    """Write the chosen LoRA (atomic) with the metadata the WebUI shows and EasyPhoto recognises its files by."""
+    from easyphoto.sd import lora
+
+    metadata = {"ss_output_name": spec.identity_id, "ss_steps": str(steps),
+                "ss_sd_model_hash": base.model_hash or "", "ss_sd_model_name": spec.base_path().name,
+                "easyphoto_version": __version__, "easyphoto_source": chosen, "easyphoto_subject": spec.subject}
+    if spec.category:
+        metadata["easyphoto_garment_category"] = spec.category
+    return lora.save_lora(spec.lora_file, weights, metadata)
 
 
 def current_dataset(spec: TrainSpec | dict, config: TrainConfig, emit: Emit) -> int | None:
@@ -170,7 +193,7 @@ def _choose(result, validator: _Validator | None, base, config: TrainConfig, emi
     scored = sorted(((v["score"], k) for k, v in validator.scores.items() if v["score"] is not None), reverse=True)
     if not scored:
         return final.name, lora.load_lora(final)[0], {"used": False,
-                                                       "reason": "no face in any validation image: final checkpoint"}
+                                                       "reason": f"{validator.unscored}: final checkpoint"}
     best_score, best_name = scored[0]
     by_name = {Path(c).name: Path(c) for c in result.checkpoints}
     scored = [(s, n) for s, n in scored if n in by_name]

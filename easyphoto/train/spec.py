@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -27,8 +27,12 @@ class InvalidTrainSpec(ValueError):
 
 
 class TrainSpec(ConfigModel):
-    identity_id: str = Field(..., min_length=1)
+    identity_id: str = Field(..., min_length=1, description="The identity's id, or the garment's (subject garment).")
     identity_dir: Path
+    # What the LoRA learns: a person (face-ID validation, identity.json) or a garment (garment-fidelity validation on
+    # its own photos, garment.json; its dataset is built by easyphoto.tryon.dataset before the child starts).
+    subject: Literal["identity", "garment"] = "identity"
+    category: str | None = Field(None, description="Garment category (subject garment).")
     lora_file: Path
     config: TrainConfig
     steps: int = Field(..., ge=1, description="Training steps (the reference rule on the dataset's photo count).")

@@ -164,3 +164,24 @@ def offline(monkeypatch):
 
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+@pytest.fixture(scope="session")
+def tiny_segment(kit_root):
+    """:class:`tests.kit.tiny_segment.TinySegmentPaths`: a tiny clothes-parsing SegFormer (random and rigged) and a
+    tiny SAM as ONNX files (two encoder layouts + the official single-mask prompt decoder)."""
+    from .tiny_segment import build_tiny_segment
+
+    return build_tiny_segment(kit_root / "segment")
+
+
+@pytest.fixture
+def tiny_segment_paths(tmp_path, tiny_segment):
+    """Standalone ``Paths`` whose models folder holds the tiny parser and SAM pair where the manifest puts them."""
+    from easyphoto.store import Paths
+
+    from .tiny_segment import install_tiny_segment
+
+    paths = Paths.standalone(tmp_path / "data", tmp_path / "models")
+    install_tiny_segment(paths, tiny_segment)
+    return paths
