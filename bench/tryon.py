@@ -3,15 +3,16 @@
 Runs the real try-on pipeline (easyphoto.tryon) on the standalone diffusers backend with the kit's tiny SD 1.5
 architecture, its tiny ControlNets (openpose, canny, colour) plus a tiny depth ControlNet and a tiny DPT-hybrid
 depth estimator (tests/kit/tiny_depth.py), on a real person photo (the kit's photo of Biden) with a parsing built
-from its pose, and a random garment LoRA. The TryOnConfig defaults are the reference's try-on (pass 1: 50 steps ×
-0.70 under canny + depth + colour, plus our openpose; pass 2, the inner boundary: 30 × 0.7 under canny + depth).
+from its pose, and a random garment LoRA. The TryOnConfig defaults are the reference's steps (pass 1: 50 steps ×
+0.70; pass 2, the inner boundary: 30 × 0.7 under canny + depth); pass 1 runs openpose + canny + depth (three units,
+a WebUI's default number) where the reference ran canny + depth + colour on its pasted garment.
 The reference's cost is computed from its defaults the way diffusers and the WebUI sample img2img (planned_steps:
 int(steps × denoise) model steps; the WebUI runs one more, see backends.webui.host_sampling), one UNet call per
 step (conditional and unconditional halves batched), one call per ControlNet unit per step.
 
     python bench/tryon.py                      tiny models (CPU is fine): counts per pass, ratios ours/reference
     python bench/tryon.py --first-steps 8      override step counts (the ratios stay those of one measured run)
-    python bench/tryon.py --no-openpose        the reference's exact control set (openpose_weight 0)
+    python bench/tryon.py --no-openpose        the reference's exact control set (canny + depth + colour 0.5)
 """
 
 from __future__ import annotations
@@ -71,7 +72,8 @@ def scene(work: Path, args: argparse.Namespace):
     lora = tiny_lora(tiny.txt2img, work / "garment.safetensors")
     garment = GarmentAssets("garment", LoraRef("garment", 0.8, lora), "easyphoto, 1thing", "upper", reference, mask)
     overrides = {k: v for k, v in (("first_steps", args.first_steps), ("second_steps", args.second_steps)) if v}
-    config = TryOnConfig(seed=1, short_side=256, openpose_weight=0 if args.no_openpose else 0.5, **overrides)
+    controls = {"openpose_weight": 0, "color_weight": 0.5} if args.no_openpose else {}  # the reference's set
+    config = TryOnConfig(seed=1, short_side=256, **controls, **overrides)
     import torch
 
     device = "cuda" if torch.cuda.is_available() else "cpu"

@@ -12,6 +12,14 @@ import sys
 from collections.abc import Sequence
 
 from easyphoto import __version__
+from easyphoto.cli_common import (  # shared with cli_tryon (garments, try-on)
+    add_config_options,
+    load_config,
+    print_table,
+    resolve_base,
+    run_job,
+    with_overrides,
+)
 from easyphoto.context import AppContext, standalone_context
 from easyphoto.errors import EasyPhotoError
 
@@ -47,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--face-stack", choices=["auto", "insightface", "dlib", "mediapipe"], default=None,
                        help="face models to use (default: the setting, normally auto)")
     check.add_argument("--max-photos", type=int, default=None, help="keep at most this many")
-    _add_config_options(check, "TrainConfig", "--set min_face_px=96 --set identity_check=false")
+    add_config_options(check, "TrainConfig", "--set min_face_px=96 --set identity_check=false")
     check.add_argument("--json", action="store_true", help="print the full report as JSON")
     check.set_defaults(run=_photos_check)
     remove = photos_commands.add_parser("remove", help="delete photos of an identity by their names in its report")
@@ -62,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
                                       f"models/Stable-diffusion/v1-5-pruned-emaonly.safetensors, `models fetch {BASE_ID}`)")
     train.add_argument("--config-dir", help="diffusers config folder for a single-file base (default: shipped SD 1.5)")
     train.add_argument("--resume", action="store_true", help="continue from the identity's last checkpoint")
-    _add_config_options(train, "TrainConfig", "--set rank=64 --set low_vram=true")
+    add_config_options(train, "TrainConfig", "--set rank=64 --set low_vram=true")
     train.set_defaults(run=_train)
 
     portrait = commands.add_parser("portrait", help="make portraits of identities from template photos")
@@ -77,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     portrait.add_argument("--base", help="the SD 1.5 base model the identities were trained on (default: the one in "
                                          "models/Stable-diffusion, as for train)")
     portrait.add_argument("--config-dir", help="diffusers config folder for a single-file base (default: shipped SD 1.5)")
-    _add_config_options(portrait, "PortraitConfig", "--set seed=42 --set second_pass=false")
+    add_config_options(portrait, "PortraitConfig", "--set seed=42 --set second_pass=false")
     portrait.set_defaults(run=_portrait)
 
     models = commands.add_parser("models", help="model files: what is present and where missing ones go")
@@ -96,16 +104,11 @@ def build_parser() -> argparse.ArgumentParser:
     verifying.add_argument("--group", help=f"only this group ({groups})")
     verifying.add_argument("--json", action="store_true", help="machine-readable output")
     verifying.set_defaults(run=_models_verify)
+    from easyphoto.cli_tryon import add_tryon_commands  # garment and tryon (issue 13), with this module's helpers
+
+    add_tryon_commands(commands)
     _accept_global_options_after_commands(parser)
     return parser
-
-
-def _add_config_options(parser: argparse.ArgumentParser, config: str, example: str) -> None:
-    """--config FILE and --set KEY=VALUE, the same on every command that builds a config (see _command_config)."""
-    parser.add_argument("--config", help=f"JSON file with {config} values")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help=f"one {config} value over --config's, e.g. {example} (repeatable; the value is JSON, "
-                             "else text)")
 
 
 _GLOBAL_OPTIONS = (
@@ -185,7 +188,7 @@ def _photos_check(ctx: AppContext, args: argparse.Namespace) -> int:
          f"{d.quality.face_px:.0f}" if d.quality else "", "; ".join(filter(None, [d.reason, *d.notes])))
         for d in report.decisions
     ]
-    _print_table(("photo", "decision", "similarity", "face px", "reason / notes"), rows)
+    print_table(("photo", "decision", "similarity", "face px", "reason / notes"), rows)
     print(f"\n{len(report.kept)} of {len(report.decisions)} kept; reference face: {report.reference or 'none'}; "
           f"face stack: {stack.name}")
     return 0 if report.kept else 1
@@ -215,108 +218,10 @@ def _photos_remove(ctx: AppContext, args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_config(cls, path: str | None):
-    from pathlib import Path
-
-    from easyphoto.store import read_json
-
-    if not path:
-        return cls()
-    from easyphoto.config import describe_errors
-
-    try:
-        return cls.from_dict(read_json(Path(path)))
-    except (OSError, ValueError) as exc:
-        problem = describe_errors(exc) if hasattr(exc, "errors") else str(exc)
-        raise EasyPhotoError(f"Cannot use {path}: {problem}", hint=f"Write a JSON object of {cls.__name__} fields.",
-                             phase="config") from exc
-
-
 def _command_config(cls, args: argparse.Namespace):
     """The command's config: defaults, then the --config file, then each --set."""
     command = " ".join(filter(None, (args.command, getattr(args, "photos_command", None))))
-    return _with_overrides(_load_config(cls, args.config), args.set, command)
-
-
-def _with_overrides(config, pairs: list[str], command: str = ""):
-    """Apply `KEY=VALUE` strings (JSON values, or plain text for text fields) through the config's own validation;
-    an unknown key or a rejected value is one line naming the --set that caused it."""
-    from easyphoto.config import describe_errors
-
-    values = config.to_dict()
-    fields = sorted(k for k in values if k != "config_version")
-    given: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep or key not in fields:
-            raise EasyPhotoError(f"--set {pair!r}: expected KEY=VALUE with a {type(config).__name__} field as KEY"
-                                 f"{_did_you_mean(key, fields)}.", phase="config", hint=f"Fields: {', '.join(fields)}.")
-        values[key], given[key] = _set_value(raw, values[key]), pair
-    try:
-        return type(config).from_dict(values)
-    except ValueError as exc:  # pydantic's ValidationError on both major versions
-        named = sorted({str(part) for e in exc.errors() for part in e.get("loc", ())} & given.keys()) or sorted(given)
-        defaults = type(config)().to_dict()
-        raise EasyPhotoError(
-            f"{', '.join(f'--set {given[k]}' for k in named) or '--set'}: {describe_errors(exc)}.", phase="config",
-            hint=f"Change the value, or leave it out for the default ({', '.join(f'{k}={defaults[k]}' for k in named)})"
-                 f"; `python -m easyphoto {command} --help` shows the options.",
-        ) from None
-
-
-def _set_value(raw: str, current):
-    """A --set value: JSON (numbers, true/false, null, lists), except that a text field keeps the text as typed."""
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        return raw
-    return raw if isinstance(current, str) and not isinstance(value, str) else value
-
-
-def _did_you_mean(key: str, fields: list[str]) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(key, fields, n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def run_job(ctx: AppContext, kind: str, params) -> dict:
-    """Submit to the shared queue (`params`: the kind's job_params model or a dict of its fields), print progress on
-    stderr, cancel on Ctrl-C; the result, or an error."""
-    import time
-
-    from easyphoto.operations import job_queue, shutdown_all, submit
-
-    queue = job_queue(ctx)
-    try:
-        record = submit(ctx, kind, params)
-    except EasyPhotoError:
-        shutdown_all()
-        raise
-    shown = ""
-    try:
-        while not record.is_final:
-            p = record.progress
-            line = f"{record.label or kind}: {p.phase} {p.fraction * 100:3.0f}% {p.message}".rstrip()
-            if line != shown:
-                print(line, file=sys.stderr, flush=True)
-                shown = line
-            time.sleep(0.2)
-            record = queue.get(record.id)
-    except KeyboardInterrupt:
-        queue.cancel(record.id)
-        record = queue.wait(record.id, timeout=30)
-        print(f"{kind}: cancelled", file=sys.stderr)
-    finally:
-        shutdown_all()
-    if record.state.value != "succeeded":
-        error = record.error or {}
-        failure = EasyPhotoError(error.get("message", f"job {record.state.value}"), hint=error.get("hint", ""),
-                                 phase=error.get("phase", kind))
-        report = error.get("report")
-        failure.report = report.get("text", "") if isinstance(report, dict) else ""  # a bug: main() prints it
-        raise failure
-    return record.result or {}
+    return with_overrides(load_config(cls, args.config), args.set, command)
 
 
 def _train(ctx: AppContext, args: argparse.Namespace) -> int:
@@ -327,7 +232,7 @@ def _train(ctx: AppContext, args: argparse.Namespace) -> int:
 
     ctx.identities.layout(args.identity_id)  # a bad id is the first thing to say, before any file is looked at
     config = _command_config(TrainConfig, args)
-    base = _resolve_base(ctx, args.base, "train")  # before photos are copied or a job runs: it fails fast
+    base = resolve_base(ctx, args.base, "train")  # before photos are copied or a job runs: it fails fast
     if args.photos:
         added = prepare.add_photos(ctx, args.identity_id, args.photos)
         print(f"{args.identity_id}: {added.summary()}", file=sys.stderr)
@@ -357,29 +262,10 @@ def _portrait(ctx: AppContext, args: argparse.Namespace) -> int:
                  for t in args.templates]  # gallery names stay names
     params = {"identity_ids": args.identity_ids, "templates": templates, "face_indices": args.face_indices,
               "config": config.to_dict(), "out": str(Path(args.out).resolve()),
-              "base": str(_resolve_base(ctx, args.base, "portrait")),
+              "base": str(resolve_base(ctx, args.base, "portrait")),
               "config_dir": str(Path(args.config_dir).resolve()) if args.config_dir else None}  # PortraitParams
     print(json.dumps(run_job(ctx, "portrait", params), indent=2))
     return 0
-
-
-def _resolve_base(ctx: AppContext, given: str | None, phase: str):
-    """The base checkpoint a train/portrait job will use, checked before any step runs: --base when given (it must
-    exist), else the context's default (standalone: the manifest's SD 1.5 file, or an error naming its path and
-    the fetch command)."""
-    from pathlib import Path
-
-    if given:
-        path = Path(given).expanduser()
-        if not path.exists():
-            raise EasyPhotoError(f"The base model {path} does not exist.", phase=phase,
-                                 hint="Pass --base with the path of an SD 1.5 checkpoint (.safetensors) or diffusers "
-                                      "folder, or leave it out to use the default base in "
-                                      f"{ctx.paths.checkpoints_dir}.")
-        return path.resolve()
-    if ctx.selected_checkpoint is None:
-        raise EasyPhotoError("No base model was given.", phase=phase, hint="Pass --base FILE (an SD 1.5 checkpoint).")
-    return Path(ctx.selected_checkpoint()).resolve()
 
 
 def _models_list(ctx: AppContext, args: argparse.Namespace) -> int:
@@ -393,7 +279,7 @@ def _models_list(ctx: AppContext, args: argparse.Namespace) -> int:
         return 0
     rows = [(s.entry.id, ", ".join(s.entry.features), s.entry.need, s.state, s.entry.licence, s.found_at)
             for s in statuses]
-    _print_table(("id", "needed by", "need", "state", "licence", "path"), rows)
+    print_table(("id", "needed by", "need", "state", "licence", "path"), rows)
     missing = [s for s in statuses if s.state != "present"]
     if missing:
         required = [s for s in missing if s.entry.required]
@@ -424,7 +310,7 @@ def _models_fetch(ctx: AppContext, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([r.to_dict() for r in results], indent=2))
     else:
-        _print_table(("id", "result", "path", "source"),
+        print_table(("id", "result", "path", "source"),
                      [(r.entry.id, r.state, str(r.path or ""), r.source) for r in results])
         for note in (n for r in results for n in r.notes):
             print(f"note: {note}")
@@ -440,7 +326,7 @@ def _models_verify(ctx: AppContext, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([r.to_dict() for r in results], indent=2))
     else:
-        _print_table(("id", "state", "detail", "path"), [(r.entry.id, r.state, r.detail, r.path) for r in results])
+        print_table(("id", "state", "detail", "path"), [(r.entry.id, r.state, r.detail, r.path) for r in results])
     corrupt = [r for r in results if r.state == "corrupt"]
     if corrupt and not args.json:
         print(f"\n{len(corrupt)} corrupt; `python -m easyphoto models fetch {' '.join(r.entry.id for r in corrupt)}`"
@@ -457,7 +343,3 @@ def _model_ids(weights, args: argparse.Namespace) -> list[str]:
                              phase="models") from None
 
 
-def _print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=False)]
-    for row in (header, *rows):
-        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)).rstrip())

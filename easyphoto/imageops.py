@@ -60,6 +60,16 @@ def load_photo(
                                    "as JPEG or PNG.") from None
 
 
+def photo_thumbnail(path: Path | str, size: int = 256) -> Image.Image:
+    """The photo at most size×size (EXIF-upright), or a grey tile when it cannot be read (the report says why)."""
+    try:
+        image = load_photo(path).image
+    except EasyPhotoError:
+        return Image.new("RGB", (size, size), (128, 128, 128))
+    image.thumbnail((size, size))
+    return image
+
+
 def _decoder_reason(exc: Exception) -> str:
     """PIL's own words where it has some ("Truncated File Read" means the header ends early)."""
     text = str(exc).strip()

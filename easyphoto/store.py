@@ -181,6 +181,17 @@ def read_json(path: Path | str) -> Any:
         ) from exc
 
 
+def swap_in_folder(staging: Path, target: Path) -> None:
+    """Replace the folder `target` by the finished folder `staging` (a dataset built beside it), so a crash never
+    leaves half of one in place: at worst the old one stays as `<target>.old` until the next swap."""
+    old = target.with_name(target.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        target.rename(old)
+    staging.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def _fsync_file(path: Path) -> None:
     with open(path, "rb") as f:
         os.fsync(f.fileno())
@@ -382,64 +393,93 @@ def check_lora_target(lora_file: Path | str, identity_id: str | None = None) -> 
     )
 
 
-class IdentityStore:
-    """Create, list and delete identities; every id is validated before it touches the file system."""
+class _SubjectStore:
+    """Create, list and delete the things a LoRA is trained for: identities and garments. Every id is validated
+    before it touches the file system, and an id one kind has is refused to the other: both export into the same
+    Lora folder and answer to the same <lora:id:w> token."""
+
+    noun, a_noun = "identity", "an identity"  # set by each kind
+    plural = "identities"
+    other = "garments"  # the other kind's folder attribute of Paths, and its words
+    other_noun = "a garment"
 
     def __init__(self, paths: Paths):
         self.paths = paths
 
-    def layout(self, identity_id: str) -> IdentityLayout:
-        identity_id = validate_identity_id(identity_id)
-        root = self.paths.identities_dir / identity_id
-        # The slug rules already exclude separators and dots; this guards against a symlinked identities folder.
-        if root.resolve().parent != self.paths.identities_dir.resolve():
-            raise InvalidIdentityId(f"The identity folder for {identity_id!r} resolves outside {self.paths.identities_dir}.")
-        return IdentityLayout(identity_id, root, self.paths.lora_dir / f"{identity_id}.safetensors")
+    @property
+    def root(self) -> Path:
+        return getattr(self.paths, f"{self.plural}_dir")
 
-    def exists(self, identity_id: str) -> bool:
-        return self.layout(identity_id).root.is_dir()
+    def _make_layout(self, item_id: str, root: Path, lora_file: Path):
+        raise NotImplementedError
 
-    def get(self, identity_id: str) -> IdentityLayout:
-        layout = self.layout(identity_id)
+    def _validate(self, item_id: str) -> str:
+        raise NotImplementedError
+
+    def _invalid(self, message: str, hint: str = "") -> EasyPhotoError:
+        raise NotImplementedError
+
+    def _not_found(self, message: str, hint: str = "") -> EasyPhotoError:
+        raise NotImplementedError
+
+    def _folders(self, layout) -> tuple[Path, ...]:
+        """The folders a new one starts with."""
+        return layout.photos, layout.dataset, layout.checkpoints, layout.validation
+
+    def layout(self, item_id: str):
+        item_id = self._validate(item_id)
+        root = self.root / item_id
+        # The slug rules already exclude separators and dots; this guards against a symlinked folder.
+        if root.resolve().parent != self.root.resolve():
+            raise self._invalid(f"The {self.noun} folder for {item_id!r} resolves outside {self.root}.")
+        return self._make_layout(item_id, root, self.paths.lora_dir / f"{item_id}.safetensors")
+
+    def exists(self, item_id: str) -> bool:
+        return self.layout(item_id).root.is_dir()
+
+    def get(self, item_id: str):
+        layout = self.layout(item_id)
         if not layout.root.is_dir():
-            raise IdentityNotFound(
-                f"No identity named {identity_id!r}.",
-                hint=f"Known identities: {', '.join(self.list()) or 'none yet'}.",
-            )
+            raise self._not_found(f"No {self.noun} named {item_id!r}.",
+                                  hint=f"Known {self.plural}: {', '.join(self.list()) or 'none yet'}.")
         return layout
 
-    def create(self, identity_id: str, *, exist_ok: bool = False) -> IdentityLayout:
-        layout = self.layout(identity_id)
+    def create(self, item_id: str, *, exist_ok: bool = False):
+        layout = self.layout(item_id)
         if layout.root.exists() and not exist_ok:
-            raise InvalidIdentityId(
-                f"An identity named {identity_id!r} already exists.",
-                hint="Pick another id, or delete the existing identity first.",
-            )
-        if not layout.root.exists():  # an existing identity keeps working whatever appeared since
-            self.check_id_free(identity_id)
-        for folder in (layout.photos, layout.dataset, layout.checkpoints, layout.validation):
+            raise self._invalid(f"{self.a_noun.capitalize()} named {item_id!r} already exists.",
+                                hint=f"Pick another id, or delete the existing {self.noun} first.")
+        if not layout.root.exists():  # an existing one keeps working whatever appeared since
+            self.check_id_free(item_id)
+        for folder in self._folders(layout):
             folder.mkdir(parents=True, exist_ok=True)
         return layout
 
-    def check_id_free(self, identity_id: str) -> None:
-        """LoraNameTaken when a garment has this id (a new identity may not take it: same Lora file and token)."""
-        _refuse_shared_lora_name(identity_id, "an identity", self.paths.garments_dir / identity_id, "a garment")
+    def check_id_free(self, item_id: str) -> None:
+        """LoraNameTaken when the other kind has this id (a new one may not take it: same Lora file and token)."""
+        other_root = getattr(self.paths, f"{self.other}_dir") / item_id
+        if other_root.is_dir():
+            raise LoraNameTaken(
+                f"{item_id!r} is already {self.other_noun}; {self.a_noun} of the same id would export to the same "
+                f"Lora file ({item_id}.safetensors) and answer to the same <lora:{item_id}:w> token.",
+                hint=f"Pick another id for {self.a_noun}, e.g. '{item_id}_{'garment' if self.noun == 'garment' else 'person'}'.",
+            )
 
     def list(self) -> list[str]:
-        if not self.paths.identities_dir.is_dir():
+        if not self.root.is_dir():
             return []
-        names = (p.name for p in self.paths.identities_dir.iterdir() if p.is_dir())
+        names = (p.name for p in self.root.iterdir() if p.is_dir())
         return sorted(n for n in names if _ID_RE.fullmatch(n) and len(n) <= MAX_ID_LENGTH)
 
-    def delete(self, identity_id: str) -> list[str]:
-        """Remove the identity folder and its exported LoRA; returns notes for the user (empty when all went).
+    def delete(self, item_id: str) -> list[str]:
+        """Remove the folder and its exported LoRA; returns notes for the user (empty when all went).
 
-        The folder is renamed first, so a crash midway never leaves a half-deleted identity that still looks valid.
+        The folder is renamed first, so a crash midway never leaves a half-deleted one that still looks valid.
         `<Lora>/<id>.safetensors` is deleted only when EasyPhoto wrote it: a file of the same name without our
-        metadata is someone else's LoRA (an identity named like a community LoRA) and stays, with a note."""
-        layout = self.get(identity_id)
-        trash = Path(tempfile.mkdtemp(prefix=f".trash-{identity_id}-", dir=self.paths.identities_dir))
-        os.replace(layout.root, trash / identity_id)
+        metadata is someone else's LoRA (named like a community LoRA) and stays, with a note."""
+        layout = self.get(item_id)
+        trash = Path(tempfile.mkdtemp(prefix=f".trash-{item_id}-", dir=self.root))
+        os.replace(layout.root, trash / item_id)
         notes = []
         if layout.lora_file.exists():
             if is_easyphoto_lora(layout.lora_file):
@@ -452,79 +492,42 @@ class IdentityStore:
         return notes
 
 
-def _refuse_shared_lora_name(item_id: str, kind: str, other_root: Path, other_kind: str) -> None:
-    if other_root.is_dir():
-        raise LoraNameTaken(
-            f"{item_id!r} is already {other_kind}; {kind} of the same id would export to the same Lora file "
-            f"({item_id}.safetensors) and answer to the same <lora:{item_id}:w> token.",
-            hint=f"Pick another id for {kind}, e.g. '{item_id}_{'garment' if 'garment' in kind else 'person'}'.",
-        )
+class IdentityStore(_SubjectStore):
+    """Identities: create, list and delete (see _SubjectStore)."""
+
+    def _make_layout(self, item_id: str, root: Path, lora_file: Path) -> IdentityLayout:
+        return IdentityLayout(item_id, root, lora_file)
+
+    def _validate(self, item_id: str) -> str:
+        return validate_identity_id(item_id)
+
+    def _invalid(self, message: str, hint: str = "") -> EasyPhotoError:
+        return InvalidIdentityId(message, hint=hint)
+
+    def _not_found(self, message: str, hint: str = "") -> EasyPhotoError:
+        return IdentityNotFound(message, hint=hint)
 
 
-class GarmentStore:
-    """Create, list and delete garments, the way IdentityStore does identities. A garment id is also refused when
-    an identity has it (and the other way round): both export into the same Lora folder."""
+class GarmentStore(_SubjectStore):
+    """Garments, the way IdentityStore does identities; a garment also starts with its masks/ folder."""
 
-    def __init__(self, paths: Paths):
-        self.paths = paths
+    noun, a_noun, plural = "garment", "a garment", "garments"
+    other, other_noun = "identities", "an identity"
 
-    def layout(self, garment_id: str) -> GarmentLayout:
-        garment_id = validate_garment_id(garment_id)
-        root = self.paths.garments_dir / garment_id
-        if root.resolve().parent != self.paths.garments_dir.resolve():
-            raise InvalidGarmentId(f"The garment folder for {garment_id!r} resolves outside {self.paths.garments_dir}.")
-        return GarmentLayout(garment_id, root, self.paths.lora_dir / f"{garment_id}.safetensors")
+    def _make_layout(self, item_id: str, root: Path, lora_file: Path) -> GarmentLayout:
+        return GarmentLayout(item_id, root, lora_file)
 
-    def exists(self, garment_id: str) -> bool:
-        return self.layout(garment_id).root.is_dir()
+    def _validate(self, item_id: str) -> str:
+        return validate_garment_id(item_id)
 
-    def get(self, garment_id: str) -> GarmentLayout:
-        layout = self.layout(garment_id)
-        if not layout.root.is_dir():
-            raise GarmentNotFound(
-                f"No garment named {garment_id!r}.",
-                hint=f"Known garments: {', '.join(self.list()) or 'none yet'}.",
-            )
-        return layout
+    def _invalid(self, message: str, hint: str = "") -> EasyPhotoError:
+        return InvalidGarmentId(message, hint=hint)
 
-    def create(self, garment_id: str, *, exist_ok: bool = False) -> GarmentLayout:
-        layout = self.layout(garment_id)
-        if layout.root.exists() and not exist_ok:
-            raise InvalidGarmentId(
-                f"A garment named {garment_id!r} already exists.",
-                hint="Pick another id, or delete the existing garment first.",
-            )
-        if not layout.root.exists():
-            self.check_id_free(garment_id)
-        for folder in (layout.photos, layout.masks, layout.dataset, layout.checkpoints, layout.validation):
-            folder.mkdir(parents=True, exist_ok=True)
-        return layout
+    def _not_found(self, message: str, hint: str = "") -> EasyPhotoError:
+        return GarmentNotFound(message, hint=hint)
 
-    def check_id_free(self, garment_id: str) -> None:
-        """LoraNameTaken when an identity has this id (a new garment may not take it)."""
-        _refuse_shared_lora_name(garment_id, "a garment", self.paths.identities_dir / garment_id, "an identity")
-
-    def list(self) -> list[str]:
-        if not self.paths.garments_dir.is_dir():
-            return []
-        names = (p.name for p in self.paths.garments_dir.iterdir() if p.is_dir())
-        return sorted(n for n in names if _ID_RE.fullmatch(n) and len(n) <= MAX_ID_LENGTH)
-
-    def delete(self, garment_id: str) -> list[str]:
-        """Remove the garment folder and its exported LoRA (only when EasyPhoto wrote it); notes for the user."""
-        layout = self.get(garment_id)
-        trash = Path(tempfile.mkdtemp(prefix=f".trash-{garment_id}-", dir=self.paths.garments_dir))
-        os.replace(layout.root, trash / garment_id)
-        notes = []
-        if layout.lora_file.exists():
-            if is_easyphoto_lora(layout.lora_file):
-                layout.lora_file.unlink()
-            else:
-                notes.append(f"{layout.lora_file} was not written by EasyPhoto (no EasyPhoto metadata), so it was "
-                             "left in place.")
-                _log.warning("EasyPhoto: %s", notes[-1])
-        shutil.rmtree(trash)
-        return notes
+    def _folders(self, layout) -> tuple[Path, ...]:
+        return layout.photos, layout.masks, layout.dataset, layout.checkpoints, layout.validation
 
 
 Garments = GarmentStore  # the registry's name in issue 13

@@ -30,7 +30,8 @@ def test_offline_flag_is_reported(tmp_path):
 def test_models_route_lists_manifest_states(ctx):
     client = TestClient(create_app(ctx, with_ui=False))
     rows = client.get("/easyphoto/v1/models", params={"group": "controlnet"}).json()
-    assert {r["id"] for r in rows} == {"controlnet-canny", "controlnet-openpose", "controlnet-tile", "controlnet-color"}
+    assert {r["id"] for r in rows} == {"controlnet-canny", "controlnet-openpose", "controlnet-tile", "controlnet-color",
+                                          "controlnet-depth"}
     assert all(r["state"] == "missing" and r["path"].startswith(str(ctx.paths.controlnet_dir)) for r in rows)
 
 

@@ -7,11 +7,11 @@ from tests.conftest import require_module  # skips locally, fails under CI
 gr = require_module("gradio", reason="the Python 3.10 check runs without gradio")
 
 
-def test_build_ui_has_the_three_sub_tabs(tmp_path):
+def test_build_ui_has_the_four_sub_tabs(tmp_path):
     blocks = tabs.build_ui(standalone_context(tmp_path))
     assert isinstance(blocks, gr.Blocks)
     labels = [b.label for b in blocks.blocks.values() if isinstance(b, gr.Tab)]
-    assert labels == ["Train", "Portrait", "Models"]
+    assert labels == ["Train", "Portrait", "Try-On", "Models"]
     ids = {getattr(b, "elem_id", None) for b in blocks.blocks.values()}
     assert {"easyphoto_models_table", "easyphoto_models_refresh", "easyphoto_train_check", "easyphoto_train_start",
             "easyphoto_train_rank", "easyphoto_train_validation", "easyphoto_train_low_vram",

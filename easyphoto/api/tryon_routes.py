@@ -110,10 +110,9 @@ def garment_info(ctx: AppContext, garment_id: str) -> dict:
             "lora_file": str(layout.lora_file)}
 
 
-def _add_photos(ctx: AppContext, garment_id: str, photos: list[str]):
+def _add_photos(ctx: AppContext, garment_id: str, images: list[tuple[bytes, str]]):
     from easyphoto.tryon import garments
 
-    images = decode_images(photos, "photos")
     return garments.add_photos(ctx, garment_id, [(f"upload_{i:02d}", data) for i, (data, _) in enumerate(images)])
 
 
@@ -126,10 +125,11 @@ def _garment_routes(router: APIRouter, ctx: AppContext, jobs: Callable[[], Any])
 
     @router.post("/garments", response_model=GarmentModel, status_code=201)
     def create_garment(body: CreateGarmentRequest) -> dict:
-        images = decode_images(body.photos, "photos")  # a bad image is said before the garment exists
-        ctx.garments.create(body.id)
-        if images:
-            _add_photos(ctx, body.id, body.photos)
+        images = decode_images(body.photos, "photos")  # bad base64 is said before the garment exists
+        if images and not ctx.garments.exists(body.id):
+            _add_photos(ctx, body.id, images)  # creates it only once every upload decoded as an image
+        else:
+            ctx.garments.create(body.id)  # "already exists", an identity's id, or a garment without photos yet
         return garment_info(ctx, body.id)
 
     @router.get("/garments/{garment_id}", response_model=GarmentModel)
@@ -140,13 +140,17 @@ def _garment_routes(router: APIRouter, ctx: AppContext, jobs: Callable[[], Any])
     @router.delete("/garments/{garment_id}", status_code=204)
     def delete_garment(garment_id: str) -> Response:
         refuse_while_busy(jobs(), garment_id, "then delete it", phase="garment")
-        ctx.garments.delete(garment_id)
+        notes = ctx.garments.delete(garment_id)
+        if notes:  # e.g. a LoRA of that name EasyPhoto did not write was left in place: say so, as for identities
+            from fastapi.responses import JSONResponse
+
+            return JSONResponse({"deleted": garment_id, "notes": notes})
         return Response(status_code=204)
 
     @router.post("/garments/{garment_id}/photos", response_model=GarmentModel)
     def add_garment_photos(garment_id: str, body: GarmentPhotosRequest) -> dict:
         ctx.garments.get(garment_id)
-        _add_photos(ctx, garment_id, body.photos)
+        _add_photos(ctx, garment_id, decode_images(body.photos, "photos"))
         return garment_info(ctx, garment_id)
 
     @router.delete("/garments/{garment_id}/photos/{name}", status_code=204)
@@ -160,16 +164,20 @@ def _garment_routes(router: APIRouter, ctx: AppContext, jobs: Callable[[], Any])
 
 
 def _garment_mask_routes(router: APIRouter, ctx: AppContext, jobs: Callable[[], Any]) -> None:
+    """Masks and clicks are refused while a job uses the garment: a dataset build records what it was made from."""
+    from easyphoto.operations import refuse_while_busy
     from easyphoto.tryon import garments
 
     @router.put("/garments/{garment_id}/masks/{photo}", status_code=204)
     def put_mask(garment_id: str, photo: str, body: MaskRequest) -> Response:
         data = decode_base64(body.mask, "mask")
+        refuse_while_busy(jobs(), garment_id, "then change its masks", phase="garment")
         garments.add_mask(ctx, garment_id, photo, (f"mask.{sniff_suffix(data)}", data))
         return Response(status_code=204)
 
     @router.delete("/garments/{garment_id}/masks/{photo}", status_code=204)
     def delete_mask(garment_id: str, photo: str) -> Response:
+        refuse_while_busy(jobs(), garment_id, "then change its masks", phase="garment")
         garments.remove_mask(ctx, garment_id, photo)
         return Response(status_code=204)
 
@@ -177,6 +185,7 @@ def _garment_mask_routes(router: APIRouter, ctx: AppContext, jobs: Callable[[], 
     def put_points(garment_id: str, photo: str, body: PointsRequest) -> Response:
         from easyphoto.segment.types import Point
 
+        refuse_while_busy(jobs(), garment_id, "then change its clicks", phase="garment")
         points = [Point(x, y, positive) for x, y, positive in body.points]
         garments.set_points(ctx, garment_id, photo, points, [tuple(b) for b in body.boxes])
         return Response(status_code=204)
@@ -193,7 +202,11 @@ def _garment_mask_routes(router: APIRouter, ctx: AppContext, jobs: Callable[[], 
     def get_captions(garment_id: str) -> list[dict]:
         from easyphoto.tryon.dataset import captions
 
-        return [{"file_name": name, "text": text} for name, text in captions(ctx.garments.get(garment_id))]
+        layout = ctx.garments.get(garment_id)
+        if not (layout.dataset / "metadata.jsonl").is_file():  # as the report: not built yet is a 409, not a 404
+            raise Conflict(f"The dataset of garment {garment_id!r} has not been built yet.", phase="dataset",
+                           hint=f"POST /easyphoto/v1/garments/{garment_id}/dataset first.")
+        return [{"file_name": name, "text": text} for name, text in captions(layout)]
 
     @router.put("/garments/{garment_id}/captions")
     def put_caption(garment_id: str, body: CaptionRequest) -> dict:
@@ -206,8 +219,10 @@ def _garment_mask_routes(router: APIRouter, ctx: AppContext, jobs: Callable[[], 
 def _garment_job_routes(router: APIRouter, ctx: AppContext, jobs: Callable[[], Any]) -> None:
     @router.post("/garments/{garment_id}/dataset", response_model=JobModel, status_code=202)
     def garment_dataset(garment_id: str, body: GarmentDatasetRequest | None = None) -> dict:
-        ctx.garments.get(garment_id)
+        from easyphoto.tryon.dataset import collect_inputs
+
         dataset = (body or GarmentDatasetRequest()).dataset
+        collect_inputs(ctx.garments.get(garment_id), dataset)  # no photos, or no masks for source 'mask': 400 now
         params = GarmentDatasetParams.checked({"garment_id": garment_id, "dataset": _dump(dataset)})
         return jobs().submit("garment_dataset", params).to_dict()
 
@@ -234,15 +249,61 @@ def _tryon_route(router: APIRouter, ctx: AppContext, jobs: Callable[[], Any]) ->
         from easyphoto.tryon.run import require_trained_garment
 
         require_trained_garment(ctx, body.garment_id)  # 404 / 409 before any upload is written
-        if body.config.mask_source == "mask" and not body.mask:
-            raise InvalidRequest("mask_source is 'mask' but no mask was sent.", phase="tryon",
-                                 hint="Send mask (white = the garment region), or use mask_source 'parsing'.")
+        _check_mask_source(body)
         queue = jobs()
         require(queue, "tryon")
-        images = decode_images([body.person] + ([body.mask] if body.mask else []), "person/mask")
+        images = [decode_base64(body.person, "person")] + ([decode_base64(body.mask, "mask")] if body.mask else [])
+        _check_tryon_images(ctx, body, images)
+        images = [(data, sniff_suffix(data)) for data in images]
         params = {"garment_id": body.garment_id, "person": "pending", "points": body.points, "boxes": body.boxes,
                   "config": _dump(body.config), "base": body.base or None}
         return _submit_with_uploads(ctx, queue, params, images).to_dict()
+
+
+def _check_mask_source(body: TryOnRequest) -> None:
+    """The garment region's input matches config.mask_source: a mask or clicks sent for another source would be
+    ignored without a word, so they are refused like an unknown field."""
+    source, hint = body.config.mask_source, "Set config.mask_source to the input you send ('mask' or 'points')."
+    if source == "mask" and not body.mask:
+        raise InvalidRequest("mask_source is 'mask' but no mask was sent.", phase="tryon",
+                             hint="Send mask (white = the garment region), or use mask_source 'parsing'.")
+    if source == "points" and not (body.points or body.boxes):
+        raise InvalidRequest("mask_source is 'points' but no click or box was sent.", phase="tryon",
+                             hint="Send points [[x, y, true]] on the garment or boxes [[x0, y0, x1, y1]] around it.")
+    if body.mask and source != "mask":
+        raise InvalidRequest(f"A mask was sent but mask_source is {source!r}, so it would be ignored.",
+                             phase="tryon", hint=hint)
+    if (body.points or body.boxes) and source != "points":
+        raise InvalidRequest(f"Points or boxes were sent but mask_source is {source!r}, so they would be ignored.",
+                             phase="tryon", hint=hint)
+
+
+def _check_tryon_images(ctx: AppContext, body: TryOnRequest, images: list[bytes]) -> None:
+    """The person photo decodes, a mask is its size and not empty, clicks and boxes lie inside it: said now,
+    before any upload is written or a job exists (the job checks again, for the CLI)."""
+    from easyphoto.imageops import UnreadableImage, load_photo
+    from easyphoto.tryon.garments import binary_mask
+
+    loaded = []
+    for data, field in zip(images, ("person", "mask")[:len(images)], strict=True):
+        try:
+            loaded.append(load_photo(data, max_megapixels=ctx.settings.max_upload_megapixels).image)
+        except UnreadableImage as exc:
+            raise InvalidRequest(f"{field}: {exc.message.removeprefix('upload: ')}", phase="tryon",
+                                 hint=exc.hint or "Send a JPEG, PNG or WebP image.") from None
+    width, height = loaded[0].size
+    if len(loaded) > 1 and loaded[1].size != (width, height):
+        raise InvalidRequest(f"The mask is {loaded[1].width}×{loaded[1].height}, the person photo {width}×{height}.",
+                             phase="tryon", hint="Draw the mask on the same photo, at its size.")
+    if len(loaded) > 1 and not binary_mask(loaded[1]).any():
+        raise InvalidRequest("The mask is empty: no pixel is painted.", phase="tryon",
+                             hint="Paint the garment region white on black.")
+    outside = [list(p) for p in body.points if not (0 <= p[0] < width and 0 <= p[1] < height)]
+    outside += [list(b) for b in body.boxes if not (0 <= b[0] < b[2] <= width and 0 <= b[1] < b[3] <= height)]
+    if outside:
+        raise InvalidRequest(f"{outside[0]} is not inside the person photo ({width}×{height}).", phase="tryon",
+                             hint="Points [x, y, positive] and boxes [x0, y0, x1, y1] (x0 < x1, y0 < y1) are pixels "
+                                  "of the upright photo, from its top-left corner.")
 
 
 def _submit_with_uploads(ctx: AppContext, queue, params: dict, images: list[tuple[bytes, str]]):

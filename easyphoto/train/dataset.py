@@ -31,7 +31,7 @@ from easyphoto.config import TrainConfig
 from easyphoto.face.stacks import FaceStack
 from easyphoto.face.types import Face
 from easyphoto.imageops import load_photo, smooth_skin, to_array
-from easyphoto.store import atomic_write_bytes, atomic_write_text
+from easyphoto.store import atomic_write_bytes, atomic_write_text, swap_in_folder
 from easyphoto.train.photos import PhotoReport
 from easyphoto.upscale import classical
 
@@ -121,7 +121,7 @@ def prepare_dataset(
     if photos is not None:
         summary["photos"] = dict(photos)
     atomic_write_text(staging / "dataset.json", json.dumps(summary, indent=2, sort_keys=True) + "\n")
-    _swap_in(staging, out_dir)
+    swap_in_folder(staging, out_dir)
     return items
 
 
@@ -217,11 +217,3 @@ def _prepare_one(index, path, face, out, stack, config, upscaler, tagger) -> Dat
     return DatasetItem(index, path.name, crop, upscaled and config.upscale_small, matted, caption)
 
 
-def _swap_in(staging: Path, target: Path) -> None:
-    """Replace `target` by the finished staging folder, so a crash never leaves half a dataset in place."""
-    old = target.with_name(target.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if target.exists():
-        target.rename(old)
-    staging.rename(target)
-    shutil.rmtree(old, ignore_errors=True)

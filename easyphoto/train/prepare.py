@@ -19,7 +19,7 @@ from easyphoto.context import AppContext
 from easyphoto.errors import EasyPhotoError
 from easyphoto.face import stacks
 from easyphoto.face.stacks import FaceStack
-from easyphoto.imageops import image_suffix, load_photo
+from easyphoto.imageops import image_suffix, load_photo, photo_thumbnail
 from easyphoto.store import (
     IdentityLayout,
     atomic_path,
@@ -218,11 +218,7 @@ def thumbnails(layout: IdentityLayout, report: dict, size: int = 256) -> list[tu
     """(thumbnail, badge) per photo of a saved report (report.json's form); unreadable files get a grey tile."""
     items = []
     for photo in report.get("photos", []):
-        try:
-            image = load_photo(layout.photos / photo["file"]).image
-            image.thumbnail((size, size))
-        except EasyPhotoError:
-            image = Image.new("RGB", (size, size), (128, 128, 128))
+        image = photo_thumbnail(layout.photos / photo["file"], size)
         if photo["kept"]:
             similarity = photo.get("similarity")
             badge = "✓ kept" + (f" · similarity {similarity:.2f}" if similarity is not None else "")

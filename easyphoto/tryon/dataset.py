@@ -45,7 +45,14 @@ from easyphoto.context import AppContext
 from easyphoto.errors import Cancelled, EasyPhotoError, NotFound
 from easyphoto.imageops import UnreadableImage, load_photo, to_array
 from easyphoto.segment.types import ClothesParser, Parsing, PointSegmenter
-from easyphoto.store import GarmentLayout, atomic_path, atomic_write_json, atomic_write_text, photo_digests_by_name
+from easyphoto.store import (
+    GarmentLayout,
+    atomic_path,
+    atomic_write_json,
+    atomic_write_text,
+    photo_digests_by_name,
+    swap_in_folder,
+)
 from easyphoto.tryon.garments import PhotoPrompts, photo_prompts, read_mask, uploaded_masks
 
 GarmentCategory = Literal[  # the keys of segment.types.GARMENT_CATEGORIES (a test holds them equal)
@@ -287,7 +294,7 @@ def build_dataset(
             raise EasyPhotoError(f"No photo of {layout.garment_id!r} was kept, so there is nothing to train on.",
                                  phase="dataset", hint="The report says why each photo was dropped.")
         _write_records(build, report)
-        _swap_in(staging, layout.dataset)
+        swap_in_folder(staging, layout.dataset)
         return report
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -469,16 +476,6 @@ def _write_records(build: _Build, report: GarmentDatasetReport) -> None:
 def _write_metadata(dataset_dir: Path, entries: Sequence[tuple[str, str]]) -> None:
     lines = [json.dumps({"file_name": name, "text": text}, ensure_ascii=False) for name, text in entries]
     atomic_write_text(Path(dataset_dir) / "metadata.jsonl", "\n".join(lines) + "\n")
-
-
-def _swap_in(staging: Path, target: Path) -> None:
-    """Replace `target` by the finished staging folder, so a crash never leaves half a dataset in place."""
-    old = target.with_name(target.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if target.exists():
-        target.rename(old)
-    staging.rename(target)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------------------------- after the build

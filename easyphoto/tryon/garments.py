@@ -34,7 +34,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from easyphoto.context import AppContext
 from easyphoto.errors import EasyPhotoError
-from easyphoto.imageops import DEFAULT_MAX_BYTES, UnreadableImage, image_suffix, load_photo
+from easyphoto.imageops import DEFAULT_MAX_BYTES, UnreadableImage, image_suffix, load_photo, photo_thumbnail
 from easyphoto.segment.types import Box, Point
 from easyphoto.store import (
     GarmentLayout,
@@ -165,11 +165,7 @@ def thumbnails(layout: GarmentLayout, report: dict, size: int = 256) -> list[tup
     """(thumbnail, badge) per photo of a saved report (report.json's form); unreadable files get a grey tile."""
     items = []
     for photo in report.get("photos", []):
-        try:
-            image = load_photo(layout.photos / photo["file"]).image
-            image.thumbnail((size, size))
-        except EasyPhotoError:
-            image = Image.new("RGB", (size, size), (128, 128, 128))
+        image = photo_thumbnail(layout.photos / photo["file"], size)
         if photo["kept"]:
             fraction = photo.get("garment_fraction")
             badge = "✓ kept" + (f" · garment {fraction:.0%} of the photo" if fraction is not None else "")

@@ -20,7 +20,6 @@ Deterministic per seed: the same photo, garment, mask, config and seed give the 
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -44,7 +43,7 @@ from easyphoto.generation import (
 )
 from easyphoto.imageops import blend, erode, soft_mask, to_array
 from easyphoto.portrait import controls
-from easyphoto.portrait.pipeline import working_size
+from easyphoto.portrait.pipeline import resolve_seed, working_size
 from easyphoto.segment.types import ClothesParser, Parsing
 from easyphoto.tryon.fidelity import GarmentFidelity, garment_fidelity
 from easyphoto.tryon.masks import EmptyTryOnMask, TryOnInputError, TryOnMask, tryon_mask
@@ -108,10 +107,6 @@ def prompts(garment: GarmentAssets, config: TryOnConfig) -> tuple[str, str]:
     positive = ", ".join(p for p in (garment.trigger, config.additional_prompt, POSITIVE_SUFFIX) if p.strip())
     negative = ", ".join(p for p in (config.additional_negative_prompt, NEGATIVE_PROMPT) if p.strip())
     return positive, negative
-
-
-def resolve_seed(seed: int) -> int:
-    return random.SystemRandom().randrange(0, 2**32 - 1) if seed < 0 else int(seed)
 
 
 class TryOnPipeline:

@@ -102,15 +102,16 @@ def _segment_points(ctx: AppContext, params: TryOnParams, pixels: np.ndarray) ->
     return segmenter.segment(pixels, points, [tuple(b) for b in params.boxes])
 
 
-def _parser(ctx: AppContext, params: TryOnParams):
-    """The clothes parser: required for mask_source "parsing"; otherwise used when installed (it finds the face
-    and hair to keep out of a drawn or clicked mask), and its absence becomes a note."""
+def clothes_parser(ctx: AppContext, mask_source: str):
+    """(the clothes parser, a note): required for mask_source "parsing" (its missing files are the error);
+    otherwise used when installed (it finds the face and hair to keep out of a drawn or clicked mask), and its
+    absence becomes the note. The try-on job and the Try-On tab's mask preview both use it."""
     from easyphoto.segment import load_parser
 
     try:
         return load_parser(ctx.paths), ""
     except EasyPhotoError:
-        if params.config.mask_source == "parsing":
+        if mask_source == "parsing":
             raise
         return None, "no clothes parser installed: face and hair are protected only where the pose finds them"
 
@@ -122,27 +123,32 @@ def tryon_operation(ctx: AppContext, params: TryOnParams, job: JobContext) -> di
     garment = load_garment(ctx, params.garment_id)
     person = load_photo(Path(params.person), max_megapixels=ctx.settings.max_upload_megapixels).image
     given = mask_input(ctx, params, person.size)
-    parser, note = _parser(ctx, params)
-    pixels = to_array(person)
-    if params.config.mask_source == "points":
-        given = MaskInput(mask=_segment_points(ctx, params, pixels))
     generator = make_generator(ctx, {"base": params.base, "config_dir": params.config_dir})
+    parser, note = clothes_parser(ctx, params.config.mask_source)
     from easyphoto.tryon.depth import load_depth
 
-    pipeline = TryOnPipeline(generator, params.config, parser=parser, depth=load_depth(ctx.paths))
-    pipeline.check()
-    pipeline.prepare(pixels, given)  # mask errors now, before the first generation
-    if hasattr(generator, "interrupt"):
-        job.on_cancel(generator.interrupt)
-    counts_before = generator.counter.totals()
-    results = _render(pipeline, person, garment, given, params, job)
+    depth = load_depth(ctx.paths)
+    try:
+        if params.config.mask_source == "points":
+            given = MaskInput(mask=_segment_points(ctx, params, to_array(person)))
+        pipeline = TryOnPipeline(generator, params.config, parser=parser, depth=depth)
+        pipeline.check()
+        pipeline.prepare(to_array(person), given)  # mask errors now, before the first generation
+        if hasattr(generator, "interrupt"):
+            job.on_cancel(generator.interrupt)
+        counts_before = generator.counter.totals()
+        results = _render(pipeline, person, garment, given, params, job)
+    finally:  # the helper models must not hold memory the next job (a training) needs
+        for model in (parser, depth):
+            if model is not None:
+                model.unload()
     out_dir = Path(params.out) if params.out else ctx.paths.outputs_dir
-    saved = [save(r, params, out_dir, ([note] if note else [])) for r in results]
-    images = [_share(path, job.work_dir) for path in saved]
+    saved = [save(r, params, out_dir, [note] if note else []) for r in results]
     evaluations = {k: v - counts_before.get(k, 0) for k, v in generator.counter.totals().items()}
     job.progress(phase="done", fraction=1.0, message=f"{len(saved)} try-on image(s)")
-    return {"tryons": [_summary(path, r, note) for path, r in zip(saved, results, strict=True)], "images": images,
-            "backend": generator.name, "evaluations": evaluations}
+    return {"tryons": [_summary(path, r, note) for path, r in zip(saved, results, strict=True)],
+            "images": [_share(path, job.work_dir) for path in saved], "backend": generator.name,
+            "evaluations": evaluations}
 
 
 def _render(pipeline: TryOnPipeline, person, garment, given, params: TryOnParams, job: JobContext) -> list:

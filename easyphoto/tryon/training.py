@@ -185,12 +185,13 @@ def garment_train_operation(ctx, params, job) -> dict:
     check_lora_target(layout.lora_file, layout.garment_id)  # never replace a LoRA EasyPhoto did not write
     base = base_model(ctx, params)
     images, offset = ensure_garment_dataset(ctx, params, job)
-    steps = params.config.train_steps(len(images))
+    config = params.config.updated(resolution=params.dataset.resolution)  # the crops' size is the dataset's
+    steps = config.train_steps(len(images))
     spec = TrainSpec(
         identity_id=layout.garment_id, identity_dir=layout.root, subject="garment", category=params.dataset.category,
         dataset_dir=layout.dataset, checkpoints_dir=layout.checkpoints, validation_dir=layout.validation,
         lora_file=layout.lora_file, base=base, config_dir=Path(params.config_dir) if params.config_dir else None,
-        config=params.config, steps=steps, resume=params.resume, device=params.device,
+        config=config, steps=steps, resume=params.resume, device=params.device,
         models_root=ctx.paths.models_root, paths=ctx.paths.to_dict(), face_stack=ctx.settings.face_stack,
         max_upload_megapixels=ctx.settings.max_upload_megapixels,
     )

@@ -180,7 +180,10 @@ def to_control(spec: FieldSpec, value: Any) -> Any:
 
 
 def from_control(spec: FieldSpec, value: Any) -> Any:
-    """A control's value as the field's type: text and floats become ints for int fields, empty text None."""
+    """A control's value as the field's type: text and floats become ints for int fields, empty text None (for a
+    number, and for an optional text, which a text box shows as empty)."""
+    if spec.optional and spec.kind == "str" and isinstance(value, str) and not value.strip():
+        return None
     if spec.kind not in ("int", "float"):
         return value
     if isinstance(value, str):

@@ -1,4 +1,4 @@
-"""The EasyPhoto tab: sub-tabs Train, Portrait and Models."""
+"""The EasyPhoto tab: sub-tabs Train, Portrait, Try-On and Models."""
 
 from __future__ import annotations
 
@@ -25,6 +25,10 @@ def build_ui(ctx: AppContext):
                 from easyphoto.ui.portrait_tab import build_portrait_tab
 
                 build_portrait_tab(gr, ctx)
+            with gr.Tab("Try-On", elem_id="easyphoto_tryon_tab"):
+                from easyphoto.ui.tryon_tab import build_tryon_tab
+
+                build_tryon_tab(gr, ctx)
             with gr.Tab("Models", elem_id="easyphoto_models_tab"):
                 from easyphoto.ui.models_tab import build_models_tab
 
