@@ -26,8 +26,9 @@ ARTIFACTS = Path(os.environ.get("EASYPHOTO_ARTIFACTS", ROOT / ".artifacts")) / "
 IN_CI = os.environ.get("CI") == "true"
 START_TIMEOUT = 900  # a first run of run-standalone.sh may still have to install the pin set
 CHECK_TIMEOUT = 300
+UPLOAD_TIMEOUT = 120  # five small photos to loopback
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(START_TIMEOUT + CHECK_TIMEOUT)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(START_TIMEOUT + UPLOAD_TIMEOUT + 2 * CHECK_TIMEOUT)]
 
 if os.environ.get("EASYPHOTO_PINSET") != "forge":
     # run-standalone.sh installs the standalone pin set into the venv it is given: only the Forge venv has it
@@ -43,7 +44,7 @@ def _missing(what: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def browser():
+def browser(tmp_path_factory):
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     driver_path = shutil.which("chromedriver")
     if not (chromium and driver_path):
@@ -54,9 +55,15 @@ def browser():
     except ImportError:
         _missing("selenium is not installed")
     options = webdriver.ChromeOptions()
+    profile = tmp_path_factory.mktemp("chromium-profile")
     options.binary_location = chromium
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,2400"):
+    # A closed network (CI's) refuses or drops Chromium's own connections (updates, sync, field trials): none is
+    # needed to test a page on loopback, and a fresh profile keeps each run alike.
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,2400",
+                     "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                     "--disable-component-update", "--disable-sync", f"--user-data-dir={profile}"):
         options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # the page's console, for failure messages
     driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
     yield driver
     driver.quit()
@@ -66,7 +73,9 @@ class StandaloneApp:
     """`bash run-standalone.sh --port 0 --data-dir DIR` in the background; `url` once it says where it serves."""
 
     def __init__(self, data_dir: Path):
-        env = {**os.environ, "EASYPHOTO_VENV": sys.prefix, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+        # gradio keeps uploads in GRADIO_TEMP_DIR (default /tmp/gradio, shared with anything else on the machine)
+        env = {**os.environ, "EASYPHOTO_VENV": sys.prefix, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1",
+               "GRADIO_TEMP_DIR": str(data_dir / "gradio-uploads")}
         self.process = subprocess.Popen(
             ["bash", "run-standalone.sh", "--port", "0", "--data-dir", str(data_dir)], cwd=ROOT, env=env,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
@@ -129,14 +138,17 @@ def _upload_set(photos_same_man, photo_other_person, tmp_path) -> tuple[list[Pat
 
 
 def test_a_newcomer_checks_photos_in_the_browser(app, browser, photos_same_man, photo_other_person, tmp_path):
+    from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
-    wait = WebDriverWait(browser, CHECK_TIMEOUT)
     browser.get(app.url)
-    identity = wait.until(ec.visibility_of_element_located(
-        (By.CSS_SELECTOR, "#easyphoto_train_identity textarea, #easyphoto_train_identity input")))
+    try:
+        identity = WebDriverWait(browser, CHECK_TIMEOUT).until(ec.visibility_of_element_located(
+            (By.CSS_SELECTOR, "#easyphoto_train_identity textarea, #easyphoto_train_identity input")))
+    except TimeoutException:
+        _fail(browser, app, "01-not-opened", f"the UI did not show the identity field within {CHECK_TIMEOUT} s")
     _shot(browser, "01-opened")
     assert "Internal Server Error" not in browser.page_source
 
@@ -144,8 +156,7 @@ def test_a_newcomer_checks_photos_in_the_browser(app, browser, photos_same_man, 
     identity.send_keys("newcomer")
     browser.find_element(By.CSS_SELECTOR, "#easyphoto_train_uploads input[type=file]").send_keys(
         "\n".join(str(p) for p in uploads))
-    # gradio uploads the files to the server first; the file list shows each name (stem, then extension) once there
-    wait.until(lambda d: all(p.stem in d.find_element(By.ID, "easyphoto_train_uploads").text for p in uploads))
+    _wait_uploaded(browser, app, uploads)
     _shot(browser, "02-uploaded")
 
     browser.find_element(By.ID, "easyphoto_train_check").click()
@@ -189,7 +200,41 @@ def _check_result(driver, app: StandaloneApp) -> str:
         text = f"(no end after {CHECK_TIMEOUT} s) {summary(driver)}"
     if "photos kept" in text:
         return text
-    _shot(driver, "03-failed")
+    _fail(driver, app, "03-check-failed", f"the photo check did not report.\nsummary: {text}")
+
+
+def _wait_uploaded(driver, app: StandaloneApp, uploads: list[Path]) -> None:
+    """Until gradio has uploaded the files to the server and its file list names each one (stem, then extension);
+    an error toast or a timeout fails at once, showing what the list, the page's console and the app said."""
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def listed(d) -> str:
+        return d.find_element(By.ID, "easyphoto_train_uploads").get_attribute("textContent") or ""
+
+    def ended(d) -> bool:
+        return all(p.stem in listed(d) for p in uploads) or bool(d.find_elements(By.CSS_SELECTOR, ".toast-body"))
+
+    try:
+        WebDriverWait(driver, UPLOAD_TIMEOUT).until(ended)
+    except TimeoutException:
+        pass
+    if not all(p.stem in listed(driver) for p in uploads):
+        _fail(driver, app, "02-upload-failed", f"the upload did not list every photo within {UPLOAD_TIMEOUT} s.\n"
+              f"file list: {' '.join(listed(driver).split())[:600]!r}")
+
+
+def _fail(driver, app: StandaloneApp, shot: str, what: str) -> None:
+    """Fail with what the page showed (error toasts, console) and what the app printed, without a traceback: CI
+    keeps the end of the log, and this message is what explains the failure."""
+    from selenium.webdriver.common.by import By
+
+    _shot(driver, shot)
     toasts = [t.text for t in driver.find_elements(By.CSS_SELECTOR, ".toast-body")]
-    raise AssertionError(f"the photo check did not report.\nsummary: {text}\ntoasts: {toasts}\n"
-                         f"app output:\n{app.output()[-6000:]}")
+    try:
+        console = [f"{e.get('level')} {e.get('message')}"[:300] for e in driver.get_log("browser")][-15:]
+    except Exception as error:  # noqa: BLE001 - a driver without logs must not hide the failure itself
+        console = [f"(no console log: {error})"]
+    pytest.fail(f"{what}\ntoasts: {toasts}\nbrowser console:\n" + "\n".join(console)
+                + f"\napp output (end):\n{app.output()[-3000:]}", pytrace=False)
