@@ -17,7 +17,15 @@ from typing import Any
 import pydantic
 from pydantic import Field
 
-from easyphoto.config import PYDANTIC_V2, ConfigModel, PortraitConfig, TrainConfig, TryOnConfig, describe_errors
+from easyphoto.config import (
+    PYDANTIC_V2,
+    ConfigModel,
+    DigitalModelConfig,
+    PortraitConfig,
+    TrainConfig,
+    TryOnConfig,
+    describe_errors,
+)
 from easyphoto.errors import InvalidRequest
 from easyphoto.tryon.dataset import GarmentDatasetConfig
 
@@ -147,6 +155,31 @@ class TryOnParams(JobParams):
     _config_version = config_field_validator()
 
 
+class DigitalModelParams(JobParams):
+    """digital_model: a garment kept exactly while the model, outfit, scene or pose around it is regenerated."""
+
+    person: str | None = Field(None, description="The photo (mannequin, half-body or a model wearing the garment): a "
+                               "file path; pose mode may go without one.")
+    garment_id: str | None = Field(None, description="The garment's trained LoRA: optional, except for a pose swap.")
+    outfit_id: str | None = Field(None, description="Outfit swap: the trained garment put on outfit_category.")
+    identity_id: str | None = Field(None, description="A trained identity as the model (its LoRA and face).")
+    mask: str | None = Field(None, description="The kept garment as a mask image file (white), for mask_source 'mask'.")
+    points: list[tuple[float, float, bool]] = Field([], description="Clicks [x, y, positive] on the kept garment, "
+                                                   "for mask_source 'points'.")
+    boxes: list[tuple[float, float, float, float]] = Field([], description="Boxes [x0, y0, x1, y1], for "
+                                                           "mask_source 'points'.")
+    skeleton: str | None = Field(None, max_length=100_000, description="OpenPose JSON (canvas_width, canvas_height, "
+                                 "people[0].pose_keypoints_2d): the model's pose (model mode) or the new pose (pose "
+                                 "mode); empty: found in the photo.")
+    pose_photo: str | None = Field(None, description="Pose swap: a photo whose pose the model takes (a file path).")
+    config: DigitalModelConfig = Field(default_factory=DigitalModelConfig)
+    out: str | None = Field(None, description="Folder for the images; empty: the outputs folder.")
+    base: str | None = Field(None, description="Standalone: the SD 1.5 base model; empty: the context's default.")
+    config_dir: str | None = Field(None, description="Diffusers config folder for a single-file base.")
+
+    _config_version = config_field_validator()
+
+
 MODELS: dict[str, type[JobParams]] = {
     "check_photos": CheckPhotosParams,
     "prepare_dataset": PrepareDatasetParams,
@@ -156,6 +189,7 @@ MODELS: dict[str, type[JobParams]] = {
     "garment_dataset": GarmentDatasetParams,
     "garment_train": GarmentTrainParams,
     "tryon": TryOnParams,
+    "digital_model": DigitalModelParams,
 }
 
 

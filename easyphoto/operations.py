@@ -15,6 +15,7 @@ from easyphoto import job_params
 from easyphoto.context import AppContext
 from easyphoto.job_params import (
     CheckPhotosParams,
+    DigitalModelParams,
     FetchModelsParams,
     GarmentDatasetParams,
     GarmentTrainParams,
@@ -87,6 +88,7 @@ NEEDS_GPU: dict[str, bool] = {
     "garment_dataset": False,  # a small parsing / point model on photos, like the photo check
     "garment_train": True,  # as "train"
     "tryon": True,  # as "portrait"
+    "digital_model": True,  # as "portrait"
 }
 
 
@@ -104,6 +106,8 @@ def register_operations(queue: JobQueue, ctx: AppContext) -> None:
     add("garment_dataset", lambda p, job: garment_dataset(ctx, p, job), lambda p: f"dataset of garment {p.garment_id}")
     add("garment_train", lambda p, job: garment_train(ctx, p, job), lambda p: f"train garment {p.garment_id}")
     add("tryon", lambda p, job: tryon(ctx, p, job), lambda p: f"try-on of {p.garment_id}")
+    add("digital_model", lambda p, job: digital_model(ctx, p, job),
+        lambda p: f"digital model ({p.config.mode}){f' of {p.garment_id}' if p.garment_id else ''}")
 
 
 def portrait(ctx: AppContext, params: PortraitParams, job: JobContext) -> dict:
@@ -179,3 +183,9 @@ def fetch_models(ctx: AppContext, params: FetchModelsParams, job: JobContext) ->
     job.check_cancelled()
     weights.raise_for_failures(results)
     return {"files": [r.to_dict() for r in results]}
+
+
+def digital_model(ctx: AppContext, params: DigitalModelParams, job: JobContext) -> dict:
+    from easyphoto.tryon.model_run import digital_model_operation
+
+    return digital_model_operation(ctx, params, job)

@@ -175,17 +175,24 @@ def metadata(result: TryOnResult, params: TryOnParams, notes: list[str]) -> dict
 
 def save(result: TryOnResult, params: TryOnParams, outputs_dir: Path, notes: list[str]) -> Path:
     """outputs/<yyyy-mm-dd>/<NNNNN>-tryon-<garment>.png with the infotext (PNG Info reads it) and our JSON."""
+    return write_png(outputs_dir, result.image, result.infotext, metadata(result, params, notes),
+                     f"tryon-{params.garment_id}")
+
+
+def write_png(outputs_dir: Path, image: Image.Image, infotext: str, meta: dict, name: str) -> Path:
+    """outputs/<yyyy-mm-dd>/<NNNNN>-<name>.png (the next free number), written atomically, with the infotext
+    ("parameters") and our JSON ("easyphoto") as PNG text."""
     folder = Path(outputs_dir) / time.strftime("%Y-%m-%d")
     folder.mkdir(parents=True, exist_ok=True)
     info = PngImagePlugin.PngInfo()
-    info.add_text("parameters", result.infotext)
-    info.add_text("easyphoto", json.dumps(metadata(result, params, notes), ensure_ascii=False))
+    info.add_text("parameters", infotext)
+    info.add_text("easyphoto", json.dumps(meta, ensure_ascii=False))
     buffer = io.BytesIO()
-    result.image.save(buffer, "PNG", pnginfo=info)
-    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", params.garment_id)[:40]
+    image.save(buffer, "PNG", pnginfo=info)
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:48]
     while True:
         number = 1 + max((int(p.name[:5]) for p in folder.glob("[0-9][0-9][0-9][0-9][0-9]-*.png")), default=0)
-        target = folder / f"{number:05d}-tryon-{stem}.png"
+        target = folder / f"{number:05d}-{stem}.png"
         if not target.exists():
             return atomic_write_bytes(target, buffer.getvalue())
 
