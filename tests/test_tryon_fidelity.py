@@ -7,8 +7,9 @@ import pytest
 
 from easyphoto.imageops import load_photo, to_array
 from easyphoto.tryon.fidelity import COLOUR_WEIGHT, EmptyGarmentRegion, garment_fidelity
+from tests.conftest import require_module
 
-cv2 = pytest.importorskip("cv2")
+cv2 = require_module("cv2")
 
 
 @pytest.fixture(scope="module")

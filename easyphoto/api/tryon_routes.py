@@ -7,6 +7,7 @@
     GET /garments/{id}/report, GET/PUT /garments/{id}/captions
     POST /garments/{id}/train                    job: dataset when out of date, then the garment LoRA
     POST /tryon                                  job: a trained garment on a person photo (TryOnConfig)
+The digital model's routes (easyphoto/api/model_routes.py) join them here.
 """
 
 from __future__ import annotations
@@ -91,7 +92,9 @@ def _dump(model) -> dict[str, Any]:
 
 
 def add_tryon_routes(router: APIRouter, ctx: AppContext, jobs: Callable[[], Any]) -> None:
-    for add in (_garment_routes, _garment_mask_routes, _garment_job_routes, _tryon_route):
+    from easyphoto.api.model_routes import add_model_routes
+
+    for add in (_garment_routes, _garment_mask_routes, _garment_job_routes, _tryon_route, add_model_routes):
         add(router, ctx, jobs)
 
 
@@ -308,13 +311,20 @@ def _check_tryon_images(ctx: AppContext, body: TryOnRequest, images: list[bytes]
 
 def _submit_with_uploads(ctx: AppContext, queue, params: dict, images: list[tuple[bytes, str]]):
     """Submit a try-on whose person photo (and mask) live in their own folder, removed when the job ends."""
+    named = dict(zip(("person", "mask"), images, strict=False))
+    return submit_with_uploads(ctx, queue, "tryon", TryOnParams, params, named)
+
+
+def submit_with_uploads(ctx: AppContext, queue, kind: str, model, params: dict, images: dict[str, tuple[bytes, str]]):
+    """Submit a `kind` job whose uploaded images (field name -> (bytes, suffix)) are written to their own folder,
+    each field set to its file's path, and removed when the job ends."""
     from easyphoto.portrait import templates as gallery
 
     folder = gallery.new_upload_folder(ctx.paths)
     try:
-        files = [str(p) for p in write_uploads(images, folder)]
-        checked = TryOnParams.checked({**params, "person": files[0], "mask": files[1] if len(files) > 1 else None})
-        record = queue.submit("tryon", checked)
+        files = [str(p) for p in write_uploads(list(images.values()), folder)]
+        checked = model.checked({**params, **dict(zip(images, files, strict=True))})
+        record = queue.submit(kind, checked)
     except BaseException:
         gallery.remove_upload_folder(ctx.paths, folder)
         raise
