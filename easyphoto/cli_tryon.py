@@ -5,6 +5,8 @@
     garment dataset --id suit --set category=upper       garment captions --id suit --set-caption train/0.png="..."
     garment train --id suit --base sd15.safetensors      garment list / garment delete --id suit
     tryon --garment suit person.jpg --out results/ --mask person-mask.png
+    model mannequin.jpg --out results/ --garment suit --set gender=man        (the digital model, issue 14)
+    model mannequin.jpg --pose-only > pose.json                               model shot.jpg --out r/ --set mode=scene
 
 The same operations as the Try-On tab and the REST API, through the same job queue (easyphoto.common.run_job). Every
 input that can be checked here is checked before a job is submitted: the garment exists (and is trained, for tryon),
@@ -46,6 +48,7 @@ def add_tryon_commands(commands) -> None:
     delete.add_argument("--id", required=True, dest="garment_id", help="garment id")
     delete.set_defaults(run=_garment_delete)
     _add_tryon_command(commands)
+    _add_model_command(commands)
 
 
 def _add_photo_actions(actions) -> None:
@@ -118,6 +121,28 @@ def _add_tryon_command(commands) -> None:
     tryon.add_argument("--config-dir", help="diffusers config folder for a single-file base (default: shipped SD 1.5)")
     common.add_config_options(tryon, "TryOnConfig", "--set seed=42 --set mask_source=parsing")
     tryon.set_defaults(run=_tryon)
+
+
+def _add_model_command(commands) -> None:
+    model = commands.add_parser("model", help="the digital model: keep a garment, regenerate the model (mannequin "
+                                              "or half-body to model), the outfit, the scene or the pose")
+    model.add_argument("person", metavar="PHOTO", nargs="?", help="the photo of the garment (a pose swap may go "
+                                                                  "without one)")
+    model.add_argument("--out", help="folder for the results (needed unless --pose-only)")
+    model.add_argument("--garment", dest="garment_id", help="the garment's trained LoRA (needed for mode=pose)")
+    model.add_argument("--outfit", dest="outfit_id", help="mode=outfit: the trained garment for outfit_category")
+    model.add_argument("--identity", dest="identity_id", help="a trained identity as the model (its LoRA and face)")
+    model.add_argument("--skeleton", help="OpenPose JSON file: the model's pose (as --pose-only prints it, edited) "
+                                          "or, with mode=pose, the new pose")
+    model.add_argument("--pose-photo", help="mode=pose: take the pose of this photo")
+    model.add_argument("--pose-only", action="store_true", help="print the completed pose as JSON (skeleton, joints "
+                                                                "placed, padding) and generate nothing")
+    model.add_argument("--mask", help="the kept garment in the photo (white); implies mask_source 'mask'")
+    _add_click_options(model)
+    model.add_argument("--base", help="the SD 1.5 base model (default: the one in models/Stable-diffusion)")
+    model.add_argument("--config-dir", help="diffusers config folder for a single-file base (default: shipped SD 1.5)")
+    common.add_config_options(model, "DigitalModelConfig", "--set mode=scene --set gender=man")
+    model.set_defaults(run=_model)
 
 
 # ---------------------------------------------------------------------------------------------- values
@@ -449,3 +474,48 @@ def _check_mask_source(ctx: AppContext, source: str, mask: str | None, points: l
         load_parser(ctx.paths)  # MissingWeights naming the files and `models fetch`
     elif source == "points":
         load_segmenter(ctx.paths)
+
+
+# ---------------------------------------------------------------------------------------------- digital model
+
+
+def _model(ctx: AppContext, args: argparse.Namespace) -> int:
+    from easyphoto.config import DigitalModelConfig
+    from easyphoto.tryon.model_run import check_request
+
+    config = _config(DigitalModelConfig, args.config, args.set, "model")
+    chosen = {pair.partition("=")[0] for pair in args.set} | _config_file_keys(DigitalModelConfig, args.config)
+    if "mask_source" not in chosen and (args.mask or args.point or args.box):
+        config = config.updated(mask_source="mask" if args.mask else "points")
+    skeleton = _existing_file(args.skeleton, "skeleton").read_text(encoding="utf-8") if args.skeleton else None
+    person = str(_existing_file(args.person, "photo")) if args.person else None
+    if args.pose_only:
+        return _pose_only(person, config, skeleton)
+    if not args.out:
+        raise CommandLineError("--out is needed: the folder for the results.", hint="e.g. --out results/")
+    points, boxes = [parse_point(p) for p in args.point], [parse_box(b) for b in args.box]
+    mask = str(_existing_file(args.mask, "mask")) if args.mask else None
+    if person:
+        _check_mask_source(ctx, config.mask_source, mask, points, boxes)
+    params = {"person": person, "garment_id": args.garment_id, "outfit_id": args.outfit_id,
+              "identity_id": args.identity_id, "mask": mask, "points": points, "boxes": boxes, "skeleton": skeleton,
+              "pose_photo": str(_existing_file(args.pose_photo, "pose photo")) if args.pose_photo else None,
+              "config": config.to_dict(), "out": str(Path(args.out).resolve()),
+              "base": str(common.resolve_base(ctx, args.base, "digital_model")),
+              "config_dir": str(Path(args.config_dir).resolve()) if args.config_dir else None}
+    from easyphoto.job_params import DigitalModelParams
+
+    check_request(ctx, DigitalModelParams.checked(params))  # untrained garments, a bad skeleton: before the job
+    print(json.dumps(common.run_job(ctx, "digital_model", params), indent=2))
+    return 0
+
+
+def _pose_only(person: str | None, config, skeleton: str | None) -> int:
+    from easyphoto.imageops import load_photo
+    from easyphoto.tryon.model_run import pose_preview
+
+    if not person:
+        raise CommandLineError("--pose-only needs the photo.", hint="python -m easyphoto model PHOTO --pose-only")
+    preview = pose_preview(load_photo(Path(person)).image, config, skeleton)
+    print(json.dumps({k: v for k, v in preview.items() if k != "image"}, indent=2))
+    return 0

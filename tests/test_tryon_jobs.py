@@ -195,6 +195,66 @@ def test_tryon_with_the_clothes_parser(studio, tmp_path):
     assert record.result["evaluations"] == {"unet": 4, "controlnet": 2 * 3 + 2 * 2}
 
 
+# ---------------------------------------------------------------------------------------------- digital model
+
+
+def model_params(studio, out, **config) -> dict:
+    from easyphoto.config import DigitalModelConfig
+
+    return {"person": str(studio["person"]), "garment_id": GARMENT, "out": str(out),
+            "config": DigitalModelConfig(**{"steps": 4, "short_side": 256, "seed": 42, **config}).to_dict(),
+            **studio["base"]}
+
+
+def test_digital_model_job_keeps_the_garment_and_returns_an_editable_skeleton(studio, tmp_path):
+    from easyphoto.pose.skeleton import skeleton_from_json
+
+    ctx, person = studio["ctx"], studio["person"]
+    mask_file = tmp_path / "mask.png"
+    Image.fromarray(torso_mask(person), "L").save(mask_file)
+    record = run(ctx, "digital_model", {**model_params(studio, tmp_path, mask_source="mask"), "mask": str(mask_file)})
+    assert record.state.value == "succeeded", record.error
+    [made] = record.result["results"]
+    assert made["mode"] == "model" and made["garment_kept"]["score"] > 0.99 and made["seed"] == 42
+    left, top, right, bottom = made["padding"]
+    output, original = np.asarray(Image.open(made["file"]).convert("RGB")), np.asarray(Image.open(person))
+    height, width = original.shape[:2]
+    assert output.shape == (height + top + bottom, width + left + right, 3)
+    kept = torso_mask(person) > 0
+    assert np.array_equal(output[top:top + height, left:left + width][kept], original[kept])
+    bodies, size = skeleton_from_json(made["skeleton"])  # the pose used, as JSON the user can edit and send back
+    assert size == (width, height) and bodies[0][:, 2].all()
+    with Image.open(made["file"]) as png:
+        assert "EasyPhoto digital model: model" in png.info["parameters"] and "<lora:suit:0.8>" in png.info["parameters"]
+        assert json.loads(png.info["easyphoto"])["garment_kept"] == made["garment_kept"]
+
+
+def test_pose_swap_job_draws_a_gallery_pose_and_scores_the_garment(studio, tmp_path):
+    from easyphoto.pose.gallery import pose_gallery
+
+    params = {**model_params(studio, tmp_path, mode="pose", pose_name=pose_gallery()[0]), "person": None}
+    record = run(studio["ctx"], "digital_model", params)
+    assert record.state.value == "succeeded", record.error
+    [made] = record.result["results"]
+    assert Image.open(made["file"]).size == (512, 768) and made["mode"] == "pose"
+    # the rigged parser finds the garment (red-dominant pixels) or says why there is no score
+    assert made["garment_kept"] is None or 0.0 <= made["garment_kept"]["score"] <= 1.0
+
+
+def test_digital_model_bad_input_fails_before_any_generation(studio, tmp_path):
+    ctx, out = studio["ctx"], tmp_path / "out"
+    no_garment = run(ctx, "digital_model", {**model_params(studio, out, mode="pose", pose_name="x"), "garment_id": None})
+    assert failure(no_garment).startswith("A pose swap needs garment_id")
+    unknown_pose = run(ctx, "digital_model", model_params(studio, out, mode="pose", pose_name="moonwalk"))
+    assert "moonwalk" in failure(unknown_pose)
+    partial = {"canvas_width": 100, "canvas_height": 200, "people": [{"pose_keypoints_2d": [50, 20, 1] + [0] * 51}]}
+    missing = run(ctx, "digital_model", {**model_params(studio, out, mode="pose"), "skeleton": json.dumps(partial)})
+    assert "right_shoulder" in failure(missing)
+    no_outfit = run(ctx, "digital_model", model_params(studio, out, mode="outfit"))
+    assert failure(no_outfit).startswith("An outfit swap needs outfit_id")
+    assert not out.exists()
+
+
 # ---------------------------------------------------------------------------------------------- bad input
 
 

@@ -122,7 +122,11 @@ def digital_model_operation(ctx: AppContext, params: DigitalModelParams, job: Jo
     garment = load_garment(ctx, params.garment_id) if params.garment_id else None
     outfit = load_garment(ctx, params.outfit_id) if params.outfit_id else None
     generator = make_generator(ctx, {"base": params.base, "config_dir": params.config_dir})
-    parser, note = clothes_parser(ctx, config.mask_source if config.mode != "scene" else "parsing")
+    # the parser is required where it makes the mask (the kept garment by parsing; the scene's person matte)
+    needs_parser = config.mode == "scene" or (config.mode != "pose" and config.mask_source == "parsing")
+    parser, _ = clothes_parser(ctx, "parsing" if needs_parser else "optional")
+    note = "" if parser is not None else ("no clothes parser installed: the body to regenerate comes from the pose "
+                                          "alone, and a pose swap's garment is not scored")
     depth = load_depth(ctx.paths)
     try:
         if config.mask_source == "points" and person is not None and config.mode != "pose":
