@@ -119,7 +119,11 @@ def create_app(ctx: AppContext, *, with_ui: bool = True, token: str | None = Non
     # FastAPI's own /docs loads Swagger UI from a CDN (a blank page offline); ours serves it from the package.
     app = FastAPI(title="EasyPhoto", version=__version__, docs_url=None if swagger_dir else "/docs")
     # Routes first: the Gradio app is mounted at "/" and would otherwise catch /easyphoto/v1 and /docs too.
-    api.install(app, ctx, exposure=api_exposure(host, token))
+    exposure = api_exposure(host, token)
+    api.install(app, ctx, exposure=exposure)
+    from easyphoto.api.sdapi_routes import install_sdapi  # the WebUI serves its own /sdapi/v1: standalone only
+
+    install_sdapi(app, ctx, exposure)
     if swagger_dir:
         install_local_docs(app, swagger_dir)
     if with_ui:

@@ -12,7 +12,7 @@ ConfigModel: a typo in an API body, a UI value or a CLI option is said at submit
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 import pydantic
 from pydantic import Field
@@ -180,6 +180,30 @@ class DigitalModelParams(JobParams):
     _config_version = config_field_validator()
 
 
+class GenerateParams(JobParams):
+    """generate: plain txt2img, or img2img / inpaint with init_image (standalone /sdapi/v1 parity)."""
+
+    prompt: str = Field("", max_length=20_000, description="The prompt; <lora:name:weight> tags apply LoRAs.")
+    negative_prompt: str = Field("", max_length=20_000)
+    steps: int = Field(20, ge=1, le=150)
+    cfg_scale: float = Field(7.0, ge=1.0, le=30.0)
+    seed: int = Field(-1, ge=-1, le=2**32 - 1, description="-1 = random.")
+    sampler_name: str = Field("DPM++ 2M", min_length=1, max_length=80)
+    scheduler: str = Field("Karras", min_length=1, max_length=80)
+    width: int = Field(512, ge=64, le=2048, multiple_of=8)
+    height: int = Field(512, ge=64, le=2048, multiple_of=8)
+    batch_size: int = Field(1, ge=1, le=8)
+    n_iter: int = Field(1, ge=1, le=16)
+    init_image: str | None = Field(None, description="img2img: the image file to start from.")
+    mask: str | None = Field(None, description="inpaint: the mask file (white = repaint).")
+    denoising_strength: float = Field(0.75, gt=0.0, le=1.0)
+    mask_blur: int = Field(4, ge=0, le=64)
+    inpainting_fill: Literal["fill", "original", "latent noise", "latent nothing"] = "original"
+    save_images: bool = Field(False, description="Also save into the outputs folder.")
+    base: str | None = Field(None, description="The SD 1.5 base model; empty: the standalone default.")
+    config_dir: str | None = Field(None, description="Diffusers config folder for a single-file base.")
+
+
 MODELS: dict[str, type[JobParams]] = {
     "check_photos": CheckPhotosParams,
     "prepare_dataset": PrepareDatasetParams,
@@ -190,6 +214,7 @@ MODELS: dict[str, type[JobParams]] = {
     "garment_train": GarmentTrainParams,
     "tryon": TryOnParams,
     "digital_model": DigitalModelParams,
+    "generate": GenerateParams,
 }
 
 

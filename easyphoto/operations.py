@@ -19,6 +19,7 @@ from easyphoto.job_params import (
     FetchModelsParams,
     GarmentDatasetParams,
     GarmentTrainParams,
+    GenerateParams,
     PortraitParams,
     PrepareDatasetParams,
     TryOnParams,
@@ -89,6 +90,7 @@ NEEDS_GPU: dict[str, bool] = {
     "garment_train": True,  # as "train"
     "tryon": True,  # as "portrait"
     "digital_model": True,  # as "portrait"
+    "generate": True,  # txt2img / img2img on the standalone backend
 }
 
 
@@ -108,6 +110,7 @@ def register_operations(queue: JobQueue, ctx: AppContext) -> None:
     add("tryon", lambda p, job: tryon(ctx, p, job), lambda p: f"try-on of {p.garment_id}")
     add("digital_model", lambda p, job: digital_model(ctx, p, job),
         lambda p: f"digital model ({p.config.mode}){f' of {p.garment_id}' if p.garment_id else ''}")
+    add("generate", lambda p, job: generate(ctx, p, job), lambda p: "img2img" if p.init_image else "txt2img")
 
 
 def portrait(ctx: AppContext, params: PortraitParams, job: JobContext) -> dict:
@@ -189,3 +192,9 @@ def digital_model(ctx: AppContext, params: DigitalModelParams, job: JobContext) 
     from easyphoto.tryon.model_run import digital_model_operation
 
     return digital_model_operation(ctx, params, job)
+
+
+def generate(ctx: AppContext, params: GenerateParams, job: JobContext) -> dict:
+    from easyphoto.generate import generate_operation
+
+    return generate_operation(ctx, params, job)

@@ -182,19 +182,29 @@ def save(result: TryOnResult, params: TryOnParams, outputs_dir: Path, notes: lis
 def write_png(outputs_dir: Path, image: Image.Image, infotext: str, meta: dict, name: str) -> Path:
     """outputs/<yyyy-mm-dd>/<NNNNN>-<name>.png (the next free number), written atomically, with the infotext
     ("parameters") and our JSON ("easyphoto") as PNG text."""
-    folder = Path(outputs_dir) / time.strftime("%Y-%m-%d")
+    return write_numbered_png(Path(outputs_dir) / time.strftime("%Y-%m-%d"), image, infotext, meta, name)
+
+
+def write_numbered_png(folder: Path, image: Image.Image, infotext: str, meta: dict, name: str) -> Path:
+    """folder/<NNNNN>-<name>.png (the next free number), written atomically, with the PNG text."""
     folder.mkdir(parents=True, exist_ok=True)
-    info = PngImagePlugin.PngInfo()
-    info.add_text("parameters", infotext)
-    info.add_text("easyphoto", json.dumps(meta, ensure_ascii=False))
-    buffer = io.BytesIO()
-    image.save(buffer, "PNG", pnginfo=info)
+    data = png_bytes(image, infotext, meta)
     stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:48]
     while True:
         number = 1 + max((int(p.name[:5]) for p in folder.glob("[0-9][0-9][0-9][0-9][0-9]-*.png")), default=0)
         target = folder / f"{number:05d}-{stem}.png"
         if not target.exists():
-            return atomic_write_bytes(target, buffer.getvalue())
+            return atomic_write_bytes(target, data)
+
+
+def png_bytes(image: Image.Image, infotext: str, meta: dict) -> bytes:
+    """The PNG of `image` with the infotext ("parameters", what PNG Info reads) and our JSON ("easyphoto")."""
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", infotext)
+    info.add_text("easyphoto", json.dumps(meta, ensure_ascii=False))
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG", pnginfo=info)
+    return buffer.getvalue()
 
 
 def _share(saved: Path, work_dir: Path) -> str:
