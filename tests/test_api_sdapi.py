@@ -130,3 +130,13 @@ def test_a_server_open_beyond_loopback_without_a_token_refuses_it(ctx):
     open_server = TestClient(create_app(ctx, with_ui=False, host="0.0.0.0"), raise_server_exceptions=False)
     response = open_server.post("/sdapi/v1/txt2img", json={"prompt": "x"})
     assert response.status_code == 403 and "--token" in response.json()["hint"]
+
+
+def test_without_a_base_model_it_says_which_file_before_any_job(client, photo_astronaut):
+    missing = client.post("/sdapi/v1/txt2img", json={"prompt": "x", **FAST})
+    assert missing.status_code == 409 and missing.json()["error"] == "MissingWeights", missing.text
+    image = png_b64(Image.open(photo_astronaut).convert("RGB").resize((64, 64)))
+    small = png_b64(Image.new("L", (32, 32), 255))
+    misfit = client.post("/sdapi/v1/img2img", json={"init_images": [image], "mask": small, **FAST})
+    assert misfit.status_code == 422 and "32×32" in misfit.json()["message"]
+    assert client.get("/easyphoto/v1/jobs").json() == []

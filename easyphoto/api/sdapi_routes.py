@@ -195,6 +195,9 @@ def _run(ctx: AppContext, body: Txt2ImgBody, images: dict[str, bytes]) -> dict:
     params = generate_params(ctx, body)
     GenerateParams.checked({**params, "init_image": "pending" if images else None})  # bounds: 422 before uploads
     prompt_loras(ctx, body.prompt)  # a malformed tag or a missing LoRA file: said now, not by a failed job
+    _check_images(ctx, images)
+    if not params["base"] and ctx.selected_checkpoint is not None:
+        params["base"] = str(ctx.selected_checkpoint())  # no base model: MissingWeights (409) naming the file
     queue = job_queue(ctx)
     require(queue, "generate")
     named = {name: (data, sniff_suffix(data)) for name, data in images.items()}
@@ -204,6 +207,24 @@ def _run(ctx: AppContext, body: Txt2ImgBody, images: dict[str, bytes]) -> dict:
         raise JobFailed(error.get("message") or f"The generation ended {record.state.value}.",
                         hint=error.get("hint") or "", phase=error.get("phase") or "generate")
     return _response(ctx, body, record)
+
+
+def _check_images(ctx: AppContext, images: dict[str, bytes]) -> None:
+    """The init image and the mask read as images, the mask of the image's size: 422 before any job."""
+    from easyphoto.imageops import UnreadableImage, load_photo
+
+    loaded = {}
+    for name, data in images.items():
+        try:
+            loaded[name] = load_photo(data, max_megapixels=ctx.settings.max_upload_megapixels).image
+        except UnreadableImage as exc:
+            field = "init_images[0]" if name == "init_image" else name
+            raise InvalidRequest(f"{field}: {exc.message.removeprefix('upload: ')}", phase="generate",
+                                 hint=exc.hint or "Send a PNG, JPEG or WebP image.") from None
+    if "mask" in loaded and loaded["mask"].size != loaded["init_image"].size:
+        raise InvalidRequest(f"The mask is {loaded['mask'].width}×{loaded['mask'].height}, the image "
+                             f"{loaded['init_image'].width}×{loaded['init_image'].height}.", phase="generate",
+                             hint="Send a mask of the image's size (white = repaint).")
 
 
 class JobFailed(EasyPhotoError):
