@@ -7,7 +7,6 @@
     GET /garments/{id}/report, GET/PUT /garments/{id}/captions
     POST /garments/{id}/train                    job: dataset when out of date, then the garment LoRA
     POST /tryon                                  job: a trained garment on a person photo (TryOnConfig)
-The digital model's routes (easyphoto/api/model_routes.py) join them here.
 """
 
 from __future__ import annotations
@@ -92,9 +91,7 @@ def _dump(model) -> dict[str, Any]:
 
 
 def add_tryon_routes(router: APIRouter, ctx: AppContext, jobs: Callable[[], Any]) -> None:
-    from easyphoto.api.model_routes import add_model_routes
-
-    for add in (_garment_routes, _garment_mask_routes, _garment_job_routes, _tryon_route, add_model_routes):
+    for add in (_garment_routes, _garment_mask_routes, _garment_job_routes, _tryon_route):
         add(router, ctx, jobs)
 
 

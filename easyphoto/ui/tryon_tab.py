@@ -520,9 +520,6 @@ def build_tryon_tab(gr, ctx: AppContext) -> None:
     _build_dataset_step(gr, ctx, garment, dataset_form)
     _build_training_step(gr, ctx, garment, dataset_form)
     _build_tryon_section(gr, ctx)
-    from easyphoto.ui.model_tab import build_model_section
-
-    build_model_section(gr, ctx)
 
 
 def _build_garment_photos(gr, ctx: AppContext):
