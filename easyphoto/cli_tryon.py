@@ -501,11 +501,11 @@ def _model(ctx: AppContext, args: argparse.Namespace) -> int:
               "identity_id": args.identity_id, "mask": mask, "points": points, "boxes": boxes, "skeleton": skeleton,
               "pose_photo": str(_existing_file(args.pose_photo, "pose photo")) if args.pose_photo else None,
               "config": config.to_dict(), "out": str(Path(args.out).resolve()),
-              "base": str(common.resolve_base(ctx, args.base, "digital_model")),
               "config_dir": str(Path(args.config_dir).resolve()) if args.config_dir else None}
     from easyphoto.job_params import DigitalModelParams
 
     check_request(ctx, DigitalModelParams.checked(params))  # untrained garments, a bad skeleton: before the job
+    params["base"] = str(common.resolve_base(ctx, args.base, "digital_model"))
     print(json.dumps(common.run_job(ctx, "digital_model", params), indent=2))
     return 0
 

@@ -209,6 +209,46 @@ def test_tryon_refuses_bad_input_before_any_job(trained, tmp_path, capsys, photo
     assert jobs(root) == before and not (tmp_path / "out").exists()
 
 
+def test_model_runs_the_digital_model_and_prints_its_pose(trained, tmp_path, capsys, photo_astronaut):
+    root, person = trained["root"], trained["person"]
+    code, stdout, stderr = main(capsys, root, "model", photo_astronaut, "--pose-only")
+    assert code == 0, stderr
+    pose = json.loads(stdout)
+    assert "left_ankle" in pose["completed_joints"] and pose["padding"][3] > 0
+    assert (pose["skeleton"]["canvas_width"], pose["skeleton"]["canvas_height"]) == (512, 512)
+    skeleton = tmp_path / "pose.json"
+    skeleton.write_text(json.dumps(pose["skeleton"]))
+    width, height = Image.open(person).size
+    mask = tmp_path / "mask.png"
+    Image.fromarray(box_mask(width, height, (width // 5, height * 2 // 7, width * 4 // 5, height * 3 // 5)),
+                    "L").save(mask)
+    code, stdout, stderr = main(capsys, root, "model", person, "--out", tmp_path / "out", "--garment", "suit",
+                                "--mask", mask, "--set", "steps=3", "--set", "short_side=256", "--set", "seed=5",
+                                *trained["base"])
+    assert code == 0, stderr[-2000:]
+    [made] = result_json(stdout)["results"]
+    assert made["mode"] == "model" and made["garment_kept"]["score"] > 0.99 and made["seed"] == 5
+    with Image.open(made["file"]) as png:
+        assert json.loads(png.info["easyphoto"])["config"]["mask_source"] == "mask"  # implied by --mask
+    before = jobs(root)
+    cases = [
+        (["model", person], "--out is needed"),
+        (["model", person, "--out", tmp_path, "--set", "mode=pose"], "A pose swap needs garment_id"),
+        (["model", person, "--out", tmp_path, "--garment", "nobody"], "No garment named 'nobody'"),
+        (["model", person, "--out", tmp_path, "--skeleton", tmp_path / "none.json"], "The skeleton"),
+        (["model", "--pose-only"], "--pose-only needs the photo"),
+        (["model", person, "--out", tmp_path, "--set", "mode=outfit", "--set", "outfit_category=upper"],
+         "outfit_category"),
+    ]
+    broken = tmp_path / "broken.json"
+    broken.write_text("{")
+    cases.append((["model", person, "--out", tmp_path, "--skeleton", broken], "The skeleton is not JSON"))
+    for args, message in cases:
+        code, _, stderr = main(capsys, root, *args)
+        assert code == 2 and stderr.startswith("error: ") and message in stderr, (args, stderr)
+    assert jobs(root) == before
+
+
 def test_an_untrained_garment_and_a_missing_parser_are_refused(trained, tmp_path, capsys, photo_astronaut):
     root, person = trained["root"], trained["person"]
     code, _, _ = main(capsys, root, "garment", "add", "--id", "shirt", photo_astronaut)

@@ -169,7 +169,14 @@ def _render(pipeline: DigitalModelPipeline, photo, inputs: DigitalModelInputs, j
 def summary(path: Path, result: DigitalModelResult, notes: list[str]) -> dict:
     from easyphoto.pose.skeleton import skeleton_to_json
 
-    skeleton = skeleton_to_json([result.pose], result.image.size) if result.pose is not None else None
+    skeleton = None
+    if result.pose is not None:  # in the photo's own pixels, as `skeleton` takes it back (padding taken off)
+        left, top, right, bottom = result.padding
+        pose = np.asarray(result.pose, np.float32).copy()
+        pose[:, 0] -= left
+        pose[:, 1] -= top
+        width, height = result.image.size
+        skeleton = skeleton_to_json([pose], (width - left - right, height - top - bottom))
     return {"file": str(path), "seed": result.seed, "mode": result.mode, "notes": result.notes + notes,
             "garment_kept": result.fidelity.to_dict() if result.fidelity else None, "controls": result.controls,
             "completed_joints": list(result.completed), "padding": list(result.padding), "skeleton": skeleton}
