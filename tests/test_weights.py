@@ -200,10 +200,11 @@ def test_every_entry_is_read_by_code():
                                                                                    "mediapipe"}
     assert {e.subdir for e in by_group["templates"]} == {"training_templates"}
     from easyphoto.segment import PARSER_IDS, SEGMENTER_IDS
+    from easyphoto.segment.ort_web import ORT_WEB_ID
     from easyphoto.tryon.depth import DEPTH_IDS
     from easyphoto.tryon.tagger import TAGGER_ENTRIES
 
-    assert {e.id for e in by_group["tryon"]} == {*PARSER_IDS, *SEGMENTER_IDS, *DEPTH_IDS, *TAGGER_ENTRIES}
+    assert {e.id for e in by_group["tryon"]} == {*PARSER_IDS, *SEGMENTER_IDS, *DEPTH_IDS, *TAGGER_ENTRIES, ORT_WEB_ID}
 
 
 def broken(edit) -> dict:

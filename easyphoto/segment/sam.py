@@ -250,6 +250,12 @@ class SamOnnxSegmenter:
         """The image embedding (1, C, 64, 64), from the cache when this exact image was embedded recently."""
         return self._embedding(check_rgb(image)).array
 
+    def embedding_with_sizes(self, image: np.ndarray) -> tuple[np.ndarray, tuple[int, int], tuple[int, int]]:
+        """(the embedding, the resized (h, w) the encoder saw, the original (H, W)): what a decoder elsewhere (the
+        browser's) needs to scale its prompt points as this one does."""
+        embedding = self._embedding(check_rgb(image))
+        return embedding.array, embedding.resized, embedding.original
+
     def _embedding(self, image: np.ndarray) -> _Embedding:
         key = pixel_key(image)
         with self._lock:
