@@ -184,9 +184,9 @@
         }
 
         point(event) {
-            const box = this.canvas.getBoundingClientRect();
-            const x = (event.clientX - box.left) * this.canvas.width / box.width;
-            const y = (event.clientY - box.top) * this.canvas.height / box.height;
+            // offsetX/Y: from the padding box's corner, border excluded; clientWidth: the shown size (CSS may scale)
+            const x = event.offsetX * this.canvas.width / this.canvas.clientWidth;
+            const y = event.offsetY * this.canvas.height / this.canvas.clientHeight;
             return [Math.min(Math.max(x, 0), this.canvas.width - 1), Math.min(Math.max(y, 0), this.canvas.height - 1)];
         }
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import queue
 import re
-import shutil
 import subprocess
 import sys
 import threading
@@ -45,26 +44,11 @@ def _missing(what: str) -> None:
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver_path = shutil.which("chromedriver")
-    if not (chromium and driver_path):
-        _missing("no chromium / chromedriver on PATH")
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
-        _missing("selenium is not installed")
-    options = webdriver.ChromeOptions()
-    profile = tmp_path_factory.mktemp("chromium-profile")
-    options.binary_location = chromium
-    # A closed network (CI's) refuses or drops Chromium's own connections (updates, sync, field trials): none is
-    # needed to test a page on loopback, and a fresh profile keeps each run alike.
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,2400",
-                     "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                     "--disable-component-update", "--disable-sync", f"--user-data-dir={profile}"):
-        options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # the page's console, for failure messages
-    driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
+    from tests.kit.browser import chromium_driver
+
+    driver = chromium_driver(tmp_path_factory.mktemp("chromium-profile"))
+    if driver is None:
+        _missing("no chromium / chromedriver on PATH, or selenium is not installed")
     yield driver
     driver.quit()
 
@@ -231,10 +215,8 @@ def _fail(driver, app: StandaloneApp, shot: str, what: str) -> None:
     from selenium.webdriver.common.by import By
 
     _shot(driver, shot)
+    from tests.kit.browser import console
+
     toasts = [t.text for t in driver.find_elements(By.CSS_SELECTOR, ".toast-body")]
-    try:
-        console = [f"{e.get('level')} {e.get('message')}"[:300] for e in driver.get_log("browser")][-15:]
-    except Exception as error:  # noqa: BLE001 - a driver without logs must not hide the failure itself
-        console = [f"(no console log: {error})"]
-    pytest.fail(f"{what}\ntoasts: {toasts}\nbrowser console:\n" + "\n".join(console)
+    pytest.fail(f"{what}\ntoasts: {toasts}\nbrowser console:\n" + "\n".join(console(driver))
                 + f"\napp output (end):\n{app.output()[-3000:]}", pytrace=False)
