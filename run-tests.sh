@@ -49,17 +49,19 @@ venv() {
   echo "$stamp" > "$dir/.stamp"
 }
 
-# Debian's chromium + chromedriver for tests/test_browser.py, installed when missing and apt is usable (CI runs as
-# root); without them that test fails under CI=true and is skipped elsewhere, saying why.
+# Debian's chromium + chromedriver (and npm) for tests/test_browser*.py, installed when missing and apt is usable (CI
+# runs as root); without them those tests fail under CI=true and are skipped elsewhere, saying why.
 ensure_browser() {
-  if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then return 0; fi
+  if command -v chromium >/dev/null && command -v chromedriver >/dev/null && command -v npm >/dev/null; then return 0; fi
   command -v apt-get >/dev/null || return 0
   local sudo=""
   [ "$(id -u)" = 0 ] || sudo="sudo -n"
-  log "installing chromium + chromium-driver (browser test)"
-  $sudo apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 \
-    || { $sudo apt-get update -q >/dev/null 2>&1 && $sudo apt-get install -y -q chromium chromium-driver >/dev/null; } \
-    || echo "could not install chromium + chromium-driver; tests/test_browser.py will say so" >&2
+  local packages=(chromium chromium-driver)
+  command -v npm >/dev/null || packages+=(npm)  # tests/test_browser_sam.py packs onnxruntime-web with it
+  log "installing ${packages[*]} (browser tests)"
+  $sudo apt-get install -y -q "${packages[@]}" >/dev/null 2>&1 \
+    || { $sudo apt-get update -q >/dev/null 2>&1 && $sudo apt-get install -y -q "${packages[@]}" >/dev/null; } \
+    || echo "could not install ${packages[*]}; tests/test_browser*.py will say so" >&2
 }
 
 # The README's main command on the Forge venv (the standalone pin set): it installs what is missing and `--smoke`

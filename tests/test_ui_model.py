@@ -44,9 +44,11 @@ def test_the_section_builds_in_the_try_on_tab_with_every_config_field(tmp_path):
     assert {f"easyphoto_model_{name}" for name in mt.MODEL_FIELDS} <= set(by_id)
     for elem_id in ("easyphoto_model_section", "easyphoto_model_photo", "easyphoto_model_pose",
                     "easyphoto_model_skeleton", "easyphoto_model_preview_pose", "easyphoto_model_start",
-                    "easyphoto_model_results", "easyphoto_model_identity", "easyphoto_model_joint"):
+                    "easyphoto_model_results", "easyphoto_model_identity", "easyphoto_model_joint",
+                    "easyphoto_model_editor_link"):
         assert elem_id in by_id
     assert by_id["easyphoto_model_mode"].value == "model" and by_id["easyphoto_model_joint"].choices
+    assert "/easyphoto/v1/segment/editor" in by_id["easyphoto_model_editor_link"].value
 
 
 def test_pose_preview_completes_a_half_body_and_a_click_moves_a_joint(ctx, photo_astronaut):

@@ -29,6 +29,9 @@ from easyphoto.ui.tryon_tab import add_click, cannot, overlay, segment_clicks, t
 PREFIX = "easyphoto_model"
 MODEL_FIELDS = field_names(DigitalModelConfig)
 NONE = ""  # the dropdowns' "no garment / no identity" choice
+EDITOR_LINK = ("Masks by clicks in the browser: [open the click-to-mask editor](/easyphoto/v1/segment/editor) "
+               "(each click is decoded in the page; *Download mask*, then upload it here with mask source 'mask'). "
+               "Inside the WebUI the editor needs its API (`--api`); clicks on the photo here work without it.")
 
 
 def _photo(ctx: AppContext, photo) -> Image.Image:
@@ -205,6 +208,7 @@ def build_model_section(gr, ctx: AppContext) -> None:
             c["photo"] = gr.Image(label="Garment photo", type="filepath", elem_id=f"{PREFIX}_photo")
             c["mask_file"] = gr.File(label="Kept garment mask (mask source 'mask': white = the garment)",
                                      file_types=["image"], elem_id=f"{PREFIX}_mask")
+            gr.Markdown(EDITOR_LINK, elem_id=f"{PREFIX}_editor_link")
             c["positive"] = gr.Checkbox(label="Clicks mark the garment (off: what is not)", value=True,
                                         elem_id=f"{PREFIX}_positive")
         c["view"] = gr.Image(label="Click on the garment (mask source 'points')", interactive=False, type="pil",
