@@ -26,7 +26,7 @@ from easyphoto.tryon.digital_model import (
     model_prompt,
 )
 from tests.conftest import require_module
-from tests.test_tryon_pipeline import person_parsing, tiny_lora
+from tests.test_tryon_pipeline import person_parsing, suit_assets, tiny_lora
 
 cv2 = require_module("cv2")
 FAST = {"steps": 4, "short_side": 256, "seed": 42}
@@ -49,13 +49,7 @@ def gen(tiny_sd_dir, tiny_controlnet_dirs):
 @pytest.fixture(scope="module")
 def suit(tmp_path_factory, tiny_sd_dir, photo_astronaut):
     """A trained garment's assets: a random garment LoRA and the astronaut's suit as its reference."""
-    from easyphoto.tryon.pipeline import GarmentAssets
-
-    path = tiny_lora(tiny_sd_dir, tmp_path_factory.mktemp("suit") / "suit.safetensors")
-    reference = to_array(load_photo(photo_astronaut).image)[250:506, 100:356].copy()
-    mask = np.zeros(reference.shape[:2], np.uint8)
-    cv2.ellipse(mask, (128, 128), (110, 120), 0, 0, 360, 255, -1)
-    return GarmentAssets("suit", LoraRef("suit", 0.8, path), "easyphoto, 1thing, white suit", "upper", reference, mask)
+    return suit_assets(tiny_sd_dir, tmp_path_factory.mktemp("suit"), photo_astronaut)
 
 
 class Recording:

@@ -78,14 +78,18 @@ def tiny_lora(tiny_sd_dir, path):
     return L.save_lora(path, random_lora([("unet", unet, L.UNET_TARGETS)], rank=4, scale=0.2, seed=5))
 
 
-@pytest.fixture(scope="module")
-def garment(tmp_path_factory, tiny_sd_dir, photo_astronaut):
+def suit_assets(tiny_sd_dir, folder, photo_astronaut) -> GarmentAssets:
     """A garment LoRA (random, kohya format) and its reference: the astronaut's suit, an ellipse mask."""
-    path = tiny_lora(tiny_sd_dir, tmp_path_factory.mktemp("garment") / "suit.safetensors")
+    path = tiny_lora(tiny_sd_dir, folder / "suit.safetensors")
     reference = to_array(load_photo(photo_astronaut).image)[250:506, 100:356].copy()
     mask = np.zeros(reference.shape[:2], np.uint8)
     cv2.ellipse(mask, (128, 128), (110, 120), 0, 0, 360, 255, -1)
     return GarmentAssets("suit", LoraRef("suit", 0.8, path), "easyphoto, 1thing, white suit", "upper", reference, mask)
+
+
+@pytest.fixture(scope="module")
+def garment(tmp_path_factory, tiny_sd_dir, photo_astronaut):
+    return suit_assets(tiny_sd_dir, tmp_path_factory.mktemp("garment"), photo_astronaut)
 
 
 @pytest.fixture(scope="module")

@@ -56,7 +56,7 @@ from easyphoto.portrait.pipeline import resolve_seed, working_size
 from easyphoto.segment.types import ATR_LABELS, GARMENT_CATEGORIES, ClothesParser, Parsing
 from easyphoto.tryon.fidelity import EmptyGarmentRegion, GarmentFidelity, garment_fidelity
 from easyphoto.tryon.masks import EmptyTryOnMask, NoPersonFound, TryOnInputError, garment_region, tryon_mask
-from easyphoto.tryon.pipeline import _MEDIAPIPE, GarmentAssets, PoseEstimator, _default_pose, paste_back
+from easyphoto.tryon.pipeline import _MEDIAPIPE, GarmentAssets, PoseEstimator, _default_pose, _scaled, paste_back
 
 NEGATIVE_PROMPT = ("lowres, blurry, deformed, bad anatomy, bad hands, extra fingers, extra limbs, missing limbs, "
                    "mannequin, watermark, text, logo, nsfw")
@@ -452,13 +452,6 @@ def _rgb(photo: np.ndarray | None) -> np.ndarray:
     if pixels.ndim != 3 or pixels.shape[2] < 3 or pixels.dtype != np.uint8:
         raise TryOnInputError(f"The photo must be an RGB uint8 image, not {pixels.dtype} {pixels.shape}.")
     return np.ascontiguousarray(pixels[..., :3])
-
-
-def _scaled(progress: Progress, start: float, end: float) -> Progress:
-    def report(fraction: float, message: str) -> None:
-        progress(start + (end - start) * min(max(fraction, 0.0), 1.0), message)
-
-    return report
 
 
 def infotext(result: DigitalModelResult, config: DigitalModelConfig, loras: list[LoraRef]) -> str:

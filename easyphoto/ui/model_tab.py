@@ -24,7 +24,15 @@ from easyphoto.errors import EasyPhotoError
 from easyphoto.ui.config_controls import ConfigForm, field_names, values_to_config
 from easyphoto.ui.job_updates import cancel, failure_text, follow
 from easyphoto.ui.train_tab import upload_paths
-from easyphoto.ui.tryon_tab import add_click, cannot, overlay, segment_clicks, trained_garments
+from easyphoto.ui.tryon_tab import (
+    add_click,
+    cannot,
+    overlay,
+    score_text,
+    scored_images_text,
+    segment_clicks,
+    trained_garments,
+)
 
 PREFIX = "easyphoto_model"
 MODEL_FIELDS = field_names(DigitalModelConfig)
@@ -166,17 +174,8 @@ def result_gallery(result: dict) -> list[tuple[str, str]]:
 
 
 def result_text(result: dict) -> str:
-    results = result.get("results", [])
-    if not results:
-        return "**No image made.**"
-    lines = [f"**{len(results)} image(s)** saved in `{Path(results[0]['file']).parent}`."]
-    for item in results:
-        kept = item.get("garment_kept")
-        detail = (f"garment kept {kept['score']:.2f} (colour {kept['colour']:.2f}, structure {kept['structure']:.2f})"
-                  if kept else "garment kept: not scored")
-        notes = "; ".join(item.get("notes") or [])
-        lines.append(f"- `{Path(item['file']).name}`: {detail}" + (f" — {notes}" if notes else ""))
-    return "\n".join(lines)
+    return scored_images_text(result.get("results", []), "image(s)", lambda item: score_text(
+        item.get("garment_kept"), "garment kept", "garment kept: not scored"))
 
 
 def trained_identities(ctx: AppContext) -> list[str]:

@@ -495,16 +495,25 @@ def tryon_gallery(result: dict) -> list[tuple[str, str]]:
 
 
 def tryon_result_text(result: dict) -> str:
-    tryons = result.get("tryons", [])
-    if not tryons:
-        return "**No try-on image made.**"
-    lines = [f"**{len(tryons)} try-on image(s)** saved in `{Path(tryons[0]['file']).parent}`."]
-    for tryon in tryons:
-        fidelity = tryon.get("fidelity")
-        detail = (f"fidelity {fidelity['score']:.2f} (colour {fidelity['colour']:.2f}, structure "
-                  f"{fidelity['structure']:.2f})" if fidelity else "no fidelity score")
-        notes = "; ".join(tryon.get("notes") or [])
-        lines.append(f"- `{Path(tryon['file']).name}`: {detail}" + (f" — {notes}" if notes else ""))
+    return scored_images_text(result.get("tryons", []), "try-on image(s)", lambda t: score_text(
+        t.get("fidelity"), "fidelity", "no fidelity score"))
+
+
+def score_text(score: dict | None, label: str, absent: str) -> str:
+    """'fidelity 0.81 (colour 0.90, structure 0.70)', or `absent`."""
+    if not score:
+        return absent
+    return f"{label} {score['score']:.2f} (colour {score['colour']:.2f}, structure {score['structure']:.2f})"
+
+
+def scored_images_text(items: list[dict], noun: str, detail) -> str:
+    """Markdown: how many images were saved where, then each with `detail(item)` and its notes."""
+    if not items:
+        return f"**No {noun.replace('(s)', '')} made.**"
+    lines = [f"**{len(items)} {noun}** saved in `{Path(items[0]['file']).parent}`."]
+    for item in items:
+        notes = "; ".join(item.get("notes") or [])
+        lines.append(f"- `{Path(item['file']).name}`: {detail(item)}" + (f" — {notes}" if notes else ""))
     return "\n".join(lines)
 
 
