@@ -191,7 +191,14 @@
         }
 
         async click(event, positive) {
-            if (!this.ready || this.busy) return;
+            if (!this.ready) {
+                this.onStatus("Wait until the photo is prepared, then click.");
+                return;
+            }
+            if (this.busy) {
+                this.onStatus("Still computing the last click: click again in a moment.");
+                return;
+            }
             const [x, y] = this.point(event);
             this.clicks.push([x, y, positive]);
             this.history.push("click");

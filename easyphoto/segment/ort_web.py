@@ -39,6 +39,13 @@ class DamagedPackage(EasyPhotoError):
     http_status = 409
 
 
+class UnpackFailed(EasyPhotoError):
+    """The package is fine, but its files cannot be written next to it (disk full, permissions)."""
+
+    phase = "segment"
+    http_status = 500
+
+
 def ort_web_folder(paths: Paths) -> Path:
     """The folder holding the SERVED files, extracted from the manifest's tarball on first use; MissingWeights (how
     to fetch or place the tarball) when it is absent, DamagedPackage when it is not the published file."""
@@ -80,9 +87,12 @@ def _extract(tarball: Path, folder: Path) -> None:
                 if member.name in wanted and member.isfile():
                     source = archive.extractfile(member)
                     (folder / wanted.pop(member.name)).write_bytes(source.read())
-    except (tarfile.TarError, OSError, EOFError) as exc:
+    except (tarfile.TarError, EOFError, UnicodeDecodeError) as exc:
         raise DamagedPackage(f"{tarball} cannot be read as a .tgz: {exc}.",
                              hint="Delete it and fetch it again.") from None
+    except OSError as exc:  # the disk, not the package: say so
+        raise UnpackFailed(f"onnxruntime-web cannot be unpacked into {folder}: {exc}.",
+                           hint="Free disk space or fix the models folder's permissions, then reload.") from None
     if wanted:
         raise DamagedPackage(f"{tarball} lacks {', '.join(sorted(wanted))}: not an onnxruntime-web package.",
                              hint="Use the tarball of the version the manifest names.")
