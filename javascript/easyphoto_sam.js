@@ -308,6 +308,13 @@
         root.getElementById("easyphoto_sam_region").addEventListener("click", () => editor.newRegion());
         root.getElementById("easyphoto_sam_undo").addEventListener("click", () => editor.undo());
         root.getElementById("easyphoto_sam_clear").addEventListener("click", () => editor.clear());
+        root.getElementById("easyphoto_sam_send").addEventListener("click", () => {
+            sendMask(editor, api).then((text) => {
+                status.textContent = text;
+            });
+        });
+        const key = new URLSearchParams(location.search).get("photo");
+        if (key) openStoredPhoto(editor, api, key, status);
         root.getElementById("easyphoto_sam_download").addEventListener("click", () => {
             const link = document.createElement("a");
             link.href = editor.maskDataUrl();
@@ -316,6 +323,36 @@
         });
         window.EasyPhotoSam.editor = editor;
         return editor;
+    }
+
+    // The photo a tab handed over (GET <api>/segment/photos/<key>), opened as if picked.
+    async function openStoredPhoto(editor, api, key, status) {
+        try {
+            const response = await fetch(api + "/segment/photos/" + encodeURIComponent(key),
+                {credentials: "same-origin"});
+            if (!response.ok) throw new Error(await errorText(response));
+            const blob = await response.blob();
+            const dataUrl = await new Promise((resolve) => {
+                const reader = new FileReader();
+                reader.onload = () => resolve(reader.result);
+                reader.readAsDataURL(blob);
+            });
+            await editor.open(dataUrl);
+        } catch (error) {
+            status.textContent = "The photo cannot be opened: " + error.message;
+        }
+    }
+
+    // The mask, under the photo's key (PUT <api>/segment/masks/<key>), for the tab's "Use the editor's mask".
+    async function sendMask(editor, api) {
+        if (!editor.ready || !editor.embedding) return "Open a photo first.";
+        const response = await fetch(api + "/segment/masks/" + editor.embedding.key, {
+            method: "PUT", credentials: "same-origin", headers: {"Content-Type": "application/json"},
+            body: JSON.stringify({mask: editor.maskDataUrl()}),
+        });
+        editor.sent = response.ok;
+        if (!response.ok) return "The mask was not sent: " + await errorText(response);
+        return "Mask sent: press \u201cUse the editor's mask\u201d in EasyPhoto's tab.";
     }
 
     window.EasyPhotoSam = {

@@ -71,7 +71,7 @@ def server(tmp_path_factory, tiny_segment, ort_web_tarball):
     thread.start()
     while not app.started and thread.is_alive():
         thread.join(0.05)
-    yield f"http://127.0.0.1:{port}"
+    yield f"http://127.0.0.1:{port}", ctx
     app.should_exit = True
     thread.join(10)
     operations.shutdown_all()
@@ -125,6 +125,7 @@ def _predict(server: str, image_b64: str, points) -> np.ndarray:
 def test_two_clicks_in_the_browser_match_the_servers_decoder(server, browser, photo_astronaut, tmp_path):
     from selenium.webdriver.common.by import By
 
+    server, _ = server
     photo = tmp_path / "astronaut.png"
     Image.open(photo_astronaut).convert("RGB").resize((200, 160)).save(photo)
     browser.get(f"{server}/easyphoto/v1/segment/editor")
@@ -176,3 +177,26 @@ def test_regions_merge_and_undo_restores(server, browser, photo_astronaut, tmp_p
     browser.find_element(By.ID, "easyphoto_sam_undo").click()  # and the region: back to the first region's clicks
     assert browser.execute_script("const e = window.EasyPhotoSam.editor; return [e.regions.length, e.clicks.length]") \
         == [0, 1]
+
+
+def test_a_tabs_photo_opens_in_the_editor_and_its_mask_comes_back(server, browser, photo_astronaut):
+    from selenium.webdriver.common.by import By
+
+    from easyphoto.segment.editor_store import mask_file, store_photo
+
+    url, ctx = server
+    pixels = np.asarray(Image.open(photo_astronaut).convert("RGB").resize((160, 120)))
+    key = store_photo(ctx.paths, pixels)  # what the Digital model section does with its photo
+    browser.get(f"{url}/easyphoto/v1/segment/editor?photo={key}")
+    _wait(browser, "const e = window.EasyPhotoSam.editor; return e && e.ready && e.embedding.key", READY_TIMEOUT,
+          "the editor did not open the handed-over photo")
+    assert browser.execute_script("return window.EasyPhotoSam.editor.embedding.key") == key
+    canvas = browser.find_element(By.ID, "easyphoto_sam_canvas")
+    _click(browser, canvas, 50, 60)
+    _wait(browser, "const e = window.EasyPhotoSam.editor; return !e.busy && e.current", CLICK_TIMEOUT,
+          "the click gave no mask")
+    browser.find_element(By.ID, "easyphoto_sam_send").click()
+    _wait(browser, "return window.EasyPhotoSam.editor.sent === true", CLICK_TIMEOUT, "the mask was not sent")
+    in_page = np.asarray(browser.execute_script("return Array.from(window.EasyPhotoSam.editor.mask().data)")) > 0
+    stored = np.asarray(Image.open(mask_file(ctx.paths, key))) > 0
+    assert stored.shape == (120, 160) and np.array_equal(stored.ravel(), in_page)

@@ -163,3 +163,30 @@ def test_a_tarball_that_is_not_the_published_one_is_refused(ctx):
     make_tarball(target, package_members())
     with pytest.raises(DamagedPackage, match="not the published onnxruntime-web package"):
         ort_web_folder(ctx.paths)
+
+
+def test_the_editor_hand_over_stores_the_photo_and_the_mask_under_its_key(client, ctx, photo):
+    from easyphoto.segment import editor_store
+    from easyphoto.segment.sam import pixel_key
+
+    pixels, _ = photo
+    key = editor_store.store_photo(ctx.paths, pixels)
+    assert key == pixel_key(pixels)
+    served = client.get(f"{API}/segment/photos/{key}")
+    assert served.status_code == 200 and np.array_equal(np.asarray(Image.open(io.BytesIO(served.content))), pixels)
+    assert client.get(f"{API}/segment/photos/{'1' * 64}").status_code == 404
+    assert client.get(f"{API}/segment/photos/not-a-key").status_code == 422
+    mask = np.zeros((160, 200), np.uint8)
+    mask[40:90, 30:80] = 200
+    buffer = io.BytesIO()
+    Image.fromarray(mask, "L").save(buffer, "PNG")
+    sent = client.put(f"{API}/segment/masks/{key}", json={"mask": base64.b64encode(buffer.getvalue()).decode()})
+    assert sent.status_code == 204
+    stored = np.asarray(Image.open(editor_store.mask_file(ctx.paths, key)))
+    assert set(np.unique(stored)) == {0, 255} and np.array_equal(stored > 0, mask > 127)
+    empty = io.BytesIO()
+    Image.new("L", (200, 160), 0).save(empty, "PNG")
+    refused = client.put(f"{API}/segment/masks/{key}", json={"mask": base64.b64encode(empty.getvalue()).decode()})
+    assert refused.status_code == 422 and "empty" in refused.json()["message"]
+    assert client.put(f"{API}/segment/masks/{key}", json={"mask": "aGVsbG8="}).status_code == 422  # not an image
+    assert editor_store.mask_file(ctx.paths, "2" * 64) is None

@@ -3,10 +3,12 @@ Forge set): it builds inside build_ui with every DigitalModelConfig field, and i
 completion on a real half-body photo, moving a joint by a click, the refusals, the result captions — run without a
 browser."""
 
+import io
 import json
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from easyphoto.config import DigitalModelConfig
 from easyphoto.context import standalone_context
@@ -98,3 +100,23 @@ def test_results_show_how_well_each_kept_the_garment():
         "- `00001-model-model.png`: garment kept 1.00 (colour 1.00, structure 1.00) — pose completed: left_ankle",
         "- `00002-model-pose.png`: garment kept: not scored"]
     assert mt.result_text({}) == "**No image made.**"
+
+
+def test_the_editor_opens_the_tabs_photo_and_its_mask_becomes_the_kept_garments(ctx, photo_astronaut):
+    import re
+
+    from easyphoto.imageops import load_photo, to_array
+    from easyphoto.segment.editor_store import photo_file, store_mask
+    from easyphoto.segment.sam import pixel_key
+
+    assert "Upload the garment photo" in mt.editor_frame_flow(ctx, None)
+    frame = mt.editor_frame_flow(ctx, str(photo_astronaut))
+    key = re.search(r"segment/editor\?photo=([0-9a-f]{64})", frame).group(1)
+    assert key == pixel_key(to_array(load_photo(photo_astronaut).image)) and photo_file(ctx.paths, key).is_file()
+    mask, source, status = mt.editor_mask_flow(ctx, str(photo_astronaut))
+    assert "No mask from the editor" in status and not isinstance(mask, str)
+    buffer = io.BytesIO()
+    Image.new("L", (512, 512), 255).save(buffer, "PNG")
+    store_mask(ctx.paths, key, buffer.getvalue())
+    mask, source, status = mt.editor_mask_flow(ctx, str(photo_astronaut))
+    assert source == "mask" and np.asarray(Image.open(mask)).all() and "kept garment" in status

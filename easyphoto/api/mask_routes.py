@@ -6,7 +6,8 @@ decoder on the server.
                                    its original and resized sizes (the decoder's point scaling)
     POST /segment/predict          {image, points, boxes?, embedding_key?} → {mask (PNG data URL), area, ...}
     GET  /segment/decoder.onnx     the prompt decoder the page runs
-    GET  /segment/editor           the mask editor page (also usable on its own)
+    GET  /segment/editor           the mask editor page (also usable on its own; ?photo=KEY opens a tab's photo)
+    GET  /segment/photos/{key}, PUT /segment/masks/{key} {mask}   the hand-over between a tab and the editor
     GET  /assets/onnxruntime-web/{name}, GET /assets/easyphoto_sam.js   the page's scripts, from EasyPhoto itself
 """
 
@@ -88,6 +89,25 @@ def add_mask_routes(router: APIRouter, ctx: AppContext, jobs: Callable[[], Any])
         return FileResponse(path, media_type="application/octet-stream")
 
     _asset_routes(router, ctx)
+    _editor_routes(router, ctx)
+
+
+class EditorMaskRequest(RequestModel):
+    mask: str = Field(..., description="The mask as a PNG data URL or base64 (white = selected).")
+
+
+def _editor_routes(router: APIRouter, ctx: AppContext) -> None:
+    """The hand-over between a tab and the editor page: the photo the tab shows, the mask the editor sends."""
+    from easyphoto.segment import editor_store
+
+    @router.get("/segment/photos/{key}", response_class=FileResponse)
+    def editor_photo(key: str) -> FileResponse:
+        return FileResponse(editor_store.photo_file(ctx.paths, key), media_type="image/png")
+
+    @router.put("/segment/masks/{key}", status_code=204)
+    def editor_mask(key: str, body: EditorMaskRequest) -> Response:
+        editor_store.store_mask(ctx.paths, key, decode_base64(body.mask, "mask"))
+        return Response(status_code=204)
 
 
 def _asset_routes(router: APIRouter, ctx: AppContext) -> None:

@@ -37,9 +37,10 @@ from easyphoto.ui.tryon_tab import (
 PREFIX = "easyphoto_model"
 MODEL_FIELDS = field_names(DigitalModelConfig)
 NONE = ""  # the dropdowns' "no garment / no identity" choice
-EDITOR_LINK = ("Masks by clicks in the browser: [open the click-to-mask editor](/easyphoto/v1/segment/editor) "
-               "(each click is decoded in the page; *Download mask*, then upload it here with mask source 'mask'). "
-               "Inside the WebUI the editor needs its API (`--api`); clicks on the photo here work without it.")
+EDITOR_LINK = ("Masks by clicks in the browser: the *Click-to-mask editor* below decodes each click in this page; "
+               "press *Send mask to EasyPhoto* there, then *Use the editor's mask* here ([the editor on its own]"
+               "(/easyphoto/v1/segment/editor)). Inside the WebUI the editor needs its API (`--api`); clicks on "
+               "the photo here work without it.")
 
 
 def _photo(ctx: AppContext, photo) -> Image.Image:
@@ -106,6 +107,40 @@ def photo_click_flow(ctx: AppContext, photo, clicks, x: float, y: float, positiv
         return None, [], cannot("record the click", exc)
     mask, why = segment_clicks(ctx, to_array(image), clicks)
     return overlay(image, mask, clicks=clicks), clicks, f"{len(clicks)} click(s). {why}".strip()
+
+
+def editor_frame_flow(ctx: AppContext, photo) -> str:
+    """HTML of the click-to-mask editor showing this photo (handed over under its pixel key), or a prompt."""
+    from easyphoto.imageops import to_array
+    from easyphoto.segment.editor_store import store_photo
+
+    if not photo:
+        return "<p>Upload the garment photo: the editor opens it here.</p>"
+    try:
+        key = store_photo(ctx.paths, to_array(_photo(ctx, photo)))
+    except EasyPhotoError as exc:
+        return f"<p>{cannot('open the editor', exc)}</p>"
+    return (f'<iframe src="/easyphoto/v1/segment/editor?photo={key}" title="click-to-mask editor" '
+            'style="width: 100%; height: 720px; border: 0"></iframe>')
+
+
+def editor_mask_flow(ctx: AppContext, photo) -> tuple:
+    """(the mask the editor sent for this photo as the kept garment's mask file, mask source 'mask', status); the
+    mask unchanged and why when there is none."""
+    import gradio as gr
+
+    from easyphoto.imageops import to_array
+    from easyphoto.segment.editor_store import mask_file
+    from easyphoto.segment.sam import pixel_key
+
+    try:
+        found = mask_file(ctx.paths, pixel_key(to_array(_photo(ctx, photo))))
+    except EasyPhotoError as exc:
+        return gr.update(), gr.update(), cannot("take the editor's mask", exc)
+    if found is None:
+        return gr.update(), gr.update(), ("**No mask from the editor for this photo yet**: click on the garment in "
+                                          "the editor, then press *Send mask to EasyPhoto*.")
+    return str(found), "mask", "The editor's mask is the kept garment's mask (mask source 'mask')."
 
 
 def model_params(ctx: AppContext, photo, choices: dict, skeleton_text: str, mask_file, clicks, values: Sequence):
@@ -208,6 +243,7 @@ def build_model_section(gr, ctx: AppContext) -> None:
             c["mask_file"] = gr.File(label="Kept garment mask (mask source 'mask': white = the garment)",
                                      file_types=["image"], elem_id=f"{PREFIX}_mask")
             gr.Markdown(EDITOR_LINK, elem_id=f"{PREFIX}_editor_link")
+            c["use_editor"] = gr.Button("Use the editor's mask", elem_id=f"{PREFIX}_use_editor")
             c["positive"] = gr.Checkbox(label="Clicks mark the garment (off: what is not)", value=True,
                                         elem_id=f"{PREFIX}_positive")
         c["view"] = gr.Image(label="Click on the garment (mask source 'points')", interactive=False, type="pil",
@@ -217,6 +253,8 @@ def build_model_section(gr, ctx: AppContext) -> None:
                                  elem_id=f"{PREFIX}_pose")
             c["joint"] = gr.Dropdown(label="Joint to move", choices=list(KEYPOINTS), value="left_wrist",
                                      elem_id=f"{PREFIX}_joint")
+    with gr.Accordion("Click-to-mask editor (clicks decoded in this page)", open=False, elem_id=f"{PREFIX}_editor"):
+        c["editor"] = gr.HTML(editor_frame_flow(ctx, None), elem_id=f"{PREFIX}_editor_frame")
     c["skeleton"] = gr.Textbox(label="Skeleton (OpenPose JSON; empty: found in the photo)", lines=3,
                                elem_id=f"{PREFIX}_skeleton")
     c["clicks"], c["padding"], c["job_id"] = gr.State([]), gr.State([0, 0, 0, 0]), gr.State("")
@@ -243,8 +281,11 @@ def _wire(gr, ctx: AppContext, c: dict) -> None:
                 gr.update(choices=[NONE, *trained_identities(ctx)]))
 
     c["refresh"].click(fn=refreshed, outputs=[c["garment"], c["outfit"], c["identity"]])
-    c["photo"].change(fn=lambda p: (None, [], "", [0, 0, 0, 0]), inputs=[c["photo"]],
-                      outputs=[c["view"], c["clicks"], c["skeleton"], c["padding"]])
+    c["photo"].change(fn=lambda p: (None, [], "", [0, 0, 0, 0], editor_frame_flow(ctx, p)), inputs=[c["photo"]],
+                      outputs=[c["view"], c["clicks"], c["skeleton"], c["padding"], c["editor"]])
+    source = c["form"].components[MODEL_FIELDS.index("mask_source")]
+    c["use_editor"].click(fn=lambda p: editor_mask_flow(ctx, p), inputs=[c["photo"]],
+                          outputs=[c["mask_file"], source, c["status"]])
 
     def clicked(photo, recorded, is_positive, evt: gr.SelectData):
         return photo_click_flow(ctx, photo, recorded, evt.index[0], evt.index[1], is_positive)
