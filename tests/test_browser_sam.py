@@ -200,3 +200,29 @@ def test_a_tabs_photo_opens_in_the_editor_and_its_mask_comes_back(server, browse
     in_page = np.asarray(browser.execute_script("return Array.from(window.EasyPhotoSam.editor.mask().data)")) > 0
     stored = np.asarray(Image.open(mask_file(ctx.paths, key))) > 0
     assert stored.shape == (120, 160) and np.array_equal(stored.ravel(), in_page)
+
+
+def test_a_joint_dragged_in_the_pose_editor_comes_back_moved(server, browser):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    from easyphoto.pose.gallery import gallery_pose
+    from easyphoto.pose.skeleton import skeleton_from_json, skeleton_to_json
+    from easyphoto.segment.editor_store import pose_file, store_photo, store_pose
+
+    url, ctx = server
+    key = store_photo(ctx.paths, np.full((240, 160, 3), 90, np.uint8))
+    body = gallery_pose("standing", (160, 240))
+    store_pose(ctx.paths, key, skeleton_to_json([body], (160, 240)))  # what Preview pose hands over
+    browser.get(f"{url}/easyphoto/v1/segment/pose-editor?photo={key}")
+    _wait(browser, "const e = window.EasyPhotoPose.editor; return e && e.ready", CLICK_TIMEOUT,
+          "the pose editor did not open the pose")
+    wrist = browser.find_element(By.ID, "easyphoto_pose_joint_7")  # left_wrist
+    ActionChains(browser).drag_and_drop_by_offset(wrist, 30, -20).perform()
+    browser.find_element(By.ID, "easyphoto_pose_send").click()
+    _wait(browser, "return window.EasyPhotoPose.editor.sent === true", CLICK_TIMEOUT, "the pose was not sent")
+    bodies, size = skeleton_from_json(pose_file(ctx.paths, key).read_text())
+    moved = bodies[0][7, :2] - body[7, :2]
+    assert size == (160, 240) and np.allclose(moved, (30, -20), atol=1.5), moved  # the svg shows photo pixels 1:1
+    others = [i for i in range(18) if i != 7]
+    assert np.allclose(bodies[0][others, :2], body[others, :2], atol=0.01)

@@ -190,3 +190,22 @@ def test_the_editor_hand_over_stores_the_photo_and_the_mask_under_its_key(client
     assert refused.status_code == 422 and "empty" in refused.json()["message"]
     assert client.put(f"{API}/segment/masks/{key}", json={"mask": "aGVsbG8="}).status_code == 422  # not an image
     assert editor_store.mask_file(ctx.paths, "2" * 64) is None
+
+
+def test_the_pose_editor_hand_over_checks_the_skeleton(client, ctx, photo):
+    from easyphoto.pose.gallery import gallery_pose
+    from easyphoto.pose.skeleton import skeleton_to_json
+    from easyphoto.segment import editor_store
+
+    key = editor_store.store_photo(ctx.paths, photo[0])
+    assert client.get(f"{API}/segment/poses/{key}").status_code == 404
+    skeleton = skeleton_to_json([gallery_pose("walking", (200, 160))], (200, 160))
+    assert client.put(f"{API}/segment/poses/{key}", json={"skeleton": skeleton}).status_code == 204
+    assert client.get(f"{API}/segment/poses/{key}").json() == skeleton
+    short = {"canvas_width": 200, "canvas_height": 160, "people": [{"pose_keypoints_2d": [1, 2, 1]}]}
+    refused = client.put(f"{API}/segment/poses/{key}", json={"skeleton": short})
+    assert refused.status_code == 422 and "has 3 numbers" in refused.json()["message"]
+    page = client.get(f"{API}/segment/pose-editor")
+    assert page.status_code == 200 and "easyphoto_pose_svg" in page.text and "https://" not in page.text
+    assert "window.EasyPhotoPose" in client.get(f"{API}/assets/easyphoto_pose.js").text
+    assert client.get(f"{API}/assets/other.js").status_code == 404

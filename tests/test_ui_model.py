@@ -120,3 +120,23 @@ def test_the_editor_opens_the_tabs_photo_and_its_mask_becomes_the_kept_garments(
     store_mask(ctx.paths, key, buffer.getvalue())
     mask, source, status = mt.editor_mask_flow(ctx, str(photo_astronaut))
     assert source == "mask" and np.asarray(Image.open(mask)).all() and "kept garment" in status
+
+
+def test_the_pose_editor_opens_the_previewed_pose_and_its_edit_comes_back(ctx, photo_astronaut):
+    import re
+
+    from easyphoto.segment.editor_store import pose_file, store_pose
+
+    assert "Preview pose" in mt.pose_frame_flow(ctx, str(photo_astronaut), "")
+    _, text, _, _ = mt.pose_preview_flow(ctx, str(photo_astronaut), "", values())
+    frame = mt.pose_frame_flow(ctx, str(photo_astronaut), text)
+    key = re.search(r"segment/pose-editor\?photo=([0-9a-f]{64})", frame).group(1)
+    assert json.loads(pose_file(ctx.paths, key).read_text()) == json.loads(text)
+    edited = json.loads(text)
+    edited["people"][0]["pose_keypoints_2d"][3 * 4:3 * 4 + 2] = [30.0, 400.0]  # the right wrist, dragged
+    store_pose(ctx.paths, key, edited)
+    _, used, _, status = mt.edited_pose_flow(ctx, str(photo_astronaut), values())
+    assert json.loads(used)["people"][0]["pose_keypoints_2d"][12:14] == [30.0, 400.0] and "**Pose**" in status
+    other = ctx.paths.data_root / "other.png"
+    Image.new("RGB", (64, 64), (10, 20, 30)).save(other)
+    assert "No edited pose" in mt.edited_pose_flow(ctx, str(other), values())[3]

@@ -8,6 +8,7 @@ decoder on the server.
     GET  /segment/decoder.onnx     the prompt decoder the page runs
     GET  /segment/editor           the mask editor page (also usable on its own; ?photo=KEY opens a tab's photo)
     GET  /segment/photos/{key}, PUT /segment/masks/{key} {mask}   the hand-over between a tab and the editor
+    GET  /segment/pose-editor?photo=KEY, GET/PUT /segment/poses/{key}  the pose editor (drag the joints) and its pose
     GET  /assets/onnxruntime-web/{name}, GET /assets/easyphoto_sam.js   the page's scripts, from EasyPhoto itself
 """
 
@@ -31,6 +32,8 @@ from easyphoto.errors import Conflict, InvalidRequest, NotFound
 
 SCRIPT = Path(__file__).resolve().parents[2] / "javascript" / "easyphoto_sam.js"
 EDITOR = Path(__file__).with_name("mask_editor.html")
+POSE_EDITOR = Path(__file__).with_name("pose_editor.html")
+SCRIPTS = ("easyphoto_sam", "easyphoto_pose")  # the pages' own scripts in javascript/, nothing else is served
 KEY_HEADER, ORIGINAL_HEADER, RESIZED_HEADER = "X-EasyPhoto-Image-Key", "X-EasyPhoto-Original-Size", \
     "X-EasyPhoto-Resized-Size"
 
@@ -92,6 +95,10 @@ def add_mask_routes(router: APIRouter, ctx: AppContext, jobs: Callable[[], Any])
     _editor_routes(router, ctx)
 
 
+class EditorPoseRequest(RequestModel):
+    skeleton: dict[str, Any] = Field(..., description="OpenPose JSON: canvas_width, canvas_height, people.")
+
+
 class EditorMaskRequest(RequestModel):
     mask: str = Field(..., description="The mask as a PNG data URL or base64 (white = selected).")
 
@@ -103,6 +110,26 @@ def _editor_routes(router: APIRouter, ctx: AppContext) -> None:
     @router.get("/segment/photos/{key}", response_class=FileResponse)
     def editor_photo(key: str) -> FileResponse:
         return FileResponse(editor_store.photo_file(ctx.paths, key), media_type="image/png")
+
+    @router.get("/segment/poses/{key}")
+    def editor_pose(key: str) -> dict:
+        from easyphoto.store import read_json
+
+        found = editor_store.pose_file(ctx.paths, key)
+        if found is None:
+            raise NotFound("No pose for this photo yet.", phase="pose",
+                           hint="Press Preview pose in the Digital model section first.")
+        return read_json(found)
+
+    @router.put("/segment/poses/{key}", status_code=204)
+    def put_editor_pose(key: str, body: EditorPoseRequest) -> Response:
+        editor_store.store_pose(ctx.paths, key, body.skeleton)
+        return Response(status_code=204)
+
+    @router.get("/segment/pose-editor", response_class=HTMLResponse)
+    def pose_editor() -> HTMLResponse:
+        """The pose editor: drag the joints of the photo's skeleton, then send it back to the tab."""
+        return HTMLResponse(POSE_EDITOR.read_text(encoding="utf-8"))
 
     @router.put("/segment/masks/{key}", status_code=204)
     def editor_mask(key: str, body: EditorMaskRequest) -> Response:
@@ -116,12 +143,15 @@ def _asset_routes(router: APIRouter, ctx: AppContext) -> None:
         """The mask editor: open a photo, left click adds, right click removes, New region, Undo, Clear."""
         return HTMLResponse(EDITOR.read_text(encoding="utf-8"))
 
-    @router.get("/assets/easyphoto_sam.js")
-    def script() -> FileResponse:
-        if not SCRIPT.is_file():
-            raise NotFound(f"{SCRIPT} is missing from this install.", phase="segment",
+    @router.get("/assets/{name}.js")
+    def script(name: str) -> FileResponse:
+        if name not in SCRIPTS:
+            raise NotFound(f"No EasyPhoto script {name}.js.", phase="segment", hint=f"Scripts: {', '.join(SCRIPTS)}.")
+        path = SCRIPT.with_name(f"{name}.js")
+        if not path.is_file():
+            raise NotFound(f"{path} is missing from this install.", phase="segment",
                            hint="Reinstall EasyPhoto from its repository (the javascript/ folder ships with it).")
-        return FileResponse(SCRIPT, media_type="text/javascript")
+        return FileResponse(path, media_type="text/javascript")
 
     @router.get("/assets/onnxruntime-web/{name}")
     def ort_web(name: str) -> FileResponse:

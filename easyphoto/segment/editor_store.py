@@ -3,8 +3,9 @@
 tab: the tab stores its photo and shows the editor for that key; the editor sends its mask under the same key; the
 tab takes it from there.
 
-Files: <data>/editor/photos/<key>.png and <data>/editor/masks/<key>.png, written atomically; the oldest are removed
-beyond KEEP of each.
+The pose editor works the same way with skeletons (OpenPose JSON): the tab stores the pose it previewed, the editor
+sends the dragged one back. Files: <data>/editor/photos/<key>.png, masks/<key>.png, poses/<key>.json, written
+atomically; the oldest photos and masks are removed beyond KEEP of each.
 """
 
 from __future__ import annotations
@@ -70,6 +71,24 @@ def store_mask(paths: Paths, key: str, data: bytes) -> Path:
 
 def mask_file(paths: Paths, key: str) -> Path | None:
     path = editor_dir(paths) / "masks" / f"{check_key(key)}.png"
+    return path if path.is_file() else None
+
+
+def store_pose(paths: Paths, key: str, skeleton: dict | str) -> Path:
+    """Keep a skeleton (OpenPose JSON, checked) for the photo `key`: the tab's preview, or the pose editor's edit."""
+    import json
+
+    from easyphoto.pose.skeleton import skeleton_from_json, skeleton_to_json
+
+    bodies, size = skeleton_from_json(skeleton)
+    text = json.dumps(skeleton_to_json(bodies, size))
+    path = editor_dir(paths) / "poses" / f"{check_key(key)}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write_bytes(path, text.encode())
+
+
+def pose_file(paths: Paths, key: str) -> Path | None:
+    path = editor_dir(paths) / "poses" / f"{check_key(key)}.json"
     return path if path.is_file() else None
 
 

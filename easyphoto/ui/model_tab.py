@@ -124,6 +124,37 @@ def editor_frame_flow(ctx: AppContext, photo) -> str:
             'style="width: 100%; height: 720px; border: 0"></iframe>')
 
 
+def pose_frame_flow(ctx: AppContext, photo, skeleton_text: str) -> str:
+    """HTML of the pose editor for this photo's previewed skeleton (both handed over under the photo's key)."""
+    from easyphoto.imageops import to_array
+    from easyphoto.segment.editor_store import store_photo, store_pose
+
+    if not photo or not (skeleton_text or "").strip():
+        return "<p>Press <b>Preview pose</b>: the pose opens here, and its joints can be dragged.</p>"
+    try:
+        key = store_photo(ctx.paths, to_array(_photo(ctx, photo)))
+        store_pose(ctx.paths, key, skeleton_text)
+    except EasyPhotoError as exc:
+        return f"<p>{cannot('open the pose editor', exc)}</p>"
+    return (f'<iframe src="/easyphoto/v1/segment/pose-editor?photo={key}" title="pose editor" '
+            'style="width: 100%; height: 760px; border: 0"></iframe>')
+
+
+def edited_pose_flow(ctx: AppContext, photo, values: Sequence) -> tuple:
+    """The pose the editor sent back for this photo, previewed (as pose_preview_flow); a prompt when none came."""
+    from easyphoto.imageops import to_array
+    from easyphoto.segment.editor_store import pose_file
+    from easyphoto.segment.sam import pixel_key
+
+    try:
+        found = pose_file(ctx.paths, pixel_key(to_array(_photo(ctx, photo))))
+    except EasyPhotoError as exc:
+        return None, "", [0, 0, 0, 0], cannot("take the edited pose", exc)
+    if found is None:
+        return None, "", [0, 0, 0, 0], "**No edited pose for this photo yet**: drag the joints, then *Send pose*."
+    return pose_preview_flow(ctx, photo, found.read_text(encoding="utf-8"), values)
+
+
 def editor_mask_flow(ctx: AppContext, photo) -> tuple:
     """(the mask the editor sent for this photo as the kept garment's mask file, mask source 'mask', status); the
     mask unchanged and why when there is none."""
@@ -255,6 +286,9 @@ def build_model_section(gr, ctx: AppContext) -> None:
                                      elem_id=f"{PREFIX}_joint")
     with gr.Accordion("Click-to-mask editor (clicks decoded in this page)", open=False, elem_id=f"{PREFIX}_editor"):
         c["editor"] = gr.HTML(editor_frame_flow(ctx, None), elem_id=f"{PREFIX}_editor_frame")
+    with gr.Accordion("Pose editor (drag the joints)", open=False, elem_id=f"{PREFIX}_pose_editor"):
+        c["pose_frame"] = gr.HTML(pose_frame_flow(ctx, None, ""), elem_id=f"{PREFIX}_pose_frame")
+        c["use_pose"] = gr.Button("Use the edited pose", elem_id=f"{PREFIX}_use_pose")
     c["skeleton"] = gr.Textbox(label="Skeleton (OpenPose JSON; empty: found in the photo)", lines=3,
                                elem_id=f"{PREFIX}_skeleton")
     c["clicks"], c["padding"], c["job_id"] = gr.State([]), gr.State([0, 0, 0, 0]), gr.State("")
@@ -293,8 +327,14 @@ def _wire(gr, ctx: AppContext, c: dict) -> None:
     c["view"].select(fn=clicked, inputs=[c["photo"], c["clicks"], c["positive"]],
                      outputs=[c["view"], c["clicks"], c["status"]])
     pose_outputs = [c["pose"], c["skeleton"], c["padding"], c["status"]]
-    c["preview"].click(fn=lambda p, s, *v: pose_preview_flow(ctx, p, s, v), inputs=[c["photo"], c["skeleton"], *values],
-                       outputs=pose_outputs)
+    def previewed(photo, skeleton, *form_values):
+        shown = pose_preview_flow(ctx, photo, skeleton, form_values)
+        return (*shown, pose_frame_flow(ctx, photo, shown[1]))
+
+    c["preview"].click(fn=previewed, inputs=[c["photo"], c["skeleton"], *values],
+                       outputs=[*pose_outputs, c["pose_frame"]])
+    c["use_pose"].click(fn=lambda p, *v: edited_pose_flow(ctx, p, v), inputs=[c["photo"], *values],
+                        outputs=pose_outputs)
 
     # gradio inserts the SelectData at its parameter's position among the inputs: before the form's values
     def moved(photo, skeleton, padding, joint, evt: gr.SelectData, *form_values):
