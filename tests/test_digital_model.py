@@ -171,6 +171,24 @@ def test_background_regenerated_when_asked_and_scene_swap_keeps_the_person(gen, 
     assert "plain light grey backdrop" in scene.prompt and "fashion model" not in scene.prompt
 
 
+def test_scene_swap_keeps_the_person_by_matting(gen, half_body):
+    require_module("mediapipe", reason="the soft person matte is mediapipe's selfie segmentation")
+    from easyphoto.face.mediapipe_stack import MediapipeMatter
+
+    pixels, _, parsing = half_body
+    matte = MediapipeMatter().matte(pixels)
+    scene = DigitalModelPipeline(gen, DigitalModelConfig(**FAST, mode="scene"), matter=lambda image: matte).render(
+        pixels, DigitalModelInputs(parsing=parsing))
+    person = parsing.labels != 0
+    alpha = np.maximum(person.astype(np.float32), matte)
+    out = to_array(scene.image).astype(int)
+    assert np.array_equal(scene.regenerated > 0, alpha < 0.5)
+    assert (alpha >= 0.5).sum() > person.sum()  # the matte keeps what the parsing missed (the real body's outline)
+    assert np.array_equal(out[person], pixels[person])  # the parsing's person: the photo's own pixels
+    solid = alpha >= 0.999
+    assert np.array_equal(out[solid], pixels[solid]) and not np.array_equal(out[alpha == 0], pixels[alpha == 0])
+
+
 def test_outfit_swap_puts_the_other_garment_on_its_region_only(gen, half_body, suit):
     pixels, keypoints, parsing = half_body
     labels = parsing.labels.copy()

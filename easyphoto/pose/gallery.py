@@ -30,8 +30,10 @@ def gallery_pose(name: str, size: tuple[int, int]) -> np.ndarray:
     poses = _poses()
     if name not in poses:
         raise SkeletonError(f"There is no pose {name!r} in the gallery.", hint=f"Poses: {', '.join(poses)}.")
+    width, height = (int(v) for v in size)
+    if width < 1 or height < 1:
+        raise SkeletonError(f"A pose canvas must be at least 1×1 px, not {tuple(size)}.")
     points = np.asarray(poses[name], np.float32)
-    width, height = size
     extent = float(points[:, 0].max() - points[:, 0].min())
     scale = min(BODY_HEIGHT * height, 0.9 * width / max(extent, 1e-6))
     centre = (points[:, 0].max() + points[:, 0].min()) / 2

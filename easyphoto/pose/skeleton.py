@@ -65,7 +65,10 @@ def skeleton_from_json(data: dict | str) -> tuple[list[np.ndarray], tuple[int, i
 def _canvas(data: dict) -> tuple[int, int]:
     values = []
     for key in ("canvas_width", "canvas_height"):
-        value = data.get(key)
+        if key not in data:
+            raise SkeletonError(f"The skeleton has no {key}.", hint="OpenPose JSON gives the canvas it is drawn on: "
+                                                                    "canvas_width and canvas_height in pixels.")
+        value = data[key]
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 1 \
                 or value > 16384 or int(value) != value:
             raise SkeletonError(f"The skeleton's {key} must be a whole number of pixels from 1 to 16384, not "
@@ -75,7 +78,10 @@ def _canvas(data: dict) -> tuple[int, int]:
 
 
 def _person(person: Any, index: int, size: tuple[int, int]) -> np.ndarray:
-    flat = person.get("pose_keypoints_2d") if isinstance(person, dict) else None
+    if not isinstance(person, dict):
+        raise SkeletonError(f"people[{index}] must be an object, not {type(person).__name__}.",
+                            hint="Each person is {\"pose_keypoints_2d\": [54 numbers]}.")
+    flat = person.get("pose_keypoints_2d")
     if not isinstance(flat, list) or len(flat) != VALUES_PER_PERSON:
         count = len(flat) if isinstance(flat, list) else "no"
         raise SkeletonError(f"people[{index}].pose_keypoints_2d has {count} numbers; it needs {VALUES_PER_PERSON} "
@@ -96,19 +102,28 @@ def _person(person: Any, index: int, size: tuple[int, int]) -> np.ndarray:
     return body
 
 
-def require_joints(body: np.ndarray, names: Sequence[str]) -> None:
-    """SkeletonError naming the joints of `names` that `body` lacks."""
-    points = np.asarray(body).reshape(18, 3)
-    missing = [name for name in names if points[KEYPOINTS.index(name), 2] <= 0]
+def require_joints(body: np.ndarray, names: Sequence[str], why: str = "a pose swap needs the whole body") -> None:
+    """SkeletonError naming (by KEYPOINTS name, in the order of `names`) the joints of `names` that `body` lacks
+    (not visible, or not finite); `why` says what needs them."""
+    points = np.asarray(body, np.float64).reshape(18, 3)
+    unknown = [name for name in names if name not in KEYPOINTS]
+    if unknown:
+        raise ValueError(f"not COCO-18 joint names: {unknown}")
+    missing = [name for name in names if not _present(points[KEYPOINTS.index(name)])]
     if missing:
-        raise SkeletonError(f"The skeleton has no {', '.join(missing)}: a pose swap needs the whole body.",
-                            hint="Complete it in the pose editor, or preview the pose of a photo (completion on) "
-                                 "and send that skeleton.")
+        raise SkeletonError(f"The skeleton has no {', '.join(missing)}: {why}.",
+                            hint="Complete it in the pose editor, or turn complete_pose on (missing joints placed "
+                                 "from body proportions).")
+
+
+def _present(joint: np.ndarray) -> bool:
+    return bool(joint[2] > 0 and np.isfinite(joint[:2]).all())
 
 
 def scale_skeleton(body: np.ndarray, from_size: tuple[int, int], to_size: tuple[int, int]) -> np.ndarray:
-    """`body` moved from one canvas to another: scaled uniformly by the smaller of the two ratios (the pose keeps
-    its proportions) and centred."""
+    """`body` ((18, 3)) moved from a `from_size` canvas to a `to_size` one (width, height): x and y scaled by the
+    same factor, the smaller of the two side ratios, so the pose keeps its proportions and the whole old canvas fits
+    the new one; then centred, the spare width (or height) split evenly on both sides. Visibility is kept."""
     points = np.asarray(body, np.float32).reshape(18, 3).copy()
     scale = min(to_size[0] / from_size[0], to_size[1] / from_size[1])
     offset = ((to_size[0] - from_size[0] * scale) / 2, (to_size[1] - from_size[1] * scale) / 2)

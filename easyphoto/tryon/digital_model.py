@@ -17,7 +17,8 @@ pose first. Per mode:
   and depth of the kept garment only (the mannequin's head and stand must not steer the new body).
 - "outfit": another trained garment's LoRA on the outfit_category region (grown 8 px, face, hair and hands kept
   out), the kept garment subtracted.
-- "scene": everything outside the person (the parsing's person labels: a matte) regenerated with the scene prompt.
+- "scene": the background regenerated with the scene prompt; the person kept by matting (the parsing's person
+  labels exactly, mediapipe's soft selfie matte for the edges and hair, composited over the new scene).
 - "pose": the model drawn anew under a new skeleton (gallery, JSON or another photo) with the garment's LoRA; the
   garment's pixels cannot stay when the body moves, so its fidelity against the garment's reference is reported.
 
@@ -50,7 +51,7 @@ from easyphoto.generation import (
     never_stop,
     no_progress,
 )
-from easyphoto.imageops import dilate, to_array
+from easyphoto.imageops import blend, dilate, to_array
 from easyphoto.portrait import controls
 from easyphoto.portrait.pipeline import resolve_seed, working_size
 from easyphoto.segment.types import ATR_LABELS, GARMENT_CATEGORIES, ClothesParser, Parsing
@@ -119,6 +120,7 @@ class _Scene:
     pose: np.ndarray | None
     completed: tuple[str, ...] = ()
     padding: tuple[int, int, int, int] = (0, 0, 0, 0)
+    alpha: np.ndarray | None = None  # scene mode: the person's soft matte (1 = the photo's own pixel)
 
 
 def model_prompt(config: DigitalModelConfig) -> str:
@@ -139,15 +141,18 @@ def prompts(config: DigitalModelConfig, inputs: DigitalModelInputs) -> tuple[str
 
 class DigitalModelPipeline:
     def __init__(self, generator: Generator, config: DigitalModelConfig, parser: ClothesParser | None = None,
-                 pose: PoseEstimator | None = _MEDIAPIPE, depth: Callable[[np.ndarray], Image.Image] | None = None):
+                 pose: PoseEstimator | None = _MEDIAPIPE, depth: Callable[[np.ndarray], Image.Image] | None = None,
+                 matter: Callable[[np.ndarray], np.ndarray] | None = None):
         """`parser`: clothes parsing (the kept garment for mask_source parsing, the person for the body region and
-        the scene matte); `pose`: a key-point estimator (default mediapipe's; None = none); `depth`: a depth
-        estimator for the kept garment's depth control (None = no depth)."""
+        the scene's hard matte); `pose`: a key-point estimator (default mediapipe's; None = none); `depth`: a depth
+        estimator for the kept garment's depth control (None = no depth); `matter`: a soft person matte (mediapipe
+        selfie segmentation) for the scene swap's edges, hair and what the parsing misses (None = the parsing's)."""
         self.generator = generator
         self.config = config
         self.parser = parser
         self.pose = _default_pose() if pose is _MEDIAPIPE else pose
         self.depth = depth
+        self.matter = matter
 
     # ------------------------------------------------------------------------------------------ checks
     def required_controls(self) -> set[str]:
@@ -192,7 +197,7 @@ class DigitalModelPipeline:
             return self._model_scene(pixels, keep, parsing, inputs.skeleton)
         body = self._body(pixels, inputs.skeleton, required=False)
         if mode == "scene":
-            return _Scene(pixels, keep, _not(_person(pixels.shape[:2], parsing, keep)), body)
+            return self._scene_swap(pixels, keep, parsing, body)
         return self._outfit_scene(pixels, keep, parsing, body)
 
     def render(self, photo: Image.Image | np.ndarray | None, inputs: DigitalModelInputs, seed: int | None = None,
@@ -287,6 +292,19 @@ class DigitalModelPipeline:
                                  hint="Mark only the garment, or turn regenerate_background on.")
         return _Scene(pixels, keep, regenerate, body, completed, padding)
 
+    def _scene_swap(self, pixels, keep, parsing, body) -> _Scene:
+        """The person kept by matting: the parsing's person labels are kept exactly (alpha 1); the soft matte adds
+        the edges and what the parsing misses, blended; where the combined alpha is below 0.5 is regenerated."""
+        hard = _person(pixels.shape[:2], parsing, keep, required=self.matter is None)
+        alpha = (hard > 0).astype(np.float32)
+        soft = self.matter(pixels) if self.matter is not None else None
+        if soft is not None:
+            alpha = np.maximum(alpha, np.clip(soft, 0.0, 1.0).astype(np.float32))
+        if not (alpha >= 0.5).any():
+            raise NoPersonFound("No person was found to keep: the parsing and the matte see only background.",
+                                hint="Use a photo of a person, or mode 'model' for a mannequin shot.")
+        return _Scene(pixels, keep, np.where(alpha >= 0.5, 0, 255).astype(np.uint8), body, alpha=alpha)
+
     def _outfit_scene(self, pixels, keep, parsing, body) -> _Scene:
         cfg = self.config
         region = tryon_mask(pixels.shape[:2], cfg.outfit_category, parsing=parsing, keypoints=body,
@@ -369,6 +387,8 @@ class DigitalModelPipeline:
         out = np.asarray(images[0].convert("RGB").resize((width, height), Image.LANCZOS))
         if cfg.mode == "pose":
             return out
+        if scene.alpha is not None:  # the matte composites the person over the new scene
+            return blend(scene.pixels, out, 1.0 - scene.alpha)
         return paste_back(scene.pixels, (0, 0, width, height), out, scene.regenerate, max(min(size) / 512, 0.5))
 
     # ------------------------------------------------------------------------------------------ scoring

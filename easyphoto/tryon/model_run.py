@@ -135,7 +135,7 @@ def digital_model_operation(ctx: AppContext, params: DigitalModelParams, job: Jo
         inputs = DigitalModelInputs(keep_mask=given.mask, skeleton=skeleton, pose_size=pose_size, garment=garment,
                                     outfit=outfit, identity_lora=identity_lora, identity_trigger=trigger,
                                     face_pass=repaint)
-        pipeline = DigitalModelPipeline(generator, config, parser=parser, depth=depth)
+        pipeline = DigitalModelPipeline(generator, config, parser=parser, depth=depth, matter=_matter(config))
         pipeline.check()
         photo = to_array(person) if person is not None else None
         inputs.parsing = parser.parse(photo) if parser is not None and photo is not None else None
@@ -154,6 +154,24 @@ def digital_model_operation(ctx: AppContext, params: DigitalModelParams, job: Jo
     job.progress(phase="done", fraction=1.0, message=f"{len(saved)} image(s)")
     return {"images": [_share(path, job.work_dir) for path in saved], "backend": generator.name,
             "results": [summary(path, r, notes) for path, r in zip(saved, results, strict=True)]}
+
+
+def _matter(config: DigitalModelConfig):
+    """mediapipe's soft person matte for the scene swap, when mediapipe is installed (else the parsing's)."""
+    from easyphoto.face import mediapipe_stack
+
+    if config.mode != "scene" or not mediapipe_stack.available():
+        return None
+    matter = mediapipe_stack.MediapipeMatter()
+
+    def matte(pixels: np.ndarray) -> np.ndarray | None:
+        try:
+            return matter.matte(pixels)
+        except Exception as exc:  # noqa: BLE001 - a host whose mediapipe cannot run (A1111's protobuf): the parsing's
+            log.warning("selfie matte unavailable, the parsing's person matte is used: %s", exc)
+            return None
+
+    return matte
 
 
 def _render(pipeline: DigitalModelPipeline, photo, inputs: DigitalModelInputs, job: JobContext) -> list:
