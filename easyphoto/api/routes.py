@@ -601,7 +601,10 @@ def _validation_handler(previous):
     Other routes of a host app keep their previous handler."""
 
     async def handle(request: Request, exc: RequestValidationError):
-        if not (request.scope.get("path", "") + "/").startswith(API_PREFIX + "/") and previous is not None:
+        # ours: the API, and the routes the standalone app adds (its /sdapi/v1; inside the WebUI that is the host's)
+        prefixes = (API_PREFIX, *getattr(request.app.state, "easyphoto_extra_prefixes", ()))
+        path = request.scope.get("path", "") + "/"
+        if not any(path.startswith(prefix + "/") for prefix in prefixes) and previous is not None:
             answer = previous(request, exc)
             return await answer if inspect.isawaitable(answer) else answer
         detail = _json_safe(list(exc.errors()))

@@ -134,6 +134,8 @@ def install_sdapi(app: FastAPI, ctx: AppContext, exposure) -> None:
         return _run(ctx, body, images)
 
     app.include_router(router)
+    # their request errors answered like the API's (JSON-safe: a NaN in a body must not become a 500)
+    app.state.easyphoto_extra_prefixes = (*getattr(app.state, "easyphoto_extra_prefixes", ()), SDAPI)
 
 
 def generate_params(ctx: AppContext, body: Txt2ImgBody) -> dict:
