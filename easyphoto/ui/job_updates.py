@@ -49,3 +49,19 @@ def failure_text(what: str, record) -> str:
     # The report is shown as its Markdown source in a code block, so what the user copies renders in an issue.
     return (f"{text}\n\n<details><summary>This is a bug in EasyPhoto: copy this report into an issue</summary>\n\n"
             f"{fenced(str(report['text']), 'markdown')}\n\n</details>")
+
+
+def follow_gallery(ctx: AppContext, job_id: str, what: str, finish) -> Iterator[tuple]:
+    """(status, gallery, job id) while the job runs (the gallery left as it is); then `finish(result)` = (text,
+    gallery) when it succeeded, or the failure and an empty gallery."""
+    import gradio as gr
+
+    for record in follow(ctx, job_id):
+        if record.is_final:
+            break
+        p = record.progress
+        yield f"{p.phase or record.state.value}: {p.message}".strip(), gr.update(), job_id
+    if record.state.value != "succeeded":
+        yield failure_text(what, record), [], ""
+        return
+    yield (*finish(record.result or {}), "")

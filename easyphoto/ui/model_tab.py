@@ -22,7 +22,7 @@ from easyphoto.config import DigitalModelConfig
 from easyphoto.context import AppContext
 from easyphoto.errors import EasyPhotoError
 from easyphoto.ui.config_controls import ConfigForm, field_names, values_to_config
-from easyphoto.ui.job_updates import cancel, failure_text, follow
+from easyphoto.ui.job_updates import cancel, follow_gallery
 from easyphoto.ui.train_tab import upload_paths
 from easyphoto.ui.tryon_tab import (
     add_click,
@@ -212,21 +212,8 @@ def model_flow(ctx: AppContext, photo, choices: dict, skeleton_text: str, mask_f
     except ValueError as exc:
         yield f"**Invalid settings:** {exc}", [], ""
         return
-    for record in follow(ctx, job.id):
-        if record.is_final:
-            break
-        p = record.progress
-        yield f"{p.phase or record.state.value}: {p.message}".strip(), gallery_unchanged(), job.id
-    if record.state.value != "succeeded":
-        yield failure_text("Digital model", record), [], ""
-        return
-    yield result_text(record.result or {}), result_gallery(record.result or {}), ""
-
-
-def gallery_unchanged():
-    from easyphoto.ui.tryon_tab import _unchanged
-
-    return _unchanged()
+    yield from follow_gallery(ctx, job.id, "Digital model", lambda result: (result_text(result),
+                                                                            result_gallery(result)))
 
 
 def kept_caption(result: dict) -> str:

@@ -22,7 +22,7 @@ from easyphoto.errors import EasyPhotoError, InvalidRequest
 from easyphoto.store import GarmentLayout, read_json, suggest_identity_id
 from easyphoto.tryon.dataset import GarmentDatasetConfig
 from easyphoto.ui.config_controls import ConfigForm, field_names, values_to_config
-from easyphoto.ui.job_updates import cancel, failure_text, follow
+from easyphoto.ui.job_updates import cancel, failure_text, follow, follow_gallery
 from easyphoto.ui.train_tab import upload_items, upload_paths
 
 PREFIX = "easyphoto_tryon"
@@ -473,15 +473,8 @@ def tryon_flow(ctx: AppContext, garment_id: str, person, mask_file, clicks, base
     except ValueError as exc:
         yield f"**Invalid try-on settings:** {exc}", [], ""
         return
-    for record in follow(ctx, job.id):
-        if record.is_final:
-            break
-        p = record.progress
-        yield f"{p.phase or record.state.value}: {p.message}".strip(), _unchanged(), job.id
-    if record.state.value != "succeeded":
-        yield failure_text("Try-on", record), [], ""
-        return
-    yield tryon_result_text(record.result or {}), tryon_gallery(record.result or {}), ""
+    yield from follow_gallery(ctx, job.id, "Try-on", lambda result: (tryon_result_text(result),
+                                                                     tryon_gallery(result)))
 
 
 def fidelity_caption(tryon: dict) -> str:
