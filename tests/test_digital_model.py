@@ -29,7 +29,7 @@ from tests.conftest import require_module
 from tests.test_tryon_pipeline import person_parsing, suit_assets, tiny_lora
 
 cv2 = require_module("cv2")
-FAST = {"steps": 4, "short_side": 256, "seed": 42}
+FAST = {"steps": 2, "short_side": 256, "seed": 42}
 R_HIP, L_HIP, R_ANKLE, L_ANKLE, NOSE = 8, 11, 10, 13, 0
 
 
