@@ -185,3 +185,23 @@ def tiny_segment_paths(tmp_path, tiny_segment):
     paths = Paths.standalone(tmp_path / "data", tmp_path / "models")
     install_tiny_segment(paths, tiny_segment)
     return paths
+
+
+@pytest.fixture
+def api_ctx(tmp_path):
+    """An offline standalone context in a fresh data folder; its job queue shut down after the test."""
+    from easyphoto import operations
+    from easyphoto.context import standalone_context
+
+    yield standalone_context(tmp_path, offline=True)
+    operations.shutdown_all()
+
+
+@pytest.fixture
+def api_client(api_ctx):
+    """FastAPI's TestClient on the standalone app without the UI (server errors answered as 500s, not raised)."""
+    from fastapi.testclient import TestClient
+
+    from easyphoto.app import create_app
+
+    return TestClient(create_app(api_ctx, with_ui=False), raise_server_exceptions=False)
