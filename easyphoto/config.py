@@ -226,6 +226,12 @@ class Settings(ConfigModel):
         title="Free VRAM for training",
         description="Move the WebUI's loaded checkpoint to the CPU while a LoRA trains, and back afterwards.",
     )
+    allow_noncommercial_tryon: bool = Field(
+        False,
+        title="Allow non-commercial try-on models",
+        description="CatVTON and OOTDiffusion weights are CC BY-NC-SA 4.0 (non-commercial use only): EasyPhoto "
+                    "downloads and runs them only with this on. Leffa (MIT) needs no opt-in.",
+    )
     max_upload_megapixels: float = Field(
         64.0,
         ge=1.0,
@@ -535,6 +541,59 @@ class TryOnConfig(ConfigModel):
         lambda v: _require(v["canny_weight"] > 0 or v["openpose_weight"] > 0 or v["depth_weight"] > 0,
                            "A try-on needs at least one of canny_weight, openpose_weight or depth_weight above 0: "
                            "without a structural control the garment loses the person's shape."))
+
+
+# Zero-shot try-on groups (`in_group`)
+_BACKEND, _ANY_MASK, _ANY_SAMPLING = "Backend", "Mask", "Sampling"
+AnyGarmentBackend = Literal["leffa", "catvton", "ootd"]
+AnyGarmentCategory = Literal["upper", "lower", "dress", "pants", "skirt"]
+
+
+class AnyGarmentConfig(ConfigModel):
+    """Try-on of any garment photo without training (issue 15): a garment-conditioned diffusion backend (Leffa,
+    CatVTON, OOTDiffusion; easyphoto.tryon.zeroshot) repaints the agnostic mask of the garment's category.
+
+    Defaults are each backend's published app defaults (steps, guidance: empty = the backend's own); the mask is
+    the agnostic silhouette of the category (easyphoto/tryon/zeroshot/agnostic.py), or a mask from clicks or the
+    browser editor."""
+
+    backend: AnyGarmentBackend = Field("leffa", description="leffa (MIT, commercial use allowed), catvton or ootd "
+                                       "(CC BY-NC-SA: non-commercial only, need the opt-in setting).",
+                                       **in_group(_BACKEND))
+    variant: str = Field("", max_length=40, description="The backend's model variant (leffa: viton_hd, dress_code; "
+                         "catvton: mix, vitonhd, dresscode; ootd: hd, dc); empty = the one trained on the category.",
+                         **in_group(_BACKEND, advanced=True))
+    category: AnyGarmentCategory = Field("upper", description="The garment's category: which body region is "
+                                         "repainted (pants and skirt count as lower).", **in_group(_BACKEND))
+    mask_source: MaskSource = Field("parsing", description="parsing = the category's automatic silhouette from "
+                                    "clothes parsing + pose; points / mask = clicks (SAM) or a drawn / editor mask.",
+                                    **in_group(_ANY_MASK))
+    mask_dilation: int = Field(12, ge=0, le=256, description="Grow the automatic silhouette by this many photo "
+                               "pixels.", **in_group(_ANY_MASK))
+    protect_face: bool = Field(True, description="Keep face, hair and sunglasses out of the mask.",
+                               **in_group(_ANY_MASK))
+    protect_hands: bool = Field(True, description="Keep the hands out of the mask (from the pose's wrists).",
+                                **in_group(_ANY_MASK))
+    frame_margin: float = Field(0.1, ge=0.0, le=1.0, description="Context around the person in the frame the "
+                                "backend sees, as a fraction of its size on each side.",
+                                **in_group(_ANY_MASK, advanced=True))
+    feather: float = Field(2.0, ge=0.0, le=32.0, description="Feathering of the paste-back, inward from the mask's "
+                           "edge (px at the backend's size).", **in_group(_ANY_MASK, advanced=True))
+    steps: int | None = Field(None, ge=1, le=150, description="Sampling steps; empty = the backend's default "
+                              "(Leffa 30, CatVTON 50, OOTDiffusion 20).", **in_group(_ANY_SAMPLING))
+    guidance: float | None = Field(None, ge=0.0, le=10.0, description="Garment guidance scale; empty = the "
+                                   "backend's default (Leffa 2.5, CatVTON 2.5, OOTDiffusion 2.0).",
+                                   **in_group(_ANY_SAMPLING))
+    seed: int = Field(-1, ge=-1, le=2**32 - 1, description="-1 = random (the seed used is saved with the image).",
+                      **in_group(_ANY_SAMPLING))
+    batch_size: int = Field(1, ge=1, le=16, description="Images per person photo (seed, seed+1, ...).",
+                            **in_group(_ANY_SAMPLING))
+    work_size: int | None = Field(None, ge=64, le=2048, multiple_of=8, description="Run at this height instead of "
+                                  "the backend's trained one (1024 or 512): faster previews, lower quality; empty = "
+                                  "the trained size.", **in_group(_ANY_SAMPLING, advanced=True))
+    reuse_reference: bool = Field(False, description="Leffa only: run the garment's reference UNet once instead of "
+                                  "every step (about a third faster; slightly different images).",
+                                  **in_group(_ANY_SAMPLING, advanced=True))
 
 
 # Digital model groups (`in_group`)

@@ -44,6 +44,10 @@ class AppContext:
     gpu_lock: Callable[[], AbstractContextManager] | None = None
     # Around training: frees the host's VRAM (the WebUI moves its checkpoint to the CPU and back). None standalone.
     host_offload: Callable[[], AbstractContextManager] | None = None
+    # Around EasyPhoto's own diffusers pipeline inside the WebUI (zero-shot try-on): `host_job(label)` enters the
+    # host's job state and yields an object with should_stop() (the Interrupt button) and progress(fraction,
+    # message). None standalone.
+    host_job: Callable[[str], AbstractContextManager] | None = None
     # The base checkpoint to train on when a request names none: the WebUI's selected one; standalone, the
     # manifest's SD 1.5 file in the checkpoints folder (weights.default_base: an actionable error when absent).
     selected_checkpoint: Callable[[], Path] | None = None

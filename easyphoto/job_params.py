@@ -19,6 +19,7 @@ from pydantic import Field
 
 from easyphoto.config import (
     PYDANTIC_V2,
+    AnyGarmentConfig,
     ConfigModel,
     DigitalModelConfig,
     PortraitConfig,
@@ -155,6 +156,27 @@ class TryOnParams(JobParams):
     _config_version = config_field_validator()
 
 
+class AnyGarmentParams(JobParams):
+    """tryon_any: any garment photo on one person photo, without training (a zero-shot backend)."""
+
+    person: str = Field(..., min_length=1, description="The person (model) photo: a file path.")
+    garment_image: str | None = Field(None, description="The garment photo (flat lay, product shot or worn): a file "
+                                      "path. Empty: garment_id's photo.")
+    garment_id: str | None = Field(None, description="A stored garment (trained or not) whose first photo, cut out, "
+                                   "is the garment; used when garment_image is empty.")
+    mask: str | None = Field(None, description="A mask image file (white = repaint), for mask_source 'mask'.")
+    points: list[tuple[float, float, bool]] = Field([], description="Clicks [x, y, positive] in photo pixels, for "
+                                                   "mask_source 'points'.")
+    boxes: list[tuple[float, float, float, float]] = Field([], description="Boxes [x0, y0, x1, y1], for "
+                                                           "mask_source 'points'.")
+    config: AnyGarmentConfig = Field(default_factory=AnyGarmentConfig)
+    out: str | None = Field(None, description="Folder for the images; empty: the outputs folder.")
+    device: str | None = Field(None, max_length=20, description="torch device; empty: CUDA when there is one, else "
+                               "the CPU.")
+
+    _config_version = config_field_validator()
+
+
 class DigitalModelParams(JobParams):
     """digital_model: a garment kept exactly while the model, outfit, scene or pose around it is regenerated."""
 
@@ -213,6 +235,7 @@ MODELS: dict[str, type[JobParams]] = {
     "garment_dataset": GarmentDatasetParams,
     "garment_train": GarmentTrainParams,
     "tryon": TryOnParams,
+    "tryon_any": AnyGarmentParams,
     "digital_model": DigitalModelParams,
     "generate": GenerateParams,
 }

@@ -14,6 +14,7 @@ from typing import Any
 from easyphoto import job_params
 from easyphoto.context import AppContext
 from easyphoto.job_params import (
+    AnyGarmentParams,
     CheckPhotosParams,
     DigitalModelParams,
     FetchModelsParams,
@@ -89,6 +90,7 @@ NEEDS_GPU: dict[str, bool] = {
     "garment_dataset": False,  # a small parsing / point model on photos, like the photo check
     "garment_train": True,  # as "train"
     "tryon": True,  # as "portrait"
+    "tryon_any": True,  # its own diffusers pipeline, with the WebUI's checkpoint moved off the GPU meanwhile
     "digital_model": True,  # as "portrait"
     "generate": True,  # txt2img / img2img on the standalone backend
 }
@@ -108,6 +110,8 @@ def register_operations(queue: JobQueue, ctx: AppContext) -> None:
     add("garment_dataset", lambda p, job: garment_dataset(ctx, p, job), lambda p: f"dataset of garment {p.garment_id}")
     add("garment_train", lambda p, job: garment_train(ctx, p, job), lambda p: f"train garment {p.garment_id}")
     add("tryon", lambda p, job: tryon(ctx, p, job), lambda p: f"try-on of {p.garment_id}")
+    add("tryon_any", lambda p, job: tryon_any(ctx, p, job),
+        lambda p: f"try-on ({p.config.backend}) of {p.garment_id or Path(p.garment_image or '').name}")
     add("digital_model", lambda p, job: digital_model(ctx, p, job),
         lambda p: f"digital model ({p.config.mode}){f' of {p.garment_id}' if p.garment_id else ''}")
     add("generate", lambda p, job: generate(ctx, p, job), lambda p: "img2img" if p.init_image else "txt2img")
@@ -139,6 +143,12 @@ def tryon(ctx: AppContext, params: TryOnParams, job: JobContext) -> dict:
     from easyphoto.tryon.run import tryon_operation
 
     return tryon_operation(ctx, params, job)
+
+
+def tryon_any(ctx: AppContext, params: AnyGarmentParams, job: JobContext) -> dict:
+    from easyphoto.tryon.zeroshot.run import any_garment_operation
+
+    return any_garment_operation(ctx, params, job)
 
 
 def _photo_progress(job: JobContext, phase: str):

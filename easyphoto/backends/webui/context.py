@@ -7,6 +7,7 @@ from easyphoto.backends.webui.host import (
     current_settings,
     detect_flavour,
     forced_offline,
+    host_job,
     host_model_offloaded,
     host_queue_lock,
     host_version,
@@ -20,5 +21,5 @@ from easyphoto.context import AppContext, HostInfo
 def make_context() -> AppContext:
     host = HostInfo(detect_flavour(), host_version())
     return AppContext(make_paths(), host, current_settings, forced_offline(), gpu_lock=host_queue_lock,
-                      host_offload=host_model_offloaded, selected_checkpoint=selected_checkpoint,
+                      host_offload=host_model_offloaded, host_job=host_job, selected_checkpoint=selected_checkpoint,
                       make_generator=make_generator, make_upscaler=host_upscaler)

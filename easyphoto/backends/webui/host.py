@@ -189,6 +189,40 @@ def host_model_offloaded():
             sd_models.send_model_to_device(loaded)
 
 
+class HostJob:
+    """EasyPhoto's own GPU work (a zero-shot try-on's diffusers pipeline) shown as the WebUI's current job: its
+    Interrupt button stops it between steps, and its progress bar follows ours."""
+
+    def __init__(self, state):
+        self.state = state
+
+    def should_stop(self) -> bool:
+        return bool(self.state.interrupted or self.state.stopping_generation)
+
+    def progress(self, fraction: float, message: str) -> None:
+        self.state.sampling_steps = 1000
+        self.state.sampling_step = int(max(0.0, min(fraction, 1.0)) * 1000)
+        self.state.textinfo = message
+
+
+@contextlib.contextmanager
+def host_job(label: str):
+    """Around our own pipeline: state.begin() (the Interrupt button then acts on this job, and a stale interrupt is
+    cleared, host-api.md §2.6) and state.end() with the flags reset, as wrap_gradio_call does. The caller holds the
+    queue lock (the job worker does for GPU kinds)."""
+    from modules import shared
+
+    state = shared.state
+    state.begin(job=f"easyphoto-{label}")
+    state.job_count = 1
+    state.textinfo = f"EasyPhoto {label}"
+    try:
+        yield HostJob(state)
+    finally:
+        state.end()
+        state.interrupted = state.skipped = state.stopping_generation = False
+
+
 def selected_checkpoint() -> Path:
     """The file of the checkpoint selected in the WebUI (resolved the host's way, host-api.md §3.6)."""
     from modules import sd_models
