@@ -205,3 +205,13 @@ def api_client(api_ctx):
     from easyphoto.app import create_app
 
     return TestClient(create_app(api_ctx, with_ui=False), raise_server_exceptions=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_tryon_models(kit_root, clip_tokenizer_dir) -> Path:
+    """A models root holding tiny Leffa, CatVTON and OOTDiffusion files in their published layouts, where the
+    manifest puts them (<root>/tryon/...; tests/kit/tiny_tryon.py). Copy or link it into a test's models folder."""
+    from .cache import cached_dir
+    from .tiny_tryon import build_all_tryon
+
+    return cached_dir(kit_root / "tryon_models", lambda tmp: build_all_tryon(tmp, clip_tokenizer_dir))

@@ -42,7 +42,7 @@ def make_scheduler(kind: str, config: dict):
 
 def image_tensor(pixels: np.ndarray, device, dtype) -> torch.Tensor:
     """RGB uint8 (H, W, 3) → (1, 3, H, W) in [-1, 1]."""
-    array = torch.from_numpy(np.ascontiguousarray(pixels[..., :3])).permute(2, 0, 1).float() / 127.5 - 1.0
+    array = torch.from_numpy(np.array(pixels[..., :3], copy=True)).permute(2, 0, 1).float() / 127.5 - 1.0
     return array.unsqueeze(0).to(device=device, dtype=dtype)
 
 
