@@ -295,16 +295,23 @@ def _models_list(ctx: AppContext, args: argparse.Namespace) -> int:
 
 def _models_fetch(ctx: AppContext, args: argparse.Namespace) -> int:
     """Exit 0 when every requested file is in place, else 2 with the error naming each file, the sources tried
-    and where to put it by hand. --offline (or the offline setting) never opens a socket."""
+    and where to put it by hand. --offline (or the offline setting) never opens a socket. Before the first byte,
+    one line per licence of the files about to be downloaded (on stderr with --json, which keeps stdout JSON).
+    Non-commercial weights are downloaded only with the opt-in setting; with no ids and no --group they are left
+    out with a note, named explicitly they fail saying how to opt in."""
     import os
 
     from easyphoto import downloads, weights
 
-    ids = _model_ids(weights, args)
+    ids = _model_ids(weights, args) if args.ids or args.group is not None else None  # None: the whole manifest
+    allow = ctx.settings.allow_noncommercial_tryon
+    if not ctx.offline:
+        for line in weights.licence_lines(weights.to_download(ids, ctx.paths, allow_noncommercial=allow)):
+            print(line, file=sys.stderr if args.json else sys.stdout, flush=True)
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # ours below; the hub's own would duplicate it
     bar = downloads.ConsoleProgress(sys.stderr)
     try:
-        results = weights.fetch(ids, ctx.paths, offline=ctx.offline, progress=bar)
+        results = weights.fetch(ids, ctx.paths, offline=ctx.offline, progress=bar, allow_noncommercial=allow)
     finally:
         bar.close()
     if args.json:
@@ -312,7 +319,7 @@ def _models_fetch(ctx: AppContext, args: argparse.Namespace) -> int:
     else:
         print_table(("id", "result", "path", "source"),
                      [(r.entry.id, r.state, str(r.path or ""), r.source) for r in results])
-        for note in (n for r in results for n in r.notes):
+        for note in dict.fromkeys(n for r in results for n in r.notes):  # a skip note is the same for many files
             print(f"note: {note}")
     weights.raise_for_failures(results)
     return 0

@@ -177,10 +177,17 @@ def prepare_dataset(ctx: AppContext, params: PrepareDatasetParams, job: JobConte
 
 
 def fetch_models(ctx: AppContext, params: FetchModelsParams, job: JobContext) -> dict:
-    """Download missing model files (all, a group, or ids); the job fails naming each file that could not be had."""
+    """Download missing model files (all, a group, or ids); the job fails naming each file that could not be had.
+    Its first message and its result name the licences of the files it downloads. Non-commercial weights only with
+    the opt-in setting: left out of "all" (skipped, with a note), refused when named."""
     from easyphoto import weights
 
+    allow = ctx.settings.allow_noncommercial_tryon
     entries = weights.select(params.ids or None, params.group)
+    ids = None if not params.ids and params.group is None else [e.id for e in entries]  # None: the whole manifest
+    licences = weights.licence_lines(weights.to_download(ids, ctx.paths, allow_noncommercial=allow))
+    if licences and not ctx.offline:
+        job.progress(phase="licences", message="\n".join(licences))
     sizes = {e.id: e.size for e in entries}
     received: dict[str, int] = {}
 
@@ -191,11 +198,11 @@ def fetch_models(ctx: AppContext, params: FetchModelsParams, job: JobContext) ->
         fraction = sum(received.values()) / known if known and all(sizes.values()) else None
         job.progress(phase="downloading", message=entry_id, fraction=fraction)
 
-    results = weights.fetch([e.id for e in entries], ctx.paths, offline=ctx.offline, progress=progress,
-                            cancel=lambda: job.cancelled)
+    results = weights.fetch(ids, ctx.paths, offline=ctx.offline, progress=progress, cancel=lambda: job.cancelled,
+                            allow_noncommercial=allow)
     job.check_cancelled()
     weights.raise_for_failures(results)
-    return {"files": [r.to_dict() for r in results]}
+    return {"files": [r.to_dict() for r in results], "licences": licences}
 
 
 def digital_model(ctx: AppContext, params: DigitalModelParams, job: JobContext) -> dict:

@@ -17,6 +17,11 @@ Pickled files (.pth, .pt, .ckpt, .bin, .pkl) can carry code, so each has a sha25
 (`sha256_source` says where) or an explicit `unpinned_reason`; the downloader refuses to install a pickled file it
 cannot check (no recorded sha256 and no hash announced by the source). Other files without a recorded checksum are
 checked by size/hash only when the source itself announces one (Hugging Face LFS ETags).
+
+Entries marked `noncommercial` (weights published for non-commercial use only: CatVTON's, OOTDiffusion's) are
+downloaded only with `allow_noncommercial=True`, which the front ends take from the opt-in setting
+(Settings.allow_noncommercial_tryon). Asked for by id or group without it, such a file fails with LicenceNotAccepted;
+a whole-manifest fetch leaves it out ("skipped") instead. A file already on disk is reported present either way.
 The transport (HTTP resume, hub client, zip members, quarantine) lives in `downloads.py`.
 """
 
@@ -46,7 +51,8 @@ __all__ = [
     "MANIFEST", "GROUPS", "Source", "WeightFile", "WeightStatus", "FetchResult", "VerifyResult", "Endpoints",
     "ChecksumMismatch", "DownloadCancelled", "get", "select", "status", "status_all", "how_to_fetch", "require",
     "fetch", "ensure", "verify", "raise_for_failures", "FEATURES", "BASE_ID", "default_base", "ManifestError",
-    "UnpinnedPickle", "load_manifest", "parse_manifest", "is_pickled", "MANIFEST_FILE",
+    "UnpinnedPickle", "load_manifest", "parse_manifest", "is_pickled", "MANIFEST_FILE", "LicenceNotAccepted",
+    "NONCOMMERCIAL_SETTING", "NONCOMMERCIAL_OPT_IN", "to_download", "licence_lines",
 ]
 
 Destination = Literal["checkpoints", "easyphoto", "controlnet", "package"]
@@ -57,6 +63,10 @@ PICKLED_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin", ".pkl", ".pickle")
 MANIFEST_FILE = "models.json"  # inside the easyphoto package (pyproject package-data; read beside this module)
 BASE_ID = "sd15-base"  # the standalone default base checkpoint (train/portrait without --base)
 ProgressCallback = Callable[[str, int, "int | None"], None]  # (entry id, bytes done, total bytes or None)
+# The Settings field that opts in to non-commercial weights (config.Settings; named here for the messages only).
+NONCOMMERCIAL_SETTING = "allow_noncommercial_tryon"
+NONCOMMERCIAL_OPT_IN = ('turn on "Allow non-commercial try-on models" (Settings → EasyPhoto; standalone: settings.json '
+           f'"{NONCOMMERCIAL_SETTING}": true)')
 
 
 class ManifestError(EasyPhotoError):
@@ -67,6 +77,13 @@ class ManifestError(EasyPhotoError):
 
 class UnpinnedPickle(TransferError):
     """A pickled file with no checksum to check it against: refused rather than installed unchecked."""
+
+
+class LicenceNotAccepted(EasyPhotoError):
+    """Non-commercial weights asked for without the opt-in setting: not downloaded."""
+
+    phase = "models"
+    http_status = 403
 
 
 @dataclass(frozen=True)
@@ -118,6 +135,7 @@ class WeightFile:
     required: bool = False
     sha256_source: str = ""  # where the recorded sha256 was published
     unpinned_reason: str = ""  # a pickled file without sha256: why none could be recorded (allows its download)
+    noncommercial: bool = False  # its licence forbids commercial use: downloaded only with the opt-in setting
 
     def path(self, paths: Paths) -> Path | None:
         if self.destination == "package":
@@ -142,7 +160,8 @@ def is_pickled(filename: str) -> bool:
 # ---------------------------------------------------------------------------------------------- the data file
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-_OPTIONAL = {"subdir", "package", "size", "sha256", "sha256_source", "unpinned_reason", "aliases", "note"}
+_OPTIONAL = {"subdir", "package", "size", "sha256", "sha256_source", "unpinned_reason", "aliases", "note",
+             "noncommercial"}
 
 
 class _SourceSpec(ConfigModel):
@@ -181,6 +200,7 @@ class _EntrySpec(ConfigModel):
     sha256_source: StrictStr = ""
     unpinned_reason: StrictStr = ""
     aliases: list[StrictStr] = []
+    noncommercial: StrictBool = False
     note: StrictStr = ""  # a comment for people editing the file
 
     check_entry = _cross_field_check("check_entry", lambda v: _check_entry(v))
@@ -267,7 +287,7 @@ def _parse_entry(raw: object, index: int, groups, features, origin: str) -> Weig
         destination=spec.destination, subdir=spec.subdir, size=spec.size,
         sources=tuple(Source(s.kind, s.location, s.path, s.revision) for s in spec.sources), sha256=spec.sha256,
         package=spec.package, aliases=tuple(spec.aliases), features=tuple(spec.features), required=spec.required,
-        sha256_source=spec.sha256_source, unpinned_reason=spec.unpinned_reason,
+        sha256_source=spec.sha256_source, unpinned_reason=spec.unpinned_reason, noncommercial=spec.noncommercial,
     )
 
 
@@ -295,6 +315,7 @@ class WeightStatus:
             "features": list(e.features),
             "required": e.required,
             "licence": e.licence,
+            "noncommercial": e.noncommercial,
             "state": self.state,
             "path": self.found_at,
             "size": e.size,
@@ -395,18 +416,23 @@ def default_base(paths: Paths, manifest: Sequence[WeightFile] | None = None) -> 
 
 @dataclass(frozen=True)
 class FetchResult:
-    """What fetch() did for one entry. `path` is where the file is (present, downloaded) or belongs (others)."""
+    """What fetch() did for one entry. `path` is where the file is (present, downloaded) or belongs (others).
+    "skipped": a whole-manifest fetch left out a non-commercial file the user has not opted in to (not a failure)."""
 
     entry: WeightFile
-    state: Literal["present", "downloaded", "failed", "cancelled", "offline", "manual"]
+    state: Literal["present", "downloaded", "failed", "cancelled", "offline", "manual", "skipped"]
     path: Path | None
     source: str = ""  # the source that delivered it (downloaded)
-    error: EasyPhotoError | None = None  # why not (failed, cancelled, offline, manual)
+    error: EasyPhotoError | None = None  # why not (failed, cancelled, offline, manual, skipped)
     notes: tuple[str, ...] = ()  # e.g. a damaged file found in place and quarantined
 
     @property
     def ok(self) -> bool:
         return self.state in ("present", "downloaded")
+
+    @property
+    def failed(self) -> bool:
+        return not self.ok and self.state != "skipped"
 
     def to_dict(self) -> dict:
         return {
@@ -428,6 +454,7 @@ def fetch(
     cancel: Callable[[], bool] | None = None,
     manifest: Sequence[WeightFile] | None = None,
     endpoints: Endpoints | None = None,
+    allow_noncommercial: bool = False,
 ) -> list[FetchResult]:
     """Make the requested files present; one result per entry, in order, never raising for a file that failed.
 
@@ -436,10 +463,14 @@ def fetch(
     socket: missing files come back as "offline" with the manual instructions. `progress(id, done, total)` is
     called as bytes arrive; `cancel()` is checked between chunks (partial files are kept and resumed later).
     `entry_ids=None` means every entry of the (given or built-in) manifest. Every function here reads the
-    module-level MANIFEST at call time, so a test may also swap it (the CLI has no `manifest=` to pass)."""
+    module-level MANIFEST at call time, so a test may also swap it (the CLI has no `manifest=` to pass).
+
+    A missing `noncommercial` file is downloaded only with `allow_noncommercial` (the user's opt-in setting):
+    named by id it fails with LicenceNotAccepted; in a whole-manifest fetch it is "skipped" with a note."""
     table = MANIFEST if manifest is None else manifest
     entries = select(entry_ids, None, table)
-    return _Fetcher(paths, offline, progress, cancel, endpoints or Endpoints.from_env()).run(entries)
+    gate = _LicenceGate(allow_noncommercial, skip=entry_ids is None)
+    return _Fetcher(paths, offline, progress, cancel, endpoints or Endpoints.from_env(), gate).run(entries)
 
 
 def ensure(
@@ -451,23 +482,27 @@ def ensure(
     cancel: Callable[[], bool] | None = None,
     manifest: Sequence[WeightFile] | None = None,
     endpoints: Endpoints | None = None,
+    allow_noncommercial: bool = False,
 ) -> list[Path]:
     """Paths of the requested files, downloading what is missing; raise when any could not be had.
 
     Offline it is exactly `require` (the same message: each missing file, its destination and its sources).
     Online, failures raise ChecksumMismatch (every source served a wrong file) or MissingWeights naming each
-    source tried and where to put the file by hand; a cancel raises DownloadCancelled."""
+    source tried and where to put the file by hand; a cancel raises DownloadCancelled; a missing non-commercial
+    file without `allow_noncommercial` raises LicenceNotAccepted."""
     if offline:
         return require(list(entry_ids), paths, manifest)
-    results = fetch(entry_ids, paths, progress=progress, cancel=cancel, manifest=manifest, endpoints=endpoints)
+    results = fetch(entry_ids, paths, progress=progress, cancel=cancel, manifest=manifest, endpoints=endpoints,
+                    allow_noncommercial=allow_noncommercial)
     raise_for_failures(results)
     return [r.path for r in results if r.path is not None and r.entry.destination != "package"]
 
 
 def raise_for_failures(results: Sequence[FetchResult]) -> None:
     """Raise the error that sums up `results` (nothing when all files are there). One failed file raises its own
-    error (ChecksumMismatch keeps its hashes); several raise one MissingWeights listing all of them."""
-    bad = [r for r in results if not r.ok]
+    error (ChecksumMismatch keeps its hashes); several refused for their licence raise one LicenceNotAccepted;
+    other mixes raise one MissingWeights listing all of them. Skipped files are not failures."""
+    bad = [r for r in results if r.failed]
     if not bad:
         return
     cancelled = [r for r in bad if r.state == "cancelled"]
@@ -485,12 +520,64 @@ def raise_for_failures(results: Sequence[FetchResult]) -> None:
         )
     if len(bad) == 1 and bad[0].error is not None:
         raise bad[0].error
+    if all(isinstance(r.error, LicenceNotAccepted) for r in bad):
+        raise _licence_refusal([r.entry for r in bad])
     missing = [m for r in bad for m in (getattr(r.error, "missing", None) or [_missing_dict(r)])]
     body = "\n\n".join(r.error.message if r.error else r.entry.id for r in bad)
     raise MissingWeights(
         f"{len(bad)} model file(s) could not be fetched:\n\n{body}",
         missing=missing,
         hint=bad[0].error.hint if bad[0].error else "",
+    )
+
+
+def to_download(
+    entry_ids: Sequence[str] | None,
+    paths: Paths,
+    *,
+    allow_noncommercial: bool = False,
+    manifest: Sequence[WeightFile] | None = None,
+) -> list[WeightFile]:
+    """The files a `fetch` with the same arguments would download, judged on disk only (no network, no hashing), so
+    a front end can show their licences before the first byte: missing or the wrong size, not a pip package, not
+    refused for their licence. (A file whose sha256 turns out wrong is fetched again without being listed here.)"""
+    table = MANIFEST if manifest is None else manifest
+    gate = _LicenceGate(allow_noncommercial)
+    return [e for e in select(entry_ids, None, table)
+            if e.destination != "package" and not gate.refuses(e) and status(e, paths).state != "present"]
+
+
+def licence_lines(entries: Sequence[WeightFile]) -> list[str]:
+    """One line per distinct licence, in manifest order: "Licence: <licence> — <ids>"."""
+    by_licence: dict[str, list[str]] = {}
+    for entry in entries:
+        by_licence.setdefault(entry.licence, []).append(entry.id)
+    return [f"Licence: {licence} — {', '.join(ids)}" for licence, ids in by_licence.items()]
+
+
+@dataclass(frozen=True)
+class _LicenceGate:
+    """Which missing files a fetch may download: non-commercial ones only with the user's opt-in. `skip`: a
+    whole-manifest fetch leaves a refused file out ("skipped", with a note) instead of failing on it."""
+
+    allow_noncommercial: bool
+    skip: bool = False
+
+    def refuses(self, entry: WeightFile) -> bool:
+        return entry.noncommercial and not self.allow_noncommercial
+
+
+def _licence_refusal(entries: Sequence[WeightFile]) -> LicenceNotAccepted:
+    """The error for non-commercial files asked for without the opt-in: each licence with its files, and the way in."""
+    if len(entries) == 1:
+        e = entries[0]
+        what = f"{e.filename} ({e.id}) is published under {e.licence}, for non-commercial use only"
+    else:
+        what = (f"{len(entries)} files are published for non-commercial use only:\n"
+                + "\n".join(licence_lines(entries)) + "\n")
+    return LicenceNotAccepted(
+        f"Not downloaded: {what}. EasyPhoto downloads such weights only when you opt in.",
+        hint=f"If your use is non-commercial, {NONCOMMERCIAL_OPT_IN}, then fetch again.",
     )
 
 
@@ -507,9 +594,9 @@ class _Fetcher:
     """One fetch() call: shared state is the endpoints, the verified-hash stamps and the archives downloaded for
     zip sources (one archive serves every member requested in the same call, then is deleted)."""
 
-    def __init__(self, paths, offline, progress, cancel, endpoints: Endpoints):
+    def __init__(self, paths, offline, progress, cancel, endpoints: Endpoints, gate: _LicenceGate):
         self.paths, self.offline, self.progress, self.cancel = paths, offline, progress, cancel
-        self.endpoints = endpoints
+        self.endpoints, self.gate = endpoints, gate
         self.stamps = _Stamps(paths)
         self.archives: dict[str, Path] = {}
         self.quarantine_dir = paths.models_root / ".quarantine"
@@ -541,20 +628,31 @@ class _Fetcher:
             return FetchResult(entry, "manual", None, error=error)
         target = entry.path(self.paths)
         assert target is not None
-        found, notes = self._present(entry, target)
+        refused = self.gate.refuses(entry)
+        found, notes = self._present(entry, target, refused)
         if found is not None:
             return FetchResult(entry, "present", found, notes=notes)
-        if self.offline:
+        if self.offline:  # nothing is downloaded anyway: say where to put the file by hand
             st = WeightStatus(entry, "missing", str(target))
             error = MissingWeights(f"1 model file(s) are missing or damaged:\n{how_to_fetch(st)}",
                                    missing=[st.to_dict()],
                                    hint="Put the files there by hand (offline mode never downloads), then retry.")
             return FetchResult(entry, "offline", target, error=error, notes=notes)
+        if refused:
+            return self._refused(entry, target, notes)
         return self._download_any(entry, target, notes)
 
-    def _present(self, entry: WeightFile, target: Path) -> tuple[Path | None, tuple[str, ...]]:
+    def _refused(self, entry: WeightFile, target: Path, notes: tuple[str, ...]) -> FetchResult:
+        error = _licence_refusal([entry])
+        if not self.gate.skip:
+            return FetchResult(entry, "failed", target, error=error, notes=notes)
+        note = f"left out: {entry.licence} allows non-commercial use only; to download it, {NONCOMMERCIAL_OPT_IN}."
+        return FetchResult(entry, "skipped", target, error=error, notes=(*notes, note))
+
+    def _present(self, entry: WeightFile, target: Path, refused: bool) -> tuple[Path | None, tuple[str, ...]]:
         """The file in place when it is usable. A canonical file with the wrong size or sha256 is moved to the
-        quarantine (online only: offline there is nothing to replace it with, so it is left and reported)."""
+        quarantine, unless nothing can replace it (offline, or its licence not accepted): then it is left and
+        reported."""
         st = status(entry, self.paths)
         if st.state == "missing":
             return None, ()
@@ -570,8 +668,9 @@ class _Fetcher:
                 self.stamps.put(target, actual)
         if not problem:
             return found, ()
-        if self.offline:
-            return None, (f"{target} is damaged ({problem}); left in place because offline mode cannot replace it.",)
+        if self.offline or refused:
+            why = "offline mode cannot replace it" if self.offline else "its licence is not accepted for download"
+            return None, (f"{target} is damaged ({problem}); left in place because {why}.",)
         moved = downloads.quarantine(target, self.quarantine_dir)
         self.stamps.drop(target)
         return None, (f"{target} was damaged ({problem}); moved to {moved}.",)

@@ -1,4 +1,7 @@
-"""Models tab: every weight file with its state and licence; per-group download (a job) and verify."""
+"""Models tab: every weight file with its state and licence; per-group download (a job) and verify.
+
+The licences of the files a download would fetch are shown next to the button and at the top of every status line
+of the download, before its first byte. Non-commercial weights are fetched only with the opt-in setting."""
 
 from __future__ import annotations
 
@@ -27,22 +30,43 @@ def missing_text(ctx: AppContext) -> str:
     return f"{len(missing)} model file(s) are not on disk yet. To add them by hand:\n\n{lines}"
 
 
+def licence_text(ctx: AppContext, group: str) -> str:
+    """Markdown: one line per licence of the files "Download missing" would fetch for `group` (as the job does)."""
+    ids = None if group == ALL else [e.id for e in weights.select(None, group)]
+    pending = weights.to_download(ids, ctx.paths, allow_noncommercial=ctx.settings.allow_noncommercial_tryon)
+    lines = weights.licence_lines(pending)
+    return "\n".join(f"- {line}" for line in lines) if lines else "Nothing to download."
+
+
+def skipped_text(result: dict) -> str:
+    """The files a download of "all" left out for their non-commercial licence, and how to opt in."""
+    skipped = [f["id"] for f in result.get("files", []) if f.get("state") == "skipped"]
+    if not skipped:
+        return ""
+    return (f"Left out (non-commercial licence, not opted in): {', '.join(skipped)}. To download them, "
+            f"{weights.NONCOMMERCIAL_OPT_IN}.\n\n")
+
+
 def download_flow(ctx: AppContext, group: str) -> Iterator[tuple]:
-    """Yields (status, table, job id) while the download job runs."""
+    """Yields (status, table, job id) while the download job runs; every status starts with the licences."""
     from easyphoto.operations import job_queue
 
     if ctx.offline:
         yield "Offline mode: nothing is downloaded. " + missing_text(ctx), model_rows(ctx), ""
         return
+    licences = licence_text(ctx, group)
     job = job_queue(ctx).submit("fetch_models", {"group": None if group == ALL else group, "ids": []})
     for record in follow(ctx, job.id):
         if record.is_final:
             break
         p = record.progress
         percent = f" {p.fraction * 100:.0f}%" if p.fraction else ""
-        yield f"Downloading{percent}: {p.message or 'starting'}", model_rows(ctx), job.id
+        current = p.message if p.phase == "downloading" else "starting"  # the job's first message is the licences
+        yield f"{licences}\n\nDownloading{percent}: {current}", model_rows(ctx), job.id
     ok = record.state.value == "succeeded"
-    yield ("Download finished. " + missing_text(ctx)) if ok else failure_text("Download", record), model_rows(ctx), ""
+    text = ("Download finished. " + skipped_text(record.result or {}) + missing_text(ctx)) if ok \
+        else failure_text("Download", record)
+    yield text, model_rows(ctx), ""
 
 
 def verify_text(ctx: AppContext, group: str) -> str:
@@ -65,13 +89,17 @@ def build_models_tab(gr, ctx: AppContext) -> None:
         verify = gr.Button("Verify", elem_id="easyphoto_models_verify")
         cancel = gr.Button("Cancel", elem_id="easyphoto_models_cancel")
         refresh = gr.Button("Refresh", elem_id="easyphoto_models_refresh")
+    licences = gr.Markdown(licence_text(ctx, ALL), elem_id="easyphoto_models_licences")
     job_id = gr.State("")
     status = gr.Markdown(missing_text(ctx), elem_id="easyphoto_models_missing")
 
     def run_download(selected):  # gradio streams a generator's yields to the outputs
         yield from download_flow(ctx, selected)
 
-    download.click(fn=run_download, inputs=[group], outputs=[status, table, job_id])
+    group.change(fn=lambda selected: licence_text(ctx, selected), inputs=[group], outputs=[licences])
+    download.click(fn=run_download, inputs=[group], outputs=[status, table, job_id]).then(
+        fn=lambda selected: licence_text(ctx, selected), inputs=[group], outputs=[licences])
     verify.click(fn=lambda selected: verify_text(ctx, selected), inputs=[group], outputs=[status])
     cancel.click(fn=lambda j: cancel_download(ctx, j), inputs=[job_id], outputs=[status])
-    refresh.click(fn=lambda: (model_rows(ctx), missing_text(ctx)), inputs=[], outputs=[table, status])
+    refresh.click(fn=lambda selected: (model_rows(ctx), missing_text(ctx), licence_text(ctx, selected)),
+                  inputs=[group], outputs=[table, status, licences])
