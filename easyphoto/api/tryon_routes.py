@@ -6,24 +6,27 @@
     POST /garments/{id}/dataset                  job: cut out + caption (GarmentDatasetConfig)
     GET /garments/{id}/report, GET/PUT /garments/{id}/captions
     POST /garments/{id}/train                    job: dataset when out of date, then the garment LoRA
-    POST /tryon                                  job: a trained garment on a person photo (TryOnConfig)
+    POST /tryon                                  job: a trained garment on a person photo (backend 'lora', TryOnConfig),
+                                                 or any garment photo without training (backend 'leffa', 'catvton' or
+                                                 'ootd', AnyGarmentConfig; issue 15)
+    GET /tryon/backends                          the zero-shot backends: licence, defaults, files, allowed or not
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 
 from easyphoto.api.payloads import MAX_IMAGE_MB, decode_base64, decode_images, sniff_suffix, write_uploads
 from easyphoto.api.schemas import JobModel, RequestModel
-from easyphoto.config import TrainConfig, TryOnConfig
+from easyphoto.config import AnyGarmentConfig, TrainConfig, TryOnConfig, describe_errors
 from easyphoto.context import AppContext
 from easyphoto.errors import Conflict, InvalidRequest
-from easyphoto.job_params import GarmentDatasetParams, GarmentTrainParams, TryOnParams
+from easyphoto.job_params import AnyGarmentParams, GarmentDatasetParams, GarmentTrainParams, TryOnParams
 from easyphoto.store import is_easyphoto_lora, read_json
 from easyphoto.tryon.dataset import GarmentDatasetConfig
 
@@ -77,13 +80,44 @@ class GarmentTrainRequest(RequestModel):
 
 
 class TryOnRequest(RequestModel):
-    garment_id: str
+    backend: Literal["lora", "leffa", "catvton", "ootd"] = Field(
+        "lora", description="lora: a trained garment (garment_id; config is TryOnConfig). leffa, catvton, ootd: any "
+                            "garment photo without training (garment_image or garment_id; config is AnyGarmentConfig; "
+                            "GET /tryon/backends lists their licences: catvton and ootd are non-commercial only).")
+    garment_id: str | None = Field(None, description="lora: the trained garment (required). Zero-shot: a stored "
+                                                     "garment whose photo is used when no garment_image is sent.")
+    garment_image: str | None = Field(None, description="Zero-shot backends: the garment photo as base64 or a data "
+                                                        "URL (a product shot on white works best).")
     person: str = Field(..., description="The person photo as base64 or a data URL (image/*).")
     mask: str | None = Field(None, description="With mask_source 'mask': the garment region (white), photo-sized.")
     points: list[tuple[float, float, bool]] = Field([], description="With mask_source 'points': [x, y, positive].")
     boxes: list[tuple[float, float, float, float]] = Field([], description="With mask_source 'points'.")
-    config: TryOnConfig = Field(default_factory=TryOnConfig)
-    base: str | None = Field(None, description="Standalone only: the SD 1.5 base the garment was trained on.")
+    config: dict[str, Any] = Field(default_factory=dict, description="The backend's config: TryOnConfig fields for "
+                                   "'lora', AnyGarmentConfig fields for a zero-shot backend (its 'backend' field may be "
+                                   "left out: the request's backend is used); empty: the defaults.")
+    base: str | None = Field(None, description="Standalone, backend 'lora' only: the SD 1.5 base the garment was "
+                                               "trained on.")
+
+
+class TryOnBackendModel(BaseModel):
+    name: str
+    title: str
+    licence: str
+    licence_line: str = Field(..., description="What the UI and the CLI show before anything is downloaded.")
+    commercial_use: bool
+    note: str
+    steps: int = Field(..., description="Its default number of sampling steps.")
+    guidance: float = Field(..., description="Its default guidance scale.")
+    default_variant: str
+    variants: list[str]
+    categories: dict[str, list[str]] = Field(..., description="Per variant, the categories it was trained on.")
+    files_present: bool = Field(..., description="Every file of its default variant is on disk.")
+    missing_files: list[str] = Field(..., description="models.json ids not on disk (fetched by the first job when "
+                                                      "online, or `python -m easyphoto models fetch --group GROUP`).")
+    group: str
+    allowed: bool = Field(..., description="The current settings let it run (non-commercial weights need the opt-in "
+                                           "setting named in 'setting').")
+    setting: str
 
 
 def _dump(model) -> dict[str, Any]:
@@ -243,27 +277,94 @@ def _garment_job_routes(router: APIRouter, ctx: AppContext, jobs: Callable[[], A
 def _tryon_route(router: APIRouter, ctx: AppContext, jobs: Callable[[], Any]) -> None:
     @router.post("/tryon", response_model=JobModel, status_code=202)
     def tryon(body: TryOnRequest) -> dict:
-        """Put a trained garment on the person photo; GET /jobs/{id}/result returns the images and their garment
-        fidelity scores."""
+        """Put a trained garment (backend 'lora') or any garment photo (a zero-shot backend) on the person photo;
+        GET /jobs/{id}/result returns the images and their garment fidelity scores."""
+        config = _request_config(body)
+        if body.backend != "lora":
+            return _submit_any_garment(ctx, jobs, body, config).to_dict()
         from easyphoto.operations import require
         from easyphoto.tryon.run import require_trained_garment
 
+        _check_lora_request(body)
         require_trained_garment(ctx, body.garment_id)  # 404 / 409 before any upload is written
-        _check_mask_source(body)
+        _check_mask_source(body, config.mask_source)
         queue = jobs()
         require(queue, "tryon")
         images = [decode_base64(body.person, "person")] + ([decode_base64(body.mask, "mask")] if body.mask else [])
         _check_tryon_images(ctx, body, images)
         images = [(data, sniff_suffix(data)) for data in images]
         params = {"garment_id": body.garment_id, "person": "pending", "points": body.points, "boxes": body.boxes,
-                  "config": _dump(body.config), "base": body.base or None}
+                  "config": config.to_dict(), "base": body.base or None}
         return _submit_with_uploads(ctx, queue, params, images).to_dict()
 
+    @router.get("/tryon/backends", response_model=list[TryOnBackendModel])
+    def tryon_backends() -> list[dict]:
+        """The zero-shot backends (POST /tryon with backend = name): licence, defaults, variants, whether their files
+        are on disk and whether the current settings allow them. Nothing is downloaded or loaded."""
+        from easyphoto.tryon.backend_status import backend_status
+        from easyphoto.tryon.zeroshot.registry import BACKENDS, LICENCE_SETTING
 
-def _check_mask_source(body: TryOnRequest) -> None:
+        allow = bool(getattr(ctx.settings, LICENCE_SETTING))
+        return [backend_status(ctx, name, allow_noncommercial=allow) for name in BACKENDS]
+
+
+def _request_config(body: TryOnRequest) -> TryOnConfig | AnyGarmentConfig:
+    """body.config as the backend's config (TryOnConfig for 'lora', else AnyGarmentConfig with the backend set);
+    a bad field is a 422 naming it, before anything else is looked at."""
+    model = TryOnConfig if body.backend == "lora" else AnyGarmentConfig
+    given = dict(body.config)
+    if model is AnyGarmentConfig and given.setdefault("backend", body.backend) != body.backend:
+        raise InvalidRequest(f"config.backend is {given['backend']!r} but backend is {body.backend!r}.",
+                             phase="tryon", hint="Leave config.backend out: the request's backend chooses it.")
+    try:
+        return model.from_dict(given)
+    except ValueError as exc:  # pydantic's ValidationError on both versions
+        raise InvalidRequest(f"config ({model.__name__} for backend {body.backend!r}): {describe_errors(exc)}.",
+                             phase="request", hint="Fix or leave out the named fields (see the schema of "
+                                                   f"{model.__name__} at /docs).") from None
+
+
+def _check_lora_request(body: TryOnRequest) -> None:
+    if not body.garment_id:
+        raise InvalidRequest("backend 'lora' needs garment_id: the trained garment to put on.", phase="tryon",
+                             hint="Send garment_id, or backend 'leffa' with garment_image to try on a garment photo "
+                                  "without training.")
+    if body.garment_image:
+        raise InvalidRequest("garment_image is used by the zero-shot backends, not by 'lora', so it would be ignored.",
+                             phase="tryon", hint="Send backend 'leffa' (or 'catvton', 'ootd') with it, or leave it out.")
+
+
+def _submit_any_garment(ctx: AppContext, jobs: Callable[[], Any], body: TryOnRequest, config: AnyGarmentConfig):
+    """The tryon_any job: the licence, the garment source and the inputs checked before any upload is written."""
+    from easyphoto.operations import require
+    from easyphoto.tryon.zeroshot.run import check_request
+
+    if body.base:
+        raise InvalidRequest(f"base is used by backend 'lora' only; {body.backend!r} reads its own files.",
+                             phase="tryon", hint="Leave base out.")
+    params = {"person": "pending", "garment_image": "pending" if body.garment_image else None,
+              "garment_id": body.garment_id or None, "points": body.points, "boxes": body.boxes,
+              "config": config.to_dict()}
+    check_request(ctx, AnyGarmentParams.checked(params, "tryon_any"))  # 403 licence, 422 no garment, 404 garment
+    _check_mask_source(body, config.mask_source)
+    queue = jobs()
+    require(queue, "tryon_any")
+    named = {"person": decode_base64(body.person, "person")}
+    if body.garment_image:
+        named["garment_image"] = decode_base64(body.garment_image, "garment_image")
+    if body.mask:
+        named["mask"] = decode_base64(body.mask, "mask")
+    _check_tryon_images(ctx, body, [named["person"], *([named["mask"]] if body.mask else [])])
+    if body.garment_image:
+        _load_upload(ctx, named["garment_image"], "garment_image")
+    uploads = {field: (data, sniff_suffix(data)) for field, data in named.items()}
+    return submit_with_uploads(ctx, queue, "tryon_any", AnyGarmentParams, params, uploads)
+
+
+def _check_mask_source(body: TryOnRequest, source: str) -> None:
     """The garment region's input matches config.mask_source: a mask or clicks sent for another source would be
     ignored without a word, so they are refused like an unknown field."""
-    source, hint = body.config.mask_source, "Set config.mask_source to the input you send ('mask' or 'points')."
+    hint = "Set config.mask_source to the input you send ('mask' or 'points')."
     if source == "mask" and not body.mask:
         raise InvalidRequest("mask_source is 'mask' but no mask was sent.", phase="tryon",
                              hint="Send mask (white = the garment region), or use mask_source 'parsing'.")
@@ -278,19 +379,24 @@ def _check_mask_source(body: TryOnRequest) -> None:
                              phase="tryon", hint=hint)
 
 
+def _load_upload(ctx: AppContext, data: bytes, field: str):
+    """The uploaded image, or a 422 naming the field and what is wrong with it."""
+    from easyphoto.imageops import UnreadableImage, load_photo
+
+    try:
+        return load_photo(data, max_megapixels=ctx.settings.max_upload_megapixels).image
+    except UnreadableImage as exc:
+        raise InvalidRequest(f"{field}: {exc.message.removeprefix('upload: ')}", phase="tryon",
+                             hint=exc.hint or "Send a JPEG, PNG or WebP image.") from None
+
+
 def _check_tryon_images(ctx: AppContext, body: TryOnRequest, images: list[bytes]) -> None:
     """The person photo decodes, a mask is its size and not empty, clicks and boxes lie inside it: said now,
     before any upload is written or a job exists (the job checks again, for the CLI)."""
-    from easyphoto.imageops import UnreadableImage, load_photo
     from easyphoto.tryon.garments import binary_mask
 
-    loaded = []
-    for data, field in zip(images, ("person", "mask")[:len(images)], strict=True):
-        try:
-            loaded.append(load_photo(data, max_megapixels=ctx.settings.max_upload_megapixels).image)
-        except UnreadableImage as exc:
-            raise InvalidRequest(f"{field}: {exc.message.removeprefix('upload: ')}", phase="tryon",
-                                 hint=exc.hint or "Send a JPEG, PNG or WebP image.") from None
+    loaded = [_load_upload(ctx, data, field) for data, field in zip(images, ("person", "mask")[:len(images)],
+                                                                       strict=True)]
     width, height = loaded[0].size
     if len(loaded) > 1 and loaded[1].size != (width, height):
         raise InvalidRequest(f"The mask is {loaded[1].width}×{loaded[1].height}, the person photo {width}×{height}.",
