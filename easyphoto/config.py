@@ -619,6 +619,14 @@ class DigitalModelConfig(ConfigModel):
                                     "points (clicks) or mask (drawn / sent).", **in_group(_MODE))
     outfit_category: TryOnCategory = Field("lower", description="Outfit swap: the region the other garment goes on.",
                                            **in_group(_MODE))
+    outfit_backend: Literal["lora", "leffa", "catvton", "ootd"] = Field(
+        "lora", description="Outfit swap: lora = the outfit garment's trained LoRA (outfit_id); leffa, catvton, ootd = "
+        "any garment photo (outfit_image) through a zero-shot try-on backend, no training.", **in_group(_MODE))
+    outfit_steps: int | None = Field(None, ge=1, le=150, description="Zero-shot outfit swap: sampling steps; empty = "
+                                     "the backend's default.", **in_group(_MODE, advanced=True))
+    outfit_work_size: int | None = Field(None, ge=64, le=2048, multiple_of=8, description="Zero-shot outfit swap: run "
+                                         "at this height instead of the backend's trained one (faster previews).",
+                                         **in_group(_MODE, advanced=True))
     # --- the model
     gender: Literal["woman", "man", "person"] = Field("woman", description="The model's gender.",
                                                       **in_group(_MODEL))

@@ -184,6 +184,8 @@ class DigitalModelParams(JobParams):
                                "file path; pose mode may go without one.")
     garment_id: str | None = Field(None, description="The garment's trained LoRA: optional, except for a pose swap.")
     outfit_id: str | None = Field(None, description="Outfit swap: the trained garment put on outfit_category.")
+    outfit_image: str | None = Field(None, description="Outfit swap with a zero-shot backend (config.outfit_backend): "
+                                     "the other garment's photo, a file path.")
     identity_id: str | None = Field(None, description="A trained identity as the model (its LoRA and face).")
     mask: str | None = Field(None, description="The kept garment as a mask image file (white), for mask_source 'mask'.")
     points: list[tuple[float, float, bool]] = Field([], description="Clicks [x, y, positive] on the kept garment, "

@@ -93,6 +93,8 @@ class WeightStatusModel(BaseModel):
     # Added fields only (older clients ignore them): which features read the file, and whether they need it.
     features: list[str] = Field([], description="Features that read this file: training, portraits, face check, ...")
     required: bool = Field(False, description="True: those features fail without it; False: they fall back.")
+    noncommercial: bool = Field(False, description="Weights published for non-commercial use only: downloaded only "
+                                "with the opt-in setting allow_noncommercial_tryon.")
 
 
 class ErrorResponse(BaseModel):

@@ -38,14 +38,19 @@ def check_request(ctx: AppContext, params: DigitalModelParams) -> None:
     from easyphoto.tryon.run import require_trained_garment
 
     config = params.config
-    for garment_id in (params.garment_id, params.outfit_id):
+    zero_shot_outfit = config.mode == "outfit" and config.outfit_backend != "lora"
+    for garment_id in (params.garment_id, None if zero_shot_outfit else params.outfit_id):
         if garment_id:
             require_trained_garment(ctx, garment_id)
     if params.identity_id:
         require_trained(ctx, params.identity_id)
     if config.mode != "pose" and not params.person:
         raise InvalidRequest(f"Mode {config.mode!r} needs the photo of the garment (person).", phase="digital_model")
-    if config.mode == "outfit" and not params.outfit_id:
+    if zero_shot_outfit:
+        from easyphoto.tryon.zeroshot.outfit import check_outfit_request
+
+        check_outfit_request(params)
+    elif config.mode == "outfit" and not params.outfit_id:
         raise InvalidRequest("An outfit swap needs outfit_id: the trained garment to put on the "
                              f"{config.outfit_category!r} region.", phase="digital_model")
     if config.mode == "pose" and not params.garment_id:
@@ -113,8 +118,12 @@ def digital_model_operation(ctx: AppContext, params: DigitalModelParams, job: Jo
     from easyphoto.tryon.depth import load_depth
 
     check_request(ctx, params)
-    job.progress(phase="loading", fraction=0.0, message="photo, garments and models")
     config = params.config
+    if config.mode == "outfit" and config.outfit_backend != "lora":
+        from easyphoto.tryon.zeroshot.outfit import zero_shot_outfit
+
+        return zero_shot_outfit(ctx, params, job)
+    job.progress(phase="loading", fraction=0.0, message="photo, garments and models")
     person = load_photo(Path(params.person), max_megapixels=ctx.settings.max_upload_megapixels).image \
         if params.person else None
     given = mask_input(ctx, params, person.size) if person is not None and config.mode != "pose" else MaskInput()
