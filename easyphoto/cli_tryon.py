@@ -5,6 +5,7 @@
     garment dataset --id suit --set category=upper       garment captions --id suit --set-caption train/0.png="..."
     garment train --id suit --base sd15.safetensors      garment list / garment delete --id suit
     tryon --garment suit person.jpg --out results/ --mask person-mask.png
+    tryon --backend leffa --garment-image shirt.jpg person.jpg --out results/   (any garment, no training; issue 15)
     model mannequin.jpg --out results/ --garment suit --set gender=man        (the digital model, issue 14)
     model mannequin.jpg --pose-only > pose.json                               model shot.jpg --out r/ --set mode=scene
 
@@ -24,6 +25,8 @@ from pathlib import Path
 from easyphoto import cli_common as common
 from easyphoto.context import AppContext
 from easyphoto.errors import EasyPhotoError
+
+TRYON_BACKENDS = ("lora", "leffa", "catvton", "ootd")  # lora: a trained garment; the others: zero-shot (issue 15)
 
 
 class CommandLineError(EasyPhotoError):
@@ -110,16 +113,28 @@ def _add_train_action(actions) -> None:
 
 
 def _add_tryon_command(commands) -> None:
-    tryon = commands.add_parser("tryon", help="put a trained garment on a person photo")
-    tryon.add_argument("--garment", required=True, dest="garment_id", help="the trained garment")
+    tryon = commands.add_parser("tryon", help="put a trained garment (or, with --backend leffa|catvton|ootd, any "
+                                              "garment photo) on a person photo")
+    tryon.add_argument("--backend", choices=TRYON_BACKENDS, default="lora",
+                       help="lora (default): the garment's trained LoRA; leffa (MIT), catvton or ootd (CC BY-NC-SA: "
+                            "non-commercial only, need the opt-in setting allow_noncommercial_tryon): any garment "
+                            "photo without training")
+    tryon.add_argument("--garment", dest="garment_id", help="the trained garment (lora); with a zero-shot backend, "
+                                                            "any stored garment whose photo is the garment")
+    tryon.add_argument("--garment-image", help="zero-shot backends: the garment photo (a product shot on white works "
+                                               "best); used instead of --garment's photo")
+    tryon.add_argument("--category", help="the garment's category (upper, lower, dress, ...); lora: default the "
+                                          "garment's own")
     tryon.add_argument("person", metavar="PERSON", help="the person photo")
     tryon.add_argument("--out", required=True, help="folder for the results")
     tryon.add_argument("--mask", help="the garment region in the person photo (white); implies mask_source 'mask'")
     _add_click_options(tryon)  # either implies mask_source 'points'
-    tryon.add_argument("--base", help="the SD 1.5 base model the garment was trained on (default: the one in "
+    tryon.add_argument("--base", help="lora: the SD 1.5 base model the garment was trained on (default: the one in "
                                       "models/Stable-diffusion)")
-    tryon.add_argument("--config-dir", help="diffusers config folder for a single-file base (default: shipped SD 1.5)")
-    common.add_config_options(tryon, "TryOnConfig", "--set seed=42 --set mask_source=parsing")
+    tryon.add_argument("--config-dir", help="lora: diffusers config folder for a single-file base (default: shipped "
+                                            "SD 1.5)")
+    common.add_config_options(tryon, "TryOnConfig (lora) or AnyGarmentConfig (zero-shot)",
+                              "--set seed=42 --set mask_source=parsing, or --set steps=20 --set work_size=512")
     tryon.set_defaults(run=_tryon)
 
 
@@ -427,9 +442,15 @@ def _tryon(ctx: AppContext, args: argparse.Namespace) -> int:
     from easyphoto.config import TryOnConfig
     from easyphoto.tryon.run import require_trained_garment
 
+    if args.backend != "lora":
+        return _tryon_any(ctx, args)
+    if args.garment_image or not args.garment_id:
+        raise CommandLineError("--backend lora (the default) puts a trained garment on: give --garment ID"
+                               + (", not --garment-image." if args.garment_image else "."),
+                               hint="For a garment photo without training use --backend leffa --garment-image FILE.")
     info, _ = require_trained_garment(ctx, args.garment_id)  # unknown or untrained: before anything else
     person = _existing_file(args.person, "person photo")
-    config = tryon_config(_config(TryOnConfig, args.config, args.set, "tryon"), args, info)
+    config = tryon_config(_tryon_config_of(TryOnConfig, args), args, info)
     points = [parse_point(p) for p in args.point]
     boxes = [parse_box(b) for b in args.box]
     mask = str(_existing_file(args.mask, "mask")) if args.mask else None
@@ -442,16 +463,70 @@ def _tryon(ctx: AppContext, args: argparse.Namespace) -> int:
     return 0
 
 
+def _category_pairs(args: argparse.Namespace) -> list[str]:
+    """--set's KEY=VALUE pairs, with --category as one more."""
+    return [*args.set, *([f"category={args.category}"] if getattr(args, "category", None) else [])]
+
+
+def _tryon_config_of(cls, args: argparse.Namespace):
+    """`cls` from --config, --set and --category; a bad --category is said naming --category."""
+    try:
+        return _config(cls, args.config, _category_pairs(args), "tryon")
+    except EasyPhotoError as exc:
+        if args.category:
+            exc.message = exc.message.replace(f"--set category={args.category}", f"--category {args.category}")
+        raise
+
+
 def tryon_config(config, args: argparse.Namespace, garment: dict):
-    """What --mask / --point / --box and the garment imply, unless --config or --set chose it: mask_source 'mask'
-    with --mask, 'points' with clicks; the category the garment was trained as."""
-    chosen = {pair.partition("=")[0] for pair in args.set} | _config_file_keys(type(config), args.config)
+    """What --mask / --point / --box and the garment imply, unless --config, --set or --category chose it:
+    mask_source 'mask' with --mask, 'points' with clicks; the category the garment was trained as."""
+    chosen = {pair.partition("=")[0] for pair in _category_pairs(args)} | _config_file_keys(type(config), args.config)
     implied = {}
     if "mask_source" not in chosen and (args.mask or args.point or args.box):
         implied["mask_source"] = "mask" if args.mask else "points"
     if "category" not in chosen and garment.get("category"):
         implied["category"] = garment["category"]
     return config.updated(**implied) if implied else config
+
+
+def _tryon_any(ctx: AppContext, args: argparse.Namespace) -> int:
+    """A zero-shot try-on (tryon_any): the backend's licence line first (on stderr: stdout is the result's JSON),
+    then every check (the licence opt-in, the garment, the photos, the mask source) before the job."""
+    from easyphoto.job_params import AnyGarmentParams
+    from easyphoto.tryon.zeroshot.registry import backend_info
+    from easyphoto.tryon.zeroshot.run import check_request
+
+    info = backend_info(args.backend)
+    print(f"Licence: {info.describe_licence()}", file=sys.stderr, flush=True)
+    if args.base or args.config_dir:
+        raise CommandLineError(f"--base and --config-dir are for --backend lora; {args.backend} reads its own files.",
+                               hint="Leave them out.")
+    config = _any_garment_config(args)
+    person = _existing_file(args.person, "person photo")
+    garment = str(_existing_file(args.garment_image, "garment photo")) if args.garment_image else None
+    points, boxes = [parse_point(p) for p in args.point], [parse_box(b) for b in args.box]
+    mask = str(_existing_file(args.mask, "mask")) if args.mask else None
+    params = AnyGarmentParams.checked({
+        "person": str(person), "garment_image": garment, "garment_id": args.garment_id, "mask": mask,
+        "points": points, "boxes": boxes, "config": config.to_dict(), "out": str(Path(args.out).resolve())})
+    check_request(ctx, params)  # the opt-in for a non-commercial backend, a garment given and known
+    _check_mask_source(ctx, config.mask_source, mask, points, boxes)
+    print(json.dumps(common.run_job(ctx, "tryon_any", params), indent=2))
+    return 0
+
+
+def _any_garment_config(args: argparse.Namespace):
+    """AnyGarmentConfig from --config, --set and --category, the backend from --backend (a --set or --config file
+    naming another one is refused), the mask source implied by --mask or clicks."""
+    from easyphoto.config import AnyGarmentConfig
+
+    config = _tryon_config_of(AnyGarmentConfig, args)
+    chosen = {pair.partition("=")[0] for pair in args.set} | _config_file_keys(AnyGarmentConfig, args.config)
+    if "backend" in chosen and config.backend != args.backend:
+        raise CommandLineError(f"The config says backend {config.backend!r} but --backend is {args.backend!r}.",
+                               hint="Choose the backend with --backend only.")
+    return tryon_config(config.updated(backend=args.backend), args, {})
 
 
 def _check_mask_source(ctx: AppContext, source: str, mask: str | None, points: list, boxes: list) -> None:
