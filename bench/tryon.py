@@ -13,6 +13,7 @@ step (conditional and unconditional halves batched), one call per ControlNet uni
     python bench/tryon.py                      tiny models (CPU is fine): counts per pass, ratios ours/reference
     python bench/tryon.py --first-steps 8      override step counts (the ratios stay those of one measured run)
     python bench/tryon.py --no-openpose        the reference's exact control set (canny + depth + colour 0.5)
+    python bench/tryon.py --zero-shot          the zero-shot backends instead (bench/tryon_backends.py)
 """
 
 from __future__ import annotations
@@ -111,11 +112,20 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--first-steps", type=int, default=None)
     parser.add_argument("--second-steps", type=int, default=None)
     parser.add_argument("--no-openpose", action="store_true", help="the reference's control set only")
+    parser.add_argument("--zero-shot", action="store_true", help="count the zero-shot backends (Leffa, CatVTON, "
+                        "OOTDiffusion) against their papers' defaults instead")
+    from bench import tryon_backends
+
+    tryon_backends.add_arguments(parser)
     return parser.parse_args()
 
 
 def main() -> int:
     args = parse_args()
+    if args.zero_shot:
+        from bench import tryon_backends
+
+        return tryon_backends.run(args)
     with tempfile.TemporaryDirectory() as tmp:
         generator, pipeline, pixels, garment, mask_input = scene(Path(tmp), args)
         generator.counter.reset()
