@@ -155,6 +155,7 @@ def test_digital_model_outfit_swap_with_a_zero_shot_backend_keeps_the_kept_garme
         out = np.asarray(image.convert("RGB"))
     original = np.asarray(Image.open(photo_astronaut).convert("RGB"))
     assert np.array_equal(out[kept > 0], original[kept > 0])  # the kept garment, pixel for pixel
+    assert result["results"][0]["garment_kept"]["score"] == pytest.approx(1.0)  # and the section says so
 
 
 def test_a_zero_shot_outfit_swap_is_refused_without_a_garment_or_with_a_category_it_cannot_do(tmp_path):

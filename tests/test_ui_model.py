@@ -140,3 +140,15 @@ def test_the_pose_editor_opens_the_previewed_pose_and_its_edit_comes_back(ctx, p
     other = ctx.paths.data_root / "other.png"
     Image.new("RGB", (64, 64), (10, 20, 30)).save(other)
     assert "No edited pose" in mt.edited_pose_flow(ctx, str(other), values())[3]
+
+
+def test_an_outfit_swap_with_a_zero_shot_backend_takes_the_outfit_photo(ctx, photo_astronaut, tmp_path):
+    garment = tmp_path / "outfit.png"
+    Image.new("RGB", (60, 80), (200, 40, 40)).save(garment)
+    form = values(mode="outfit", category="lower", outfit_category="upper", outfit_backend="leffa")
+    params = mt.model_params(ctx, str(photo_astronaut), {"outfit_image": str(garment)}, "", None, [], form)
+    assert params.config.outfit_backend == "leffa" and params.outfit_image and params.outfit_id is None
+    with pytest.raises(Exception, match="outfit_image"):  # neither a photo nor a trained garment
+        mt.model_params(ctx, str(photo_astronaut), {}, "", None, [], form)
+    status = next(mt.model_flow(ctx, str(photo_astronaut), {}, "", None, [], form))[0]
+    assert "outfit_image" in status  # said in the section, not raised

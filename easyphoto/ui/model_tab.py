@@ -184,9 +184,11 @@ def model_params(ctx: AppContext, photo, choices: dict, skeleton_text: str, mask
     if photo_path:
         _photo(ctx, photo)  # an unreadable photo is said now
     masks = upload_paths([mask_file] if mask_file else [])
+    outfit_photo = upload_paths([choices["outfit_image"]] if choices.get("outfit_image") else [])
     params = DigitalModelParams.checked({
         "person": str(photo_path[0]) if photo_path else None, "garment_id": choices.get("garment") or None,
         "outfit_id": choices.get("outfit") or None, "identity_id": choices.get("identity") or None,
+        "outfit_image": str(outfit_photo[0]) if outfit_photo else None,
         "mask": str(masks[0]) if masks and config.mask_source == "mask" else None,
         "points": [tuple(c) for c in clicks or []] if config.mask_source == "points" else [],
         "skeleton": (skeleton_text or "").strip() or None, "config": config.to_dict(),
@@ -258,6 +260,8 @@ def build_model_section(gr, ctx: AppContext) -> None:
     with gr.Row():
         with gr.Column():
             c["photo"] = gr.Image(label="Garment photo", type="filepath", elem_id=f"{PREFIX}_photo")
+            c["outfit_image"] = gr.Image(label="Outfit garment photo (outfit swap with outfit_backend leffa, catvton "
+                                         "or ootd: no training)", type="filepath", elem_id=f"{PREFIX}_outfit_image")
             c["mask_file"] = gr.File(label="Kept garment mask (mask source 'mask': white = the garment)",
                                      file_types=["image"], elem_id=f"{PREFIX}_mask")
             gr.Markdown(EDITOR_LINK, elem_id=f"{PREFIX}_editor_link")
@@ -330,12 +334,13 @@ def _wire(gr, ctx: AppContext, c: dict) -> None:
     c["pose"].select(fn=moved, inputs=[c["photo"], c["skeleton"], c["padding"], c["joint"], *values],
                      outputs=pose_outputs)
 
-    def run(photo, garment, outfit, identity, base, skeleton, mask, recorded, *form_values):
-        choices = {"garment": garment, "outfit": outfit, "identity": identity, "base": base}
+    def run(photo, garment, outfit, outfit_image, identity, base, skeleton, mask, recorded, *form_values):
+        choices = {"garment": garment, "outfit": outfit, "outfit_image": outfit_image, "identity": identity,
+                   "base": base}
         yield from model_flow(ctx, photo, choices, skeleton, mask, recorded, form_values)
 
-    c["start"].click(fn=run, inputs=[c["photo"], c["garment"], c["outfit"], c["identity"], c["base"], c["skeleton"],
-                                     c["mask_file"], c["clicks"], *values],
+    c["start"].click(fn=run, inputs=[c["photo"], c["garment"], c["outfit"], c["outfit_image"], c["identity"],
+                                     c["base"], c["skeleton"], c["mask_file"], c["clicks"], *values],
                      outputs=[c["status"], c["results"], c["job_id"]])
     c["stop"].click(fn=lambda j: cancel(ctx, j, idle="Nothing is running."), inputs=[c["job_id"]],
                     outputs=[c["status"]])

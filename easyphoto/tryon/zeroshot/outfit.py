@@ -72,7 +72,23 @@ def zero_shot_outfit(ctx: AppContext, params: DigitalModelParams, job: JobContex
     with atomic_path(any_params.mask) as tmp:
         Image.fromarray(region).save(tmp, format="PNG")
     result = any_garment_operation(ctx, any_params, job)
-    return {**result, "mode": "outfit", "kept_garment_pixels": int(np.count_nonzero(keep))}
+    keep = (np.asarray(keep) > 0).astype(np.uint8) * 255
+    results = [_kept_summary(item, pixels, keep) for item in result["tryons"]]
+    return {**result, "mode": "outfit", "kept_garment_pixels": int(np.count_nonzero(keep)), "results": results}
+
+
+def _kept_summary(item: dict, photo: np.ndarray, keep: np.ndarray) -> dict:
+    """The digital model's per-image summary: how well the kept garment was kept (1.0: pixel for pixel)."""
+    from easyphoto.tryon.fidelity import EmptyGarmentRegion, garment_fidelity
+
+    with Image.open(item["file"]) as image:
+        out = np.asarray(image.convert("RGB"))
+    try:
+        kept = garment_fidelity(out, keep, photo, keep).to_dict()
+    except EmptyGarmentRegion:
+        kept = None
+    return {"file": item["file"], "seed": item["seed"], "mode": "outfit", "notes": item["notes"],
+            "garment_kept": kept, "licence": item["licence"]}
 
 
 def outfit_region(pixels: np.ndarray, parsing, keep: np.ndarray, outfit_category: str) -> np.ndarray:
