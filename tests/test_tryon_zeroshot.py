@@ -127,8 +127,13 @@ def test_leffa_dress_code_variant_loads_its_own_checkpoint(models):
 
 
 def test_ootd_hd_refuses_lower_garments_and_dc_takes_them(models):
-    with pytest.raises(CheckpointError, match="upper garments only"):
+    with pytest.raises(TryOnInputError, match="upper garments only"):
         ootd(models).run(inputs(category="lower"), steps=2, guidance=2.0, seed=1)
+    from easyphoto.tryon.zeroshot.registry import UnknownBackend
+
+    assert BACKENDS["ootd"].variant_for("lower", None) == "dc"  # chosen for the category when none is asked
+    with pytest.raises(UnknownBackend, match="trained on upper garments only"):
+        BACKENDS["ootd"].variant_for("lower", "hd")  # said before anything loads
     out = ootd(models, variant="dc").run(inputs(category="lower"), steps=2, guidance=2.0, seed=1)
     assert out.shape == (H, W, 3)
 

@@ -12,8 +12,8 @@ are the published ones; only the computation around them changes):
   unchanged (so the block's residual adds the normalised hidden states, as the published model was trained).
 
     bank = ReferenceBank()
-    install_reference(reference_unet, bank, write=True)
-    install_reference(generative_unet, bank, write=False)
+    reference_unet.set_attn_processor({...attn1: ReferenceWriter(bank, name)})   # leffa.py, ootd.py install them
+    generative_unet.set_attn_processor({...attn1: ReferenceReader(bank, name)})
     reference_unet(garment_latent, t, ...)             # fills the bank, one entry per attn1 layer
     generative_unet(person_input, t, ...)              # reads it
 """
@@ -105,29 +105,4 @@ class PlainAttention:
         return attend(attn, hidden_states, context)
 
 
-def self_attention_names(unet) -> list[str]:
-    """The module names of the UNet's self-attention layers (attn1 of every transformer block), in forward order:
-    down blocks, mid block, up blocks."""
-    names = [name for name, _ in unet.named_modules() if name.endswith(".attn1")]
-    order = {"down_blocks": 0, "mid_block": 1, "up_blocks": 2}
-    return sorted(names, key=lambda n: (order[n.split(".")[0]], names.index(n)))
-
-
-def install_reference(unet, bank: ReferenceBank, *, write: bool) -> None:
-    """Reference writers (write=True) or readers on every attn1 of `unet`; other processors stay as they are."""
-    processors = dict(unet.attn_processors)
-    for name in self_attention_names(unet):
-        key = f"{name}.processor"
-        processors[key] = ReferenceWriter(bank, name) if write else ReferenceReader(bank, name)
-    unet.set_attn_processor(processors)
-
-
-def skip_cross_attention(unet) -> None:
-    """CatVTON: every attn2 returns its input; attn1 stays ordinary self-attention."""
-    processors = {key: SkipAttention() if key.endswith("attn2.processor") else PlainAttention()
-                  for key in unet.attn_processors}
-    unet.set_attn_processor(processors)
-
-
-__all__ = ["PlainAttention", "ReferenceBank", "ReferenceReader", "ReferenceWriter", "SkipAttention", "attend",
-           "install_reference", "self_attention_names", "skip_cross_attention"]
+__all__ = ["PlainAttention", "ReferenceBank", "ReferenceReader", "ReferenceWriter", "SkipAttention", "attend"]

@@ -42,6 +42,8 @@ class TryOnInputs:
 class ZeroShotBackend(Protocol):
     info: BackendInfo
     evals: EvalCount
+    variant: str
+    size: tuple[int, int]  # (width, height) of this variant's training: the pipeline frames photos at it
 
     def run(self, inputs: TryOnInputs, *, steps: int, guidance: float, seed: int, progress: Progress = no_progress,
             should_stop: ShouldStop = never_stop) -> np.ndarray: ...

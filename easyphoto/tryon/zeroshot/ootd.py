@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from easyphoto.generation import Progress, ShouldStop, never_stop, no_progress
+from easyphoto.tryon.masks import TryOnInputError
 from easyphoto.tryon.zeroshot.attention import ReferenceBank, ReferenceReader
 from easyphoto.tryon.zeroshot.base import TryOnInputs, keep_outside, release
 from easyphoto.tryon.zeroshot.checkpoints import CheckpointError, read_weights
@@ -121,7 +122,7 @@ class OOTDBackend:
 
     def check_category(self, category: str) -> None:
         if category not in VARIANT_CATEGORIES[self.variant]:
-            raise CheckpointError(f"OOTDiffusion's {self.variant!r} model was trained on "
+            raise TryOnInputError(f"OOTDiffusion's {self.variant!r} model was trained on "
                                   f"{'/'.join(VARIANT_CATEGORIES[self.variant])} garments only, not {category!r}.",
                                   hint="Use the 'dc' variant (Dress Code) for lower garments and dresses.")
 

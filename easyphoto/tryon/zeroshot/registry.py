@@ -50,6 +50,11 @@ class BackendInfo:
             if variant not in self.variants:
                 raise UnknownBackend(f"{self.title} has no variant {variant!r}.",
                                      hint=f"Use one of {', '.join(self.variants)}.")
+            trained = self.categories.get(variant, (category,))
+            if category not in trained:
+                raise UnknownBackend(f"{self.title}'s {variant!r} model was trained on {'/'.join(trained)} garments "
+                                     f"only, not {category!r}.",
+                                     hint="Leave the variant empty: the one trained on the category is chosen.")
             return variant
         if category in self.categories.get(self.default_variant, (category,)):
             return self.default_variant
