@@ -146,6 +146,8 @@ def _add_model_command(commands) -> None:
     model.add_argument("--out", help="folder for the results (needed unless --pose-only)")
     model.add_argument("--garment", dest="garment_id", help="the garment's trained LoRA (needed for mode=pose)")
     model.add_argument("--outfit", dest="outfit_id", help="mode=outfit: the trained garment for outfit_category")
+    model.add_argument("--outfit-image", help="mode=outfit with outfit_backend leffa/catvton/ootd: the other garment's "
+                                              "photo (no training)")
     model.add_argument("--identity", dest="identity_id", help="a trained identity as the model (its LoRA and face)")
     model.add_argument("--skeleton", help="OpenPose JSON file: the model's pose (as --pose-only prints it, edited) "
                                           "or, with mode=pose, the new pose")
@@ -572,15 +574,22 @@ def _model(ctx: AppContext, args: argparse.Namespace) -> int:
     mask = str(_existing_file(args.mask, "mask")) if args.mask else None
     if person:
         _check_mask_source(ctx, config.mask_source, mask, points, boxes)
-    params = {"person": person, "garment_id": args.garment_id, "outfit_id": args.outfit_id,
+    outfit_image = str(_existing_file(args.outfit_image, "outfit photo")) if args.outfit_image else None
+    params = {"person": person, "garment_id": args.garment_id, "outfit_id": args.outfit_id, "outfit_image": outfit_image,
               "identity_id": args.identity_id, "mask": mask, "points": points, "boxes": boxes, "skeleton": skeleton,
               "pose_photo": str(_existing_file(args.pose_photo, "pose photo")) if args.pose_photo else None,
               "config": config.to_dict(), "out": str(Path(args.out).resolve()),
               "config_dir": str(Path(args.config_dir).resolve()) if args.config_dir else None}
     from easyphoto.job_params import DigitalModelParams
 
+    zero_shot = config.mode == "outfit" and config.outfit_backend != "lora"
+    if zero_shot:  # the backend's licence before any check, as `tryon --backend` prints it
+        from easyphoto.tryon.zeroshot.registry import backend_info
+
+        print(f"Licence: {backend_info(config.outfit_backend).describe_licence()}", file=sys.stderr, flush=True)
     check_request(ctx, DigitalModelParams.checked(params))  # untrained garments, a bad skeleton: before the job
-    params["base"] = str(common.resolve_base(ctx, args.base, "digital_model"))
+    if not zero_shot:  # a zero-shot backend brings its own weights: no SD 1.5 base
+        params["base"] = str(common.resolve_base(ctx, args.base, "digital_model"))
     print(json.dumps(common.run_job(ctx, "digital_model", params), indent=2))
     return 0
 

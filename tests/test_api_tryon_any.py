@@ -264,3 +264,12 @@ def test_openapi_lists_the_backends_route(api_client):
     assert "get" in paths[f"{API}/tryon/backends"] and "post" in paths[f"{API}/tryon"]
     schema = api_client.get("/openapi.json").json()["components"]["schemas"]["TryOnRequest"]["properties"]
     assert {"backend", "garment_image", "garment_id", "config"} <= set(schema)
+
+
+def test_the_config_schema_of_each_backend_is_served(api_client):
+    lora = api_client.get("/easyphoto/v1/tryon/config-schema").json()
+    assert "first_steps" in lora["properties"] and "backend" not in lora["properties"]
+    leffa = api_client.get("/easyphoto/v1/tryon/config-schema", params={"backend": "leffa"}).json()
+    assert {"backend", "work_size", "reuse_reference"} <= set(leffa["properties"])
+    unknown = api_client.get("/easyphoto/v1/tryon/config-schema", params={"backend": "viton"})
+    assert unknown.status_code == 422 and "leffa" in unknown.json()["hint"]

@@ -142,3 +142,26 @@ def test_the_default_backend_is_the_trained_garment_try_on():
     args = cli.build_parser().parse_args(["tryon", "--backend", "ootd", "--garment-image", "g.jpg", "p.png",
                                           "--out", "o", "--category", "dress", "--set", "variant=dc"])
     assert (args.backend, args.garment_image, args.category, args.set) == ("ootd", "g.jpg", "dress", ["variant=dc"])
+
+
+def test_model_outfit_swap_with_a_zero_shot_backend_needs_no_base_and_prints_the_licence(
+        studio, tmp_path, capsys, tiny_segment):
+    from tests.kit.tiny_sd import torch_threads
+    from tests.kit.tiny_segment import install_tiny_segment
+
+    install_tiny_segment(studio["paths"], tiny_segment)
+    with torch_threads(1):
+        code, stdout, stderr = main(capsys, studio["root"], "model", studio["person"], "--out", tmp_path / "out",
+                                    "--outfit-image", studio["garment"], "--mask", studio["mask"],
+                                    "--set", "mode=outfit", "--set", "outfit_backend=leffa", "--set", "category=upper",
+                                    "--set", "outfit_category=lower", "--set", "outfit_steps=2",
+                                    "--set", "outfit_work_size=64", "--set", "seed=2")
+    assert code == 0, stderr[-2000:]
+    assert stderr.splitlines()[0] == LEFFA_LINE  # no SD 1.5 base was asked for: the backend brings its weights
+    result = json.loads(stdout)
+    assert result["mode"] == "outfit" and result["results"][0]["garment_kept"]["score"] == pytest.approx(1.0)
+    kept = np.asarray(Image.open(studio["mask"])) > 0
+    with Image.open(result["results"][0]["file"]) as png:
+        pixels = np.asarray(png.convert("RGB"))
+    original = np.asarray(Image.open(studio["person"]).convert("RGB"))
+    assert (pixels[kept] == original[kept]).all()

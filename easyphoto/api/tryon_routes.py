@@ -10,6 +10,7 @@
                                                  or any garment photo without training (backend 'leffa', 'catvton' or
                                                  'ootd', AnyGarmentConfig; issue 15)
     GET /tryon/backends                          the zero-shot backends: licence, defaults, files, allowed or not
+    GET /tryon/config-schema?backend=            the JSON schema of POST /tryon's config for that backend
 """
 
 from __future__ import annotations
@@ -297,6 +298,16 @@ def _tryon_route(router: APIRouter, ctx: AppContext, jobs: Callable[[], Any]) ->
                   "config": config.to_dict(), "base": body.base or None}
         return _submit_with_uploads(ctx, queue, params, images).to_dict()
 
+    @router.get("/tryon/config-schema")
+    def tryon_config_schema(backend: str = "lora") -> dict:
+        """The JSON schema of POST /tryon's `config` for `backend`: TryOnConfig for 'lora', AnyGarmentConfig for a
+        zero-shot backend (the request body types `config` loosely, so that a bad field is named for the right one)."""
+        if backend != "lora":
+            from easyphoto.tryon.zeroshot.registry import backend_info
+
+            backend_info(backend)  # 422 naming the known backends
+        return (TryOnConfig if backend == "lora" else AnyGarmentConfig).json_schema()
+
     @router.get("/tryon/backends", response_model=list[TryOnBackendModel])
     def tryon_backends() -> list[dict]:
         """The zero-shot backends (POST /tryon with backend = name): licence, defaults, variants, whether their files
@@ -320,8 +331,8 @@ def _request_config(body: TryOnRequest) -> TryOnConfig | AnyGarmentConfig:
         return model.from_dict(given)
     except ValueError as exc:  # pydantic's ValidationError on both versions
         raise InvalidRequest(f"config ({model.__name__} for backend {body.backend!r}): {describe_errors(exc)}.",
-                             phase="request", hint="Fix or leave out the named fields (see the schema of "
-                                                   f"{model.__name__} at /docs).") from None
+                             phase="request", hint="Fix or leave out the named fields (their schema: GET "
+                                                   f"/easyphoto/v1/tryon/config-schema?backend={body.backend}).") from None
 
 
 def _check_lora_request(body: TryOnRequest) -> None:
