@@ -17,26 +17,14 @@ from easyphoto.context import save_settings_file, standalone_context
 from easyphoto.downloads import Endpoints
 from easyphoto.store import Paths
 from easyphoto.weights import LicenceNotAccepted, Source, WeightFile
+from tests import test_downloads
 from tests.conftest import require_module
 from tests.test_downloads import FileServer, blob, sha
 
+server = test_downloads.server  # the local HTTP file server fixture, and a standalone Paths in tmp_path
+paths = test_downloads.paths
+
 NC = "CC BY-NC-SA 4.0 (test): non-commercial use only"
-
-
-@pytest.fixture
-def server(monkeypatch):
-    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "all_proxy"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    srv = FileServer()
-    yield srv
-    srv.close()
-
-
-@pytest.fixture
-def paths(tmp_path):
-    return Paths.standalone(tmp_path / "home")
 
 
 def served(server: FileServer, id_: str, data: bytes, *, licence="MIT", noncommercial=False, group="test",

@@ -135,16 +135,21 @@ def tryon_mask(shape: tuple[int, int], category: str, *, parsing: Parsing | None
     garment = garment_region(shape, category, parsing, given)
     grown = dilate(garment, dilation)
     regions = _protected_regions(shape, parsing, keypoints, protect_face, protect_hands, notes)
-    mask, protected = grown.copy(), {}
-    for name, region in regions.items():
-        removed = int(np.count_nonzero((mask > 0) & (region > 0)))
-        mask[region > 0] = 0
-        protected[name] = removed
+    mask, protected = cut_out(grown, regions)
     if not mask.any():
         raise EmptyTryOnMask(f"Nothing is left to repaint: the protected regions ({', '.join(protected)}) cover the "
                              "whole garment mask.",
                              hint="Turn protect_face / protect_hands off, or mark a larger garment region.")
     return TryOnMask(mask, garment, protected, notes)
+
+
+def cut_out(mask: np.ndarray, regions: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, int]]:
+    """(the mask without the regions, {region: pixels it took out}); the input mask is not changed."""
+    mask, protected = mask.copy(), {}
+    for name, region in regions.items():
+        protected[name] = int(np.count_nonzero((mask > 0) & (region > 0)))
+        mask[region > 0] = 0
+    return mask, protected
 
 
 def _protected_regions(shape, parsing, keypoints, protect_face, protect_hands, notes) -> dict[str, np.ndarray]:
@@ -178,5 +183,5 @@ def _binary(mask: np.ndarray, shape: tuple[int, int], what: str) -> np.ndarray:
     return ((array > threshold) * 255).astype(np.uint8)
 
 
-__all__ = ["CategoryNotFound", "EmptyTryOnMask", "NoPersonFound", "TryOnInputError", "TryOnMask",
+__all__ = ["CategoryNotFound", "EmptyTryOnMask", "NoPersonFound", "TryOnInputError", "TryOnMask", "cut_out",
            "garment_region", "hand_discs", "person_present", "tryon_mask"]

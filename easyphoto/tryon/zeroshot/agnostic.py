@@ -34,6 +34,7 @@ from easyphoto.tryon.masks import (
     TryOnMask,
     _binary,
     _protected_regions,
+    cut_out,
     person_present,
 )
 
@@ -94,11 +95,7 @@ def agnostic_mask(shape: tuple[int, int], category: str, *, parsing=None, keypoi
         kept = parsing.mask(*KEPT_GARMENTS[kind])
         if kept.any():
             regions["other garments"] = kept
-    mask, protected = grown.copy(), {}
-    for name, region in regions.items():
-        removed = int(np.count_nonzero((mask > 0) & (region > 0)))
-        mask[region > 0] = 0
-        protected[name] = removed
+    mask, protected = cut_out(grown, regions)
     if not mask.any():
         raise EmptyTryOnMask(f"Nothing is left to repaint: the protected regions ({', '.join(protected)}) cover the "
                              "whole garment region.",

@@ -13,7 +13,6 @@ unchanged (size and modification time recorded with its hash; the hash is recomp
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -132,11 +131,9 @@ def check_keys(state: Mapping, expected: Mapping, what: str) -> None:
 
 
 def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    from easyphoto.downloads import sha256_file
+
+    return sha256_file(path)
 
 
 def _listed(names: list[str]) -> str:
