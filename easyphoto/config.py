@@ -596,6 +596,45 @@ class AnyGarmentConfig(ConfigModel):
                                   **in_group(_ANY_SAMPLING, advanced=True))
 
 
+# Design groups (`in_group`)
+_ROUTE, _DESIGN_PROMPT, _DESIGN_SAMPLING = "Route", "Prompt", "Sampling"
+DesignCategory = Literal["top", "shirt", "outerwear", "dress", "skirt", "pants", "any"]
+
+
+class DesignConfig(ConfigModel):
+    """Garment design from a semantic layout (issue 16): the layout's 46 FGVC6 classes become a garment image on a
+    clean background. Route "diffusion" (default): the layout, colour-coded, drives a segmentation ControlNet
+    (control_v11p_sd15_seg) on the base model, with the category's prompt preset and an optional garment LoRA;
+    route "smis": a native SMIS/SPADE generator trained in EasyPhoto (Design → Train) draws it."""
+
+    route: Literal["diffusion", "smis"] = Field("diffusion", description="diffusion = segmentation ControlNet on the "
+                                                "base model; smis = a generator trained on your own layouts.",
+                                                **in_group(_ROUTE))
+    smis_model: str = Field("", max_length=64, description="Route smis: the trained design model's name.",
+                            **in_group(_ROUTE))
+    category: DesignCategory = Field("top", description="The prompt preset: what kind of garment the layout is.",
+                                     **in_group(_DESIGN_PROMPT))
+    prompt: str = Field("", max_length=2000, description="Added to the preset: colour, fabric, pattern, style.",
+                        **in_group(_DESIGN_PROMPT))
+    negative_prompt: str = Field("", max_length=2000, description="Added to the preset's negative prompt.",
+                                 **in_group(_DESIGN_PROMPT, advanced=True))
+    lora_weight: float = Field(0.8, ge=0.0, le=2.0, description="Weight of the garment LoRA, when one is chosen.",
+                               **in_group(_DESIGN_PROMPT))
+    seg_weight: float = Field(1.0, ge=0.0, le=2.0, description="Weight of the segmentation control.",
+                              **in_group(_DESIGN_SAMPLING, advanced=True))
+    steps: int = Field(30, ge=1, le=150, description="Sampling steps (route diffusion).", **in_group(_DESIGN_SAMPLING))
+    cfg_scale: float = Field(7.0, ge=1.0, le=30.0, description="Classifier-free guidance scale (route diffusion).",
+                             **in_group(_DESIGN_SAMPLING))
+    seed: int = Field(-1, ge=-1, le=2**32 - 1, description="-1 = random (the seed used is saved with the image).",
+                      **in_group(_DESIGN_SAMPLING))
+    batch_size: int = Field(1, ge=1, le=16, description="Images per layout (seed, seed+1, ...).",
+                            **in_group(_DESIGN_SAMPLING))
+    sampler: str = Field("DPM++ 2M", min_length=1, max_length=80, description="Sampler name as the WebUI names it.",
+                         **in_group(_DESIGN_SAMPLING, advanced=True))
+    scheduler: str = Field("Karras", min_length=1, max_length=80, description="Noise schedule label (WebUI ≥1.9).",
+                           **in_group(_DESIGN_SAMPLING, advanced=True))
+
+
 # Digital model groups (`in_group`)
 _MODE, _MODEL, _POSE = "Mode", "Model", "Pose"
 DigitalModelMode = Literal["model", "outfit", "scene", "pose"]

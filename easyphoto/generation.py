@@ -30,6 +30,7 @@ CONTROLNET_MODELS: dict[str, str] = {
     "color": "control_sd15_random_color",
     "tile": "control_v11f1e_sd15_tile",
     "depth": "control_v11f1p_sd15_depth",  # try-on (easyphoto.tryon): depth maps from easyphoto.tryon.depth
+    "seg": "control_v11p_sd15_seg",  # garment design (easyphoto.design): a layout in ADE20K colour coding
 }
 CONTROL_MODES = ("balanced", "prompt", "control")  # ControlNet's "Balanced" / "My prompt…" / "ControlNet is…"
 INPAINT_FILLS = ("fill", "original", "latent noise", "latent nothing")  # the WebUI's masked-content choices

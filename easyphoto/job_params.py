@@ -21,6 +21,7 @@ from easyphoto.config import (
     PYDANTIC_V2,
     AnyGarmentConfig,
     ConfigModel,
+    DesignConfig,
     DigitalModelConfig,
     PortraitConfig,
     TrainConfig,
@@ -177,6 +178,20 @@ class AnyGarmentParams(JobParams):
     _config_version = config_field_validator()
 
 
+class DesignParams(JobParams):
+    """design: a garment image from a semantic layout (route diffusion or smis)."""
+
+    layout: str = Field(..., min_length=1, description="The layout PNG: a label PNG (0–45 = FGVC6 classes, 255 = "
+                        "background) or the editor's palette PNG; a file path.")
+    garment_id: str | None = Field(None, description="Route diffusion: a trained garment's LoRA to draw with.")
+    config: DesignConfig = Field(default_factory=DesignConfig)
+    out: str | None = Field(None, description="Folder for the images; empty: the outputs folder.")
+    base: str | None = Field(None, description="Standalone, route diffusion: the SD 1.5 base model.")
+    config_dir: str | None = Field(None, description="Diffusers config folder for a single-file base.")
+
+    _config_version = config_field_validator()
+
+
 class DigitalModelParams(JobParams):
     """digital_model: a garment kept exactly while the model, outfit, scene or pose around it is regenerated."""
 
@@ -238,6 +253,7 @@ MODELS: dict[str, type[JobParams]] = {
     "garment_train": GarmentTrainParams,
     "tryon": TryOnParams,
     "tryon_any": AnyGarmentParams,
+    "design": DesignParams,
     "digital_model": DigitalModelParams,
     "generate": GenerateParams,
 }

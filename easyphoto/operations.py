@@ -16,6 +16,7 @@ from easyphoto.context import AppContext
 from easyphoto.job_params import (
     AnyGarmentParams,
     CheckPhotosParams,
+    DesignParams,
     DigitalModelParams,
     FetchModelsParams,
     GarmentDatasetParams,
@@ -93,6 +94,7 @@ NEEDS_GPU: dict[str, bool] = {
     "tryon_any": True,  # its own diffusers pipeline, with the WebUI's checkpoint moved off the GPU meanwhile
     "digital_model": True,  # as "portrait"
     "generate": True,  # txt2img / img2img on the standalone backend
+    "design": True,  # txt2img under the seg ControlNet, or the trained SMIS generator
 }
 
 
@@ -115,6 +117,7 @@ def register_operations(queue: JobQueue, ctx: AppContext) -> None:
     add("digital_model", lambda p, job: digital_model(ctx, p, job),
         lambda p: f"digital model ({p.config.mode}){f' of {p.garment_id}' if p.garment_id else ''}")
     add("generate", lambda p, job: generate(ctx, p, job), lambda p: "img2img" if p.init_image else "txt2img")
+    add("design", lambda p, job: design(ctx, p, job), lambda p: f"design ({p.config.route})")
 
 
 def portrait(ctx: AppContext, params: PortraitParams, job: JobContext) -> dict:
@@ -149,6 +152,12 @@ def tryon_any(ctx: AppContext, params: AnyGarmentParams, job: JobContext) -> dic
     from easyphoto.tryon.zeroshot.run import any_garment_operation
 
     return any_garment_operation(ctx, params, job)
+
+
+def design(ctx: AppContext, params: DesignParams, job: JobContext) -> dict:
+    from easyphoto.design.run import design_operation
+
+    return design_operation(ctx, params, job)
 
 
 def _photo_progress(job: JobContext, phase: str):

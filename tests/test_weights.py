@@ -138,7 +138,8 @@ PACKAGE = Path(weights.__file__).parent
 # Pickled files shipped without a recorded sha256, each with the reason in its models.json entry. Adding one here is
 # a reviewed decision. The zero-shot try-on pickles (issue 15): no independent published hash; the hub's LFS sha256
 # checks the download and the backend converts each to safetensors once, recording both hashes.
-UNPINNED_PICKLES: set[str] = {"leffa-viton-hd", "leffa-dress-code", "ootd-vae-weights", "ootd-text-weights"}
+UNPINNED_PICKLES: set[str] = {"leffa-viton-hd", "leffa-dress-code", "ootd-vae-weights", "ootd-text-weights",
+                              "controlnet-seg"}
 
 
 def manifest_document() -> dict:

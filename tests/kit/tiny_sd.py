@@ -30,7 +30,7 @@ import torch
 SEEDS = {"unet": 0, "inpaint_unet": 1, "vae": 2, "text_encoder": 3}
 # One tiny ControlNet per control kind of easyphoto.generation.CONTROLNET_MODELS. A kind added here is built into
 # an existing kit cache on first use (build_tiny_sd checks each folder), so KIT_VERSION need not change.
-CONTROLNET_SEEDS = {"canny": 10, "openpose": 11, "color": 12, "tile": 13, "depth": 14}
+CONTROLNET_SEEDS = {"canny": 10, "openpose": 11, "color": 12, "tile": 13, "depth": 14, "seg": 15}
 IMAGE_SIZE = 64
 LATENT_CHANNELS = 4
 CROSS_ATTENTION_DIM = 32
