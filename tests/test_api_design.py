@@ -1,0 +1,62 @@
+"""POST /design and GET /design/classes (issue 16) on the standalone app: a palette layout drawn by route 1 on the
+kit's tiny SD 1.5 with a tiny seg ControlNet, and every bad layout refused before a job or an upload exists."""
+
+from __future__ import annotations
+
+import base64
+import io
+import shutil
+
+import numpy as np
+from PIL import Image
+
+from easyphoto.design import layout as L
+from easyphoto.generation import CONTROLNET_MODELS
+from tests.kit.api import API, wait_final
+from tests.kit.tiny_sd import torch_threads
+from tests.test_design import H, W, png, two_classes
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def test_classes_list_the_46_fgvc6_classes_and_their_colours(api_client):
+    body = api_client.get(f"{API}/design/classes").json()
+    assert len(body["classes"]) == 46 and body["background"]["id"] == 255
+    assert body["classes"][31] == {"id": 31, "name": "sleeve", "rgb": L.PALETTE[31].tolist(),
+                                   "seg_rgb": L.SEG_PALETTE[31].tolist()}
+
+
+def test_a_palette_layout_becomes_an_image_of_its_size_white_outside(api_client, api_ctx, tiny_sd_dir,
+                                                                      tiny_controlnet_dirs):
+    shutil.copytree(tiny_controlnet_dirs["seg"], api_ctx.paths.controlnet_dir / CONTROLNET_MODELS["seg"])
+    labels = two_classes()
+    with torch_threads(1):
+        job = api_client.post(f"{API}/design", json={"layout": b64(png(L.visualise(labels))),
+                                                     "base": str(tiny_sd_dir),
+                                                     "config": {"steps": 2, "seed": 4, "category": "dress"}})
+        assert job.status_code == 202, job.text
+        done = wait_final(api_client, job.json())
+    assert done["state"] == "succeeded", done["error"]
+    body = api_client.get(f"{API}/jobs/{job.json()['id']}/result").json()
+    [image] = body["images"]
+    out = np.asarray(Image.open(io.BytesIO(base64.b64decode(image))).convert("RGB"))
+    assert out.shape == (H, W, 3) and (out[labels == L.BACKGROUND] == 255).all()
+    assert body["route"] == "diffusion" and body["seeds"] == [4]
+
+
+def test_bad_layouts_and_inputs_are_refused_before_any_job(api_client, api_ctx):
+    outside = two_classes()
+    outside[1, 2] = 77
+    cases = [
+        ({"layout": b64(png(outside))}, 422, "outside 0–45"),
+        ({"layout": b64(png(np.full((H, W), 255, np.uint8)))}, 422, "empty"),
+        ({"layout": b64(b"no png")}, 422, "not a readable image"),
+        ({"layout": b64(png(two_classes())), "garment_id": "nobody"}, 404, "nobody"),
+        ({"layout": b64(png(two_classes())), "config": {"route": "diffusion", "steps": 0}}, 422, "steps"),
+    ]
+    for body, status, words in cases:
+        answer = api_client.post(f"{API}/design", json=body)
+        assert answer.status_code == status and words in answer.text, (body.keys(), answer.text)
+    assert api_client.get(f"{API}/jobs").json() == []  # nothing was queued
