@@ -107,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     from easyphoto.cli_tryon import add_tryon_commands  # garment and tryon (issue 13), with this module's helpers
 
     add_tryon_commands(commands)
+    from easyphoto.cli_design import add_design_commands  # design from a layout (issue 16)
+
+    add_design_commands(commands)
     _accept_global_options_after_commands(parser)
     return parser
 
@@ -135,7 +138,9 @@ def _accept_global_options_after_commands(parser: argparse.ArgumentParser) -> No
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    from easyphoto.cli_design import with_default_action
+
+    args = build_parser().parse_args(with_default_action(list(sys.argv[1:] if argv is None else argv)))
     ctx = standalone_context(args.data_dir, args.models_dir, args.offline)
     try:
         return int(args.run(ctx, args) or 0)
