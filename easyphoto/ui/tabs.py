@@ -27,12 +27,14 @@ def build_ui(ctx: AppContext):
                 build_portrait_tab(gr, ctx)
             with gr.Tab("Try-On", elem_id="easyphoto_tryon_tab"):
                 from easyphoto.ui.anygarment_tab import build_anygarment_section
+                from easyphoto.ui.design_tab import build_design_section
                 from easyphoto.ui.model_tab import build_model_section
                 from easyphoto.ui.tryon_tab import build_tryon_tab
 
                 build_tryon_tab(gr, ctx)
                 build_anygarment_section(gr, ctx)  # any garment photo, no training (zero-shot backends)
                 build_model_section(gr, ctx)  # the digital model, below garments and try-on
+                build_design_section(gr, ctx)  # a garment drawn from a semantic layout
             with gr.Tab("Models", elem_id="easyphoto_models_tab"):
                 from easyphoto.ui.models_tab import build_models_tab
 
