@@ -33,7 +33,8 @@ from easyphoto.errors import Conflict, InvalidRequest, NotFound
 SCRIPT = Path(__file__).resolve().parents[2] / "javascript" / "easyphoto_sam.js"
 EDITOR = Path(__file__).with_name("mask_editor.html")
 POSE_EDITOR = Path(__file__).with_name("pose_editor.html")
-SCRIPTS = ("easyphoto_sam", "easyphoto_pose")  # the pages' own scripts in javascript/, nothing else is served
+# the pages' own scripts in javascript/, nothing else is served (easyphoto_layout: design_editor_routes' page)
+SCRIPTS = ("easyphoto_sam", "easyphoto_pose", "easyphoto_layout")
 KEY_HEADER, ORIGINAL_HEADER, RESIZED_HEADER = "X-EasyPhoto-Image-Key", "X-EasyPhoto-Original-Size", \
     "X-EasyPhoto-Resized-Size"
 

@@ -24,6 +24,8 @@ from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, Field
 
 from easyphoto import __version__, weights
+from easyphoto.api.design_editor_routes import add_design_editor_routes
+from easyphoto.api.design_routes import add_design_routes
 from easyphoto.api.mask_routes import add_mask_routes
 from easyphoto.api.model_routes import add_model_routes
 from easyphoto.api.payloads import MAX_IMAGE_MB, MAX_IMAGES, decode_base64, decode_images, read_upload, write_uploads
@@ -188,7 +190,8 @@ def build_router(ctx: AppContext, dependencies: Sequence = ()) -> APIRouter:
                        responses={400: {"model": ErrorResponse}, 404: {"model": ErrorResponse}})
     jobs = lambda: job_queue(ctx)  # noqa: E731 - created on first use, never at import or UI build
     for add_routes in (_health_routes, _identity_routes, _identity_job_routes, _generation_routes, _template_routes,
-                       _job_routes, _model_routes, add_tryon_routes, add_model_routes, add_mask_routes):
+                       _job_routes, _model_routes, add_tryon_routes, add_model_routes, add_mask_routes,
+                       add_design_routes, add_design_editor_routes):
         add_routes(router, ctx, jobs)
     return router
 
