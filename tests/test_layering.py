@@ -11,8 +11,8 @@ ENGINE = sorted((ROOT / "easyphoto").rglob("*.py"))
 GLUE = sorted((ROOT / "easyphoto_webui").rglob("*.py"))  # the WebUI callbacks: host + front ends
 HOST_ADAPTER = ROOT / "easyphoto" / "backends" / "webui"
 HOST_MODULES = {"modules", "launch", "scripts", "lib_controlnet", "internal_controlnet", "modules_forge"}
-FRONT_ENDS = ("easyphoto.ui", "easyphoto.api", "easyphoto.cli", "easyphoto.cli_common", "easyphoto.cli_tryon", "easyphoto.app",
-              "easyphoto.__main__")
+FRONT_ENDS = ("easyphoto.ui", "easyphoto.api", "easyphoto.cli", "easyphoto.cli_common", "easyphoto.cli_tryon",
+              "easyphoto.cli_design", "easyphoto.app", "easyphoto.__main__")
 
 
 def imported_roots(path: Path) -> set[str]:
