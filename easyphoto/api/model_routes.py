@@ -65,7 +65,7 @@ def add_model_routes(router: APIRouter, ctx: AppContext, jobs: Callable[[], Any]
         require(queue, "digital_model")
         images = _images(body)
         if body.person:
-            _check_mask_source(body)
+            _check_mask_source(body, body.config.mask_source)
             _check_tryon_images(ctx, body, [images["person"]] + ([images["mask"]] if "mask" in images else []))
         elif body.mask or body.points or body.boxes:
             raise InvalidRequest("A mask or clicks were sent without the photo they mark.", phase="digital_model",
