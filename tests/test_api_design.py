@@ -1,4 +1,4 @@
-"""POST /design and GET /design/classes (issue 16) on the standalone app: a palette layout drawn by route 1 on the
+"""POST /design (issue 16) on the standalone app: a palette layout drawn by route 1 on the
 kit's tiny SD 1.5 with a tiny seg ControlNet, and every bad layout refused before a job or an upload exists."""
 
 from __future__ import annotations
@@ -19,13 +19,6 @@ from tests.test_design import H, W, png, two_classes
 
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
-
-
-def test_classes_list_the_46_fgvc6_classes_and_their_colours(api_client):
-    body = api_client.get(f"{API}/design/classes").json()
-    assert len(body["classes"]) == 46 and body["background"]["id"] == 255
-    assert body["classes"][31] == {"id": 31, "name": "sleeve", "rgb": L.PALETTE[31].tolist(),
-                                   "seg_rgb": L.SEG_PALETTE[31].tolist()}
 
 
 def test_a_palette_layout_becomes_an_image_of_its_size_white_outside(api_client, api_ctx, tiny_sd_dir,

@@ -2,7 +2,7 @@
 
     POST /design               job: a layout (label PNG or the editor's palette PNG, base64) → garment image(s) on a
                                clean background, route "diffusion" (seg ControlNet) or "smis" (a trained generator)
-    GET  /design/classes       the 46 layout classes: id, name, editor colour, ControlNet colour; and the background
+    (the layout classes and their colours: GET /design/palette, with the layout editor's routes)
 """
 
 from __future__ import annotations
@@ -45,15 +45,6 @@ def add_design_routes(router: APIRouter, ctx: AppContext, jobs: Callable[[], Any
                   "base": body.base or None}
         _check(ctx, params, data)
         return submit_with_uploads(ctx, queue, "design", DesignParams, params, {"layout": (data, "png")}).to_dict()
-
-    @router.get("/design/classes")
-    def design_classes() -> dict:
-        """The layout classes (FGVC6 / iMaterialist-Fashion-2019), their editor and ControlNet colours."""
-        from easyphoto.design.layout import BACKGROUND, CLASSES, PALETTE, SEG_PALETTE
-
-        return {"background": {"id": BACKGROUND, "rgb": [255, 255, 255]},
-                "classes": [{"id": i, "name": name, "rgb": PALETTE[i].tolist(), "seg_rgb": SEG_PALETTE[i].tolist()}
-                            for i, name in enumerate(CLASSES)]}
 
 
 def _check(ctx: AppContext, params: dict, data: bytes) -> None:
