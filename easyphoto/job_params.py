@@ -28,6 +28,7 @@ from easyphoto.config import (
     TryOnConfig,
     describe_errors,
 )
+from easyphoto.design.smis.config import DesignTrainConfig
 from easyphoto.errors import InvalidRequest
 from easyphoto.tryon.dataset import GarmentDatasetConfig
 
@@ -192,6 +193,24 @@ class DesignParams(JobParams):
     _config_version = config_field_validator()
 
 
+class DesignTrainParams(JobParams):
+    """design_train: train (or resume) a native garment generator on a dataset in the FGVC6 layout."""
+
+    model_name: str = Field(..., min_length=1, max_length=64, description="The design model: a folder under "
+                            "designs/ (lowercase letters, digits, '_' or '-').")
+    dataset: str = Field(..., min_length=1, description="The training set folder: images/ plus train.csv (FGVC6 "
+                         "RLE rows) or masks/<image name>.png (label PNGs).")
+    config: DesignTrainConfig | None = Field(None, description="Training settings; empty: the defaults for a new "
+                                             "model, the model's own for a resumed one.")
+    resume: bool = Field(False, description="Continue from the model's last checkpoint (only steps, sample_every, "
+                         "checkpoint_every and keep_checkpoints may change).")
+    overwrite: bool = Field(False, description="Start the model again: its checkpoints, samples and losses are "
+                            "deleted first.")
+    device: str = Field("auto", min_length=1, max_length=40, description="auto, cpu, cuda, cuda:1, mps, ...")
+
+    _config_version = config_field_validator()
+
+
 class DigitalModelParams(JobParams):
     """digital_model: a garment kept exactly while the model, outfit, scene or pose around it is regenerated."""
 
@@ -254,6 +273,7 @@ MODELS: dict[str, type[JobParams]] = {
     "tryon": TryOnParams,
     "tryon_any": AnyGarmentParams,
     "design": DesignParams,
+    "design_train": DesignTrainParams,
     "digital_model": DigitalModelParams,
     "generate": GenerateParams,
 }

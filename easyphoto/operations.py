@@ -17,6 +17,7 @@ from easyphoto.job_params import (
     AnyGarmentParams,
     CheckPhotosParams,
     DesignParams,
+    DesignTrainParams,
     DigitalModelParams,
     FetchModelsParams,
     GarmentDatasetParams,
@@ -95,6 +96,7 @@ NEEDS_GPU: dict[str, bool] = {
     "digital_model": True,  # as "portrait"
     "generate": True,  # txt2img / img2img on the standalone backend
     "design": True,  # txt2img under the seg ControlNet, or the trained SMIS generator
+    "design_train": True,  # the SMIS generator's training, in the job's thread (the WebUI's checkpoint offloaded)
 }
 
 
@@ -118,6 +120,7 @@ def register_operations(queue: JobQueue, ctx: AppContext) -> None:
         lambda p: f"digital model ({p.config.mode}){f' of {p.garment_id}' if p.garment_id else ''}")
     add("generate", lambda p, job: generate(ctx, p, job), lambda p: "img2img" if p.init_image else "txt2img")
     add("design", lambda p, job: design(ctx, p, job), lambda p: f"design ({p.config.route})")
+    add("design_train", lambda p, job: design_train(ctx, p, job), lambda p: f"train design {p.model_name}")
 
 
 def portrait(ctx: AppContext, params: PortraitParams, job: JobContext) -> dict:
@@ -158,6 +161,12 @@ def design(ctx: AppContext, params: DesignParams, job: JobContext) -> dict:
     from easyphoto.design.run import design_operation
 
     return design_operation(ctx, params, job)
+
+
+def design_train(ctx: AppContext, params: DesignTrainParams, job: JobContext) -> dict:
+    from easyphoto.design.smis.run import design_train_operation
+
+    return design_train_operation(ctx, params, job)
 
 
 def _photo_progress(job: JobContext, phase: str):

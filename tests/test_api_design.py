@@ -53,3 +53,37 @@ def test_bad_layouts_and_inputs_are_refused_before_any_job(api_client, api_ctx):
         answer = api_client.post(f"{API}/design", json=body)
         assert answer.status_code == status and words in answer.text, (body.keys(), answer.text)
     assert api_client.get(f"{API}/jobs").json() == []  # nothing was queued
+
+
+def test_train_a_native_generator_then_draw_with_it(api_client, api_ctx, tmp_path):
+    from easyphoto import weights
+    from easyphoto.design.smis.cache import build_cache
+    from easyphoto.design.smis.fgvc6 import scan_dataset
+    from tests.test_design_smis import SIZE, TINY, VGG_ID, write_png_dataset, write_tiny_vgg
+
+    write_tiny_vgg(weights.get(VGG_ID).path(api_ctx.paths))
+    dataset = write_png_dataset(tmp_path / "set", count=3)
+    with torch_threads(1):
+        job = api_client.post(f"{API}/design/train", json={"model_name": "shapes", "dataset": str(dataset),
+                                                           "config": {**TINY, "steps": 2}})
+        assert job.status_code == 202, job.text
+        done = wait_final(api_client, job.json())
+        assert done["state"] == "succeeded", done["error"]
+        [model] = api_client.get(f"{API}/design/models").json()
+        assert model["name"] == "shapes"
+        losses = api_client.get(f"{API}/design/models/shapes/losses").json()
+        assert [row["step"] for row in losses] == [1, 2]
+        labels = np.asarray(build_cache(tmp_path / "cache", scan_dataset(dataset), SIZE).labels[0])
+        draw = api_client.post(f"{API}/design", json={"layout": b64(png(labels)),
+                                                      "config": {"route": "smis", "smis_model": "shapes", "seed": 3}})
+        assert draw.status_code == 202, draw.text
+        finished = wait_final(api_client, draw.json())
+    assert finished["state"] == "succeeded", finished["error"]
+    [image] = api_client.get(f"{API}/jobs/{draw.json()['id']}/result").json()["images"]
+    out = np.asarray(Image.open(io.BytesIO(base64.b64decode(image))).convert("RGB"))
+    assert out.shape == (SIZE, SIZE, 3) and (out[labels == L.BACKGROUND] == 255).all()
+    wrong = api_client.post(f"{API}/design", json={"layout": b64(png(two_classes())),
+                                                   "config": {"route": "smis", "smis_model": "shapes"}})
+    assert wrong.status_code == 422 and f"needs {SIZE}×{SIZE}" in wrong.text
+    missing = api_client.post(f"{API}/design/train", json={"model_name": "other", "dataset": str(tmp_path / "no")})
+    assert missing.status_code in (404, 422) and "no" in missing.text

@@ -50,9 +50,15 @@ def check_request(ctx: AppContext, params: DesignParams):
             raise InvalidRequest("A garment LoRA belongs to route 'diffusion'; route 'smis' draws with its own "
                                  "trained generator.", phase="design", hint="Leave garment_id out, or use route "
                                                                             "'diffusion'.")
-        from easyphoto.design.smis.run import check_model
+        if not params.config.smis_model:
+            raise InvalidRequest("Route 'smis' needs smis_model: the trained design model to draw with.",
+                                 phase="design", hint="Train one (Design → Train, `design train`), or use route "
+                                                      "'diffusion'.")
+        from easyphoto.design.layout import check_layout
+        from easyphoto.design.smis.run import trained_model
 
-        check_model(ctx, params.config.smis_model, labels)
+        trained, _ = trained_model(ctx, params.config.smis_model)  # 404 naming the model, or why it cannot draw
+        check_layout(labels, size=(trained.image_size, trained.image_size))
     else:
         garment_lora(ctx, params)
     return labels
