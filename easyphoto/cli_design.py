@@ -33,6 +33,14 @@ def add_design_commands(commands) -> None:
     draw.add_argument("--config-dir", help="diffusers config folder for a single-file base (default: shipped SD 1.5)")
     common.add_config_options(draw, "DesignConfig", "--set category=dress --set prompt='red silk'")
     draw.set_defaults(run=_draw)
+    train = actions.add_parser("train", help="train (or resume) the native layout-to-garment generator (route smis)")
+    train.add_argument("--name", dest="model_name", required=True, help="the design model's name")
+    train.add_argument("--dataset", required=True, help="folder: images/ plus train.csv (FGVC6 RLE) or masks/*.png")
+    train.add_argument("--resume", action="store_true", help="continue from the model's last checkpoint")
+    train.add_argument("--overwrite", action="store_true", help="start the model again (its checkpoints are deleted)")
+    train.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    common.add_config_options(train, "DesignTrainConfig", "--set steps=2000 --set image_size=256")
+    train.set_defaults(run=_train)
 
 
 def with_default_action(argv: list[str]) -> list[str]:
@@ -66,6 +74,27 @@ def _draw(ctx: AppContext, args: argparse.Namespace) -> int:
     if config.route == "diffusion":
         params["base"] = str(common.resolve_base(ctx, args.base, "design"))
     print(json.dumps(common.run_job(ctx, "design", params), indent=2))
+    return 0
+
+
+def _train(ctx: AppContext, args: argparse.Namespace) -> int:
+    from easyphoto.design.smis.config import DesignTrainConfig
+    from easyphoto.design.smis.run import check_request
+    from easyphoto.job_params import DesignTrainParams
+
+    dataset = Path(args.dataset)
+    if not dataset.is_dir():
+        raise InvalidRequest(f"The dataset folder {dataset} does not exist.", phase="design",
+                             hint="Give the folder holding images/ and train.csv (or masks/).")
+    config = None
+    if args.config or args.set:
+        config = common.with_overrides(common.load_config(DesignTrainConfig, args.config), args.set,
+                                       "design train").to_dict()
+    params = DesignTrainParams.checked({"model_name": args.model_name, "dataset": str(dataset.resolve()),
+                                        "config": config, "resume": args.resume, "overwrite": args.overwrite,
+                                        "device": args.device}, "design_train")
+    check_request(ctx, params)  # the dataset, the name, resume/overwrite: before the job
+    print(json.dumps(common.run_job(ctx, "design_train", params), indent=2))
     return 0
 
 

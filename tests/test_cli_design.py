@@ -50,3 +50,31 @@ def test_bad_layouts_are_one_line_and_no_job(tmp_path, capsys):
         code, stdout, stderr = run(capsys, root, "design", "draw", layout, "--out", tmp_path / "out")
         assert code == 2 and words in stderr and stdout == ""
     assert not list(root.rglob("jobs/*.json"))  # no job was queued
+
+
+def test_design_train_trains_a_generator_and_design_draws_with_it(tmp_path, capsys):
+    from easyphoto import weights
+    from easyphoto.design.smis.cache import build_cache
+    from easyphoto.design.smis.fgvc6 import scan_dataset
+    from tests.test_design_smis import SIZE, TINY, VGG_ID, write_png_dataset, write_tiny_vgg
+
+    root = tmp_path / "root"
+    write_tiny_vgg(weights.get(VGG_ID).path(standalone_context(root).paths))
+    dataset = write_png_dataset(tmp_path / "set", count=3)
+    sets = [part for key, value in {**TINY, "steps": 2}.items() for part in ("--set", f"{key}={value}")]
+    with torch_threads(1):
+        code, stdout, stderr = run(capsys, root, "--offline", "design", "train", "--name", "shapes", "--dataset",
+                                   dataset, "--device", "cpu", *sets)
+        assert code == 0, stderr[-2000:]
+        assert json.loads(stdout)["model_name"] == "shapes"
+        labels = np.asarray(build_cache(tmp_path / "cache", scan_dataset(dataset), SIZE).labels[0])
+        layout = tmp_path / "layout.png"
+        layout.write_bytes(png(labels))
+        code, stdout, stderr = run(capsys, root, "design", layout, "--out", tmp_path / "out", "--set", "route=smis",
+                                   "--set", "smis_model=shapes", "--set", "seed=1")
+    assert code == 0, stderr[-2000:]
+    with Image.open(json.loads(stdout)["files"][0]) as image:
+        out = np.asarray(image.convert("RGB"))
+    assert out.shape == (SIZE, SIZE, 3) and (out[labels == L.BACKGROUND] == 255).all()
+    code, stdout, stderr = run(capsys, root, "design", "train", "--name", "x", "--dataset", tmp_path / "nothing")
+    assert code == 2 and "does not exist" in stderr
