@@ -8,6 +8,7 @@ import pytest
 from easyphoto.config import DesignConfig
 from easyphoto.context import standalone_context
 from easyphoto.design import layout as L
+from easyphoto.design.smis.config import DesignTrainConfig
 from easyphoto.ui import design_tab as dt
 from easyphoto.ui import tabs
 from easyphoto.ui.config_controls import ConfigForm
@@ -61,3 +62,26 @@ def test_refusals_are_said_in_the_section(ctx, tmp_path):
         assert "Cannot draw the design" in status and words in status and gallery == [] and job == ""
     status = next(dt.design_flow(ctx, str(tmp_path / "empty.png"), "no_such_garment", values()))[0]
     assert "Cannot draw the design" in status
+
+
+def test_training_from_the_section_shows_the_sample_grids_and_the_last_losses(ctx, tmp_path):
+    from easyphoto import weights
+    from tests.kit.tiny_sd import torch_threads
+    from tests.test_design_smis import TINY, VGG_ID, write_png_dataset, write_tiny_vgg
+
+    write_tiny_vgg(weights.get(VGG_ID).path(ctx.paths))
+    dataset = write_png_dataset(tmp_path / "set", count=3)
+    form = ConfigForm(DesignTrainConfig, "t")
+    with gr.Blocks():
+        form.render(gr)
+    values = [c.value for c in form.components]
+    for key, value in {**TINY, "steps": 2, "sample_every": 1}.items():
+        values[list(dt.TRAIN_FIELDS).index(key)] = value
+    with torch_threads(1):
+        *_, last = dt.train_flow(ctx, "shapes", str(dataset), False, False, values)
+    status, gallery, _job = last
+    assert "Model **shapes**: step 2 of 2" in status and "last losses: d_fake" in status
+    assert [caption for _, caption in gallery] == ["step_00001", "step_00002"]
+    assert "`shapes`" in dt.models_text(ctx)
+    refused = next(dt.train_flow(ctx, "Bad Name!", str(dataset), False, False, values))[0]
+    assert "Cannot train the design model" in refused

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from easyphoto.config import DesignConfig
 from easyphoto.context import AppContext
+from easyphoto.design.smis.config import DesignTrainConfig
 from easyphoto.errors import EasyPhotoError
 from easyphoto.ui.config_controls import ConfigForm, field_names, values_to_config
 from easyphoto.ui.job_updates import cancel, follow_gallery
@@ -19,6 +20,7 @@ from easyphoto.ui.tryon_tab import cannot, trained_garments
 
 PREFIX = "easyphoto_design"
 DESIGN_FIELDS = field_names(DesignConfig)
+TRAIN_FIELDS = field_names(DesignTrainConfig)
 NONE = ""
 EDITOR = "/easyphoto/v1/design/editor"
 
@@ -65,6 +67,62 @@ def result_text(result: dict) -> str:
             "(the layout's size; white outside the layout).")
 
 
+def train_params(ctx: AppContext, name: str, dataset: str, resume: bool, overwrite: bool, values: Sequence):
+    """The checked DesignTrainParams of the training controls; dataset and model problems are said now."""
+    from easyphoto.design.smis.run import check_request
+    from easyphoto.job_params import DesignTrainParams
+
+    config = values_to_config(DesignTrainConfig, TRAIN_FIELDS, values)
+    params = DesignTrainParams.checked({"model_name": (name or "").strip(), "dataset": (dataset or "").strip(),
+                                        "config": None if resume else config.to_dict(), "resume": bool(resume),
+                                        "overwrite": bool(overwrite)}, "design_train")
+    check_request(ctx, params)
+    return params
+
+
+def train_flow(ctx: AppContext, name: str, dataset: str, resume: bool, overwrite: bool,
+               values: Sequence) -> Iterator[tuple]:
+    """Yields (status, sample grids, job id) while the design_train job runs; then the last losses."""
+    from easyphoto.operations import submit
+
+    try:
+        job = submit(ctx, "design_train", train_params(ctx, name, dataset, resume, overwrite, values))
+    except EasyPhotoError as exc:
+        yield cannot("train the design model", exc), [], ""
+        return
+    except ValueError as exc:
+        yield f"**Invalid training settings:** {exc}", [], ""
+        return
+    yield from follow_gallery(ctx, job.id, "Design training", lambda result: (train_text(result), sample_grids(result)))
+
+
+def sample_grids(result: dict) -> list[tuple[str, str]]:
+    folder = Path(result.get("samples") or "")
+    return [(str(path), path.stem) for path in sorted(folder.glob("step_*.png"))] if folder.is_dir() else []
+
+
+def train_text(result: dict) -> str:
+    from easyphoto.design.smis.run import read_losses_file
+
+    logged = read_losses_file(Path(result["losses"])) if result.get("losses") else []
+    last = logged[-1] if logged else {}
+    terms = ", ".join(f"{key} {value:.3f}" for key, value in sorted(last.items())
+                      if key != "step" and isinstance(value, float))
+    return (f"Model **{result.get('model_name')}**: step {result.get('step')} of {result.get('steps')}"
+            f"{'; last losses: ' + terms if terms else ''}. Draw with route *smis* and smis_model "
+            f"`{result.get('model_name')}`.")
+
+
+def models_text(ctx: AppContext) -> str:
+    from easyphoto.design.smis.run import list_design_models
+
+    models = list_design_models(ctx)
+    if not models:
+        return "No design model yet: train one below."
+    return "Design models: " + ", ".join(f"`{m['name']}` ({m.get('state', '?')}, step {m.get('step', '?')})"
+                                         for m in models)
+
+
 def editor_frame() -> str:
     return (f'<iframe src="{EDITOR}" title="Layout editor" style="width:100%;height:720px;border:0"></iframe>'
             f'<p><a href="{EDITOR}" target="_blank">Open the layout editor in its own window</a> (inside the WebUI '
@@ -96,6 +154,7 @@ def build_design_section(gr, ctx: AppContext) -> None:
     c["status"] = gr.Markdown(elem_id=f"{PREFIX}_status")
     c["results"] = gr.Gallery(label="Designs", columns=3, elem_id=f"{PREFIX}_results")
     values = c["form"].components
+    _build_training(gr, ctx)
 
     def run(layout, garment, *form_values):
         yield from design_flow(ctx, layout, garment, form_values)
@@ -106,4 +165,34 @@ def build_design_section(gr, ctx: AppContext) -> None:
                     outputs=[c["status"]])
 
 
-__all__ = ["build_design_section", "design_flow", "design_params"]
+def _build_training(gr, ctx: AppContext) -> None:
+    """Train the native generator (route smis) on a dataset folder in the FGVC6 layout."""
+    prefix = f"{PREFIX}_train"
+    form = ConfigForm(DesignTrainConfig, prefix)
+    with gr.Accordion("Train the native generator (route smis)", open=False, elem_id=f"{prefix}_section"):
+        models = gr.Markdown(models_text(ctx), elem_id=f"{prefix}_models")
+        with gr.Row():
+            name = gr.Textbox(label="Model name", elem_id=f"{prefix}_name")
+            dataset = gr.Textbox(label="Dataset folder on the server (images/ + train.csv, or masks/*.png)",
+                                 elem_id=f"{prefix}_dataset")
+            resume = gr.Checkbox(label="Resume", value=False, elem_id=f"{prefix}_resume")
+            overwrite = gr.Checkbox(label="Start again (delete its checkpoints)", value=False,
+                                    elem_id=f"{prefix}_overwrite")
+        form.render(gr)
+        with gr.Row():
+            start = gr.Button("Train", variant="primary", elem_id=f"{prefix}_start")
+            stop = gr.Button("Cancel", elem_id=f"{prefix}_stop")
+        job_id = gr.State("")
+        status = gr.Markdown(elem_id=f"{prefix}_status")
+        samples = gr.Gallery(label="Sample grids (a row per layout: layout, real, generated)", columns=2,
+                             elem_id=f"{prefix}_samples")
+
+    def run(model, folder, is_resume, is_overwrite, *form_values):
+        yield from train_flow(ctx, model, folder, is_resume, is_overwrite, form_values)
+
+    start.click(fn=run, inputs=[name, dataset, resume, overwrite, *form.components],
+                outputs=[status, samples, job_id]).then(fn=lambda: models_text(ctx), outputs=[models])
+    stop.click(fn=lambda j: cancel(ctx, j, idle="Nothing is running."), inputs=[job_id], outputs=[status])
+
+
+__all__ = ["build_design_section", "design_flow", "design_params", "train_flow", "train_params"]
