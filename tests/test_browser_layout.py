@@ -13,8 +13,6 @@ from __future__ import annotations
 import io
 import os
 import shutil
-import socket
-import threading
 import time
 import urllib.request
 
@@ -23,7 +21,6 @@ import pytest
 from PIL import Image
 
 from easyphoto.design import layout as L
-from tests.kit.photos import skip_or_fail
 
 READY_TIMEOUT = 60
 GENERATE_TIMEOUT = 600
@@ -39,38 +36,13 @@ if os.environ.get("EASYPHOTO_PINSET") != "forge":
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """The standalone API (no UI) on a free loopback port, in a fresh offline data folder."""
-    import uvicorn
-
-    from easyphoto import operations
-    from easyphoto.app import create_app
     from easyphoto.context import standalone_context
+    from tests.kit.browser import live_app
 
     root = tmp_path_factory.mktemp("browser-layout")
     ctx = standalone_context(root / "data", root / "models", offline=True)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    uv = uvicorn.Server(uvicorn.Config(create_app(ctx, with_ui=False), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    while not uv.started and thread.is_alive():
-        thread.join(0.05)
-    yield f"http://127.0.0.1:{port}", ctx
-    uv.should_exit = True
-    thread.join(10)
-    operations.shutdown_all()
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    from tests.kit.browser import chromium_driver
-
-    driver = chromium_driver(tmp_path_factory.mktemp("chromium-profile"))
-    if driver is None:
-        skip_or_fail("no chromium / chromedriver on PATH, or selenium is not installed (run-tests.sh forge installs "
-                     "Debian's chromium + chromium-driver)")
-    yield driver
-    driver.quit()
+    with live_app(ctx) as url:
+        yield url, ctx
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,6 @@ import io
 import json
 import os
 import shutil
-import socket
-import threading
 import urllib.request
 
 import numpy as np
@@ -49,11 +47,9 @@ def ort_web_tarball(kit_root):
 def server(tmp_path_factory, tiny_segment, ort_web_tarball):
     """The standalone API (no UI) on a free loopback port, its models folder holding the tiny SAM pair and the
     onnxruntime-web tarball where the manifest puts them."""
-    import uvicorn
-
-    from easyphoto import operations, weights
-    from easyphoto.app import create_app
+    from easyphoto import weights
     from easyphoto.context import standalone_context
+    from tests.kit.browser import live_app
     from tests.kit.tiny_segment import install_tiny_segment
 
     root = tmp_path_factory.mktemp("browser-sam")
@@ -62,31 +58,8 @@ def server(tmp_path_factory, tiny_segment, ort_web_tarball):
     target = weights.get("onnxruntime-web").path(ctx.paths)
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(ort_web_tarball, target)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    app = uvicorn.Server(uvicorn.Config(create_app(ctx, with_ui=False), host="127.0.0.1", port=port,
-                                        log_level="warning"))
-    thread = threading.Thread(target=app.run, daemon=True)
-    thread.start()
-    while not app.started and thread.is_alive():
-        thread.join(0.05)
-    yield f"http://127.0.0.1:{port}", ctx
-    app.should_exit = True
-    thread.join(10)
-    operations.shutdown_all()
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    from tests.kit.browser import chromium_driver
-
-    driver = chromium_driver(tmp_path_factory.mktemp("chromium-profile"))
-    if driver is None:
-        skip_or_fail("no chromium / chromedriver on PATH, or selenium is not installed (run-tests.sh forge installs "
-                     "Debian's chromium + chromium-driver)")
-    yield driver
-    driver.quit()
+    with live_app(ctx) as url:
+        yield url, ctx
 
 
 def _wait(driver, script: str, timeout: float, what: str):

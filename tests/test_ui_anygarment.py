@@ -13,8 +13,8 @@ from easyphoto.config import AnyGarmentConfig, Settings
 from easyphoto.context import save_settings_file, standalone_context
 from easyphoto.ui import anygarment_tab as ag
 from easyphoto.ui import tabs
-from easyphoto.ui.config_controls import ConfigForm
-from tests.conftest import require_module  # skips locally, fails under CI
+from tests.conftest import require_module
+from tests.kit.ui import form_values  # skips locally, fails under CI
 
 gr = require_module("gradio", reason="the Python 3.10 check runs without gradio")
 require_module("cv2")
@@ -32,13 +32,7 @@ def ctx(tmp_path):
 
 def values(**changed) -> list:
     """The form's values as its controls hold them, with some changed (by field name)."""
-    with gr.Blocks():
-        form = ConfigForm(AnyGarmentConfig, "x")
-        form.render(gr)
-    found = [c.value for c in form.components]
-    for name, value in changed.items():
-        found[list(ag.ANY_FIELDS).index(name)] = value
-    return found
+    return form_values(gr, AnyGarmentConfig, ag.ANY_FIELDS, **changed)
 
 
 def install_backend(ctx, tiny_tryon_models, name: str) -> None:

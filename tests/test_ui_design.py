@@ -11,8 +11,8 @@ from easyphoto.design import layout as L
 from easyphoto.design.smis.config import DesignTrainConfig
 from easyphoto.ui import design_tab as dt
 from easyphoto.ui import tabs
-from easyphoto.ui.config_controls import ConfigForm
 from tests.conftest import require_module
+from tests.kit.ui import form_values
 from tests.test_design import png, two_classes
 
 gr = require_module("gradio", reason="the Python 3.10 check runs without gradio")
@@ -27,13 +27,7 @@ def ctx(tmp_path):
 
 
 def values(**changed) -> list:
-    with gr.Blocks():
-        form = ConfigForm(DesignConfig, "x")
-        form.render(gr)
-    found = [c.value for c in form.components]
-    for name, value in changed.items():
-        found[list(dt.DESIGN_FIELDS).index(name)] = value
-    return found
+    return form_values(gr, DesignConfig, dt.DESIGN_FIELDS, **changed)
 
 
 def test_the_section_builds_in_the_try_on_tab_with_every_config_field(tmp_path):
@@ -71,12 +65,7 @@ def test_training_from_the_section_shows_the_sample_grids_and_the_last_losses(ct
 
     write_tiny_vgg(weights.get(VGG_ID).path(ctx.paths))
     dataset = write_png_dataset(tmp_path / "set", count=3)
-    form = ConfigForm(DesignTrainConfig, "t")
-    with gr.Blocks():
-        form.render(gr)
-    values = [c.value for c in form.components]
-    for key, value in {**TINY, "steps": 2, "sample_every": 1}.items():
-        values[list(dt.TRAIN_FIELDS).index(key)] = value
+    values = form_values(gr, DesignTrainConfig, dt.TRAIN_FIELDS, **{**TINY, "steps": 2, "sample_every": 1})
     with torch_threads(1):
         *_, last = dt.train_flow(ctx, "shapes", str(dataset), False, False, values)
     status, gallery, _job = last

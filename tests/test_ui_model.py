@@ -15,8 +15,8 @@ from easyphoto.context import standalone_context
 from easyphoto.pose.openpose import KEYPOINTS
 from easyphoto.ui import model_tab as mt
 from easyphoto.ui import tabs
-from easyphoto.ui.config_controls import ConfigForm
-from tests.conftest import require_module  # skips locally, fails under CI
+from tests.conftest import require_module
+from tests.kit.ui import form_values  # skips locally, fails under CI
 
 gr = require_module("gradio", reason="the Python 3.10 check runs without gradio")
 require_module("mediapipe", reason="the pose preview finds the body with mediapipe")
@@ -31,13 +31,7 @@ def ctx(tmp_path):
 
 
 def values(**changed) -> list:
-    with gr.Blocks():
-        form = ConfigForm(DigitalModelConfig, "x")
-        form.render(gr)
-    found = [c.value for c in form.components]
-    for name, value in changed.items():
-        found[list(mt.MODEL_FIELDS).index(name)] = value
-    return found
+    return form_values(gr, DigitalModelConfig, mt.MODEL_FIELDS, **changed)
 
 
 def test_the_section_builds_in_the_try_on_tab_with_every_config_field(tmp_path):

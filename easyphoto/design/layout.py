@@ -94,18 +94,24 @@ def check_layout(labels: np.ndarray, *, size: tuple[int, int] | None = None) -> 
         raise LayoutError(f"The layout is {width}×{height}; sides must be {MIN_SIDE}–{MAX_SIDE} px.")
     if not np.issubdtype(array.dtype, np.integer):
         raise LayoutError(f"Layout labels must be integers, not {array.dtype}.")
-    bad = (array != BACKGROUND) & ((array < 0) | (array >= NUM_CLASSES))
-    if bad.any():
-        ys, xs = np.nonzero(bad)
-        values = sorted({int(v) for v in np.unique(array[bad])})[:8]
-        raise LayoutError(f"{int(bad.sum())} layout pixels have labels outside 0–{NUM_CLASSES - 1} "
-                          f"(values {values}; first at x={int(xs[0])}, y={int(ys[0])}).",
-                          hint=f"Labels are the {NUM_CLASSES} FGVC6 classes 0–{NUM_CLASSES - 1}; background is "
-                               f"{BACKGROUND}.")
+    check_label_values(array)
     if not (array != BACKGROUND).any():
         raise LayoutError("The layout is empty: every pixel is background.",
                           hint="Paint at least one garment class in the editor.")
     return array.astype(np.uint8)
+
+
+def check_label_values(labels: np.ndarray, where: str = "") -> None:
+    """LayoutError for labels outside 0–45 that are not the background: how many, which values, the first pixel;
+    `where` names the file when there is one."""
+    bad = (labels != BACKGROUND) & ((labels < 0) | (labels >= NUM_CLASSES))
+    if bad.any():
+        ys, xs = np.nonzero(bad)
+        values = sorted({int(v) for v in np.unique(labels[bad])})[:8]
+        raise LayoutError(f"{where + ': ' if where else ''}{int(bad.sum())} layout pixels have labels outside "
+                          f"0–{NUM_CLASSES - 1} (values {values}; first at x={int(xs[0])}, y={int(ys[0])}).",
+                          hint=f"Labels are the {NUM_CLASSES} FGVC6 classes 0–{NUM_CLASSES - 1}; background is "
+                               f"{BACKGROUND}.")
 
 
 def read_layout(data: bytes, *, size: tuple[int, int] | None = None) -> np.ndarray:
@@ -181,5 +187,6 @@ def decode_rle(encoded: str, height: int, width: int) -> np.ndarray:
     return flat.reshape((width, height)).T
 
 
-__all__ = ["BACKGROUND", "CLASSES", "LayoutError", "NUM_CLASSES", "PALETTE", "SEG_PALETTE", "check_layout",
+__all__ = ["BACKGROUND", "CLASSES", "LayoutError", "NUM_CLASSES", "PALETTE", "SEG_PALETTE", "check_label_values",
+           "check_layout",
            "decode_rle", "from_colours", "layout_mask", "read_layout", "seg_condition", "visualise"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -35,3 +36,32 @@ def console(driver, last: int = 15) -> list[str]:
         return [f"{e.get('level')} {e.get('message')}"[:300] for e in driver.get_log("browser")][-last:]
     except Exception as error:  # noqa: BLE001 - a driver without logs must not hide the failure itself
         return [f"(no console log: {error})"]
+
+
+@contextmanager
+def live_app(ctx):
+    """The standalone API (no UI) of `ctx` served on a free loopback port for the length of the block: yields its
+    base URL; the job queues are shut down afterwards."""
+    import socket
+    import threading
+
+    import uvicorn
+
+    from easyphoto import operations
+    from easyphoto.app import create_app
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(ctx, with_ui=False), host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started and thread.is_alive():
+        thread.join(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        operations.shutdown_all()

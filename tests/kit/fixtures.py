@@ -215,3 +215,17 @@ def tiny_tryon_models(kit_root, clip_tokenizer_dir) -> Path:
     from .tiny_tryon import build_all_tryon
 
     return cached_dir(kit_root / "tryon_models", lambda tmp: build_all_tryon(tmp, clip_tokenizer_dir))
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    """Headless Chromium (tests/kit/browser.py) for one test module; missing chromium/chromedriver/selenium skips
+    locally and fails under CI."""
+    from .browser import chromium_driver
+
+    driver = chromium_driver(tmp_path_factory.mktemp("chromium-profile"))
+    if driver is None:
+        skip_or_fail("no chromium / chromedriver on PATH, or selenium is not installed (run-tests.sh forge installs "
+                     "Debian's chromium + chromium-driver)")
+    yield driver
+    driver.quit()

@@ -21,7 +21,15 @@ from pathlib import Path
 
 import numpy as np
 
-from easyphoto.design.layout import BACKGROUND, NUM_CLASSES, LayoutError, check_layout, decode_rle, from_colours
+from easyphoto.design.layout import (
+    BACKGROUND,
+    NUM_CLASSES,
+    LayoutError,
+    check_label_values,
+    check_layout,
+    decode_rle,
+    from_colours,
+)
 from easyphoto.errors import EasyPhotoError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
@@ -185,14 +193,7 @@ def _png_labels(path: Path, size: tuple[int, int]) -> np.ndarray:
 def check_values(labels: np.ndarray, name: str) -> None:
     """LayoutError when a full-size layout has labels outside 0–45 (and not the background), before the resize
     could drop a stray pixel; said with the values and the first position, as check_layout says it."""
-    bad = (labels != BACKGROUND) & ((labels < 0) | (labels >= NUM_CLASSES))
-    if bad.any():
-        ys, xs = np.nonzero(bad)
-        values = sorted({int(v) for v in np.unique(labels[bad])})[:8]
-        raise LayoutError(f"{name}: {int(bad.sum())} layout pixels have labels outside 0–{NUM_CLASSES - 1} (values "
-                          f"{values}; first at x={int(xs[0])}, y={int(ys[0])}).",
-                          hint=f"Labels are the {NUM_CLASSES} FGVC6 classes 0–{NUM_CLASSES - 1}; background is "
-                               f"{BACKGROUND}.")
+    check_label_values(labels, name)
 
 
 def checked_labels(labels: np.ndarray, name: str) -> np.ndarray:
