@@ -31,7 +31,7 @@ def test_models_route_lists_manifest_states(ctx):
     client = TestClient(create_app(ctx, with_ui=False))
     rows = client.get("/easyphoto/v1/models", params={"group": "controlnet"}).json()
     assert {r["id"] for r in rows} == {"controlnet-canny", "controlnet-openpose", "controlnet-tile", "controlnet-color",
-                                          "controlnet-depth"}
+                                          "controlnet-depth", "controlnet-seg"}
     assert all(r["state"] == "missing" and r["path"].startswith(str(ctx.paths.controlnet_dir)) for r in rows)
 
 

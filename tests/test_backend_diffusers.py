@@ -144,7 +144,7 @@ def test_capabilities_name_present_models_and_say_where_the_missing_go(tiny_cont
     caps = gen.capabilities()
     assert caps.controls == {"canny": "control_v11p_sd15_canny", "openpose": "control_v11p_sd15_openpose",
                              "color": "control_sd15_random_color.pth"}
-    assert set(caps.missing) == {"tile", "depth"} and "control_v11f1e_sd15_tile.pth" in caps.missing["tile"]
+    assert set(caps.missing) == {"tile", "depth", "seg"} and "control_v11f1e_sd15_tile.pth" in caps.missing["tile"]
     assert str(folder) in caps.missing["tile"]
     assert caps.max_controls >= len(CONTROLNET_MODELS)
     assert set(caps.samplers) == {"DPM++ 2M", "DPM++ 2M SDE", "Euler a", "Euler", "DDIM", "UniPC"}

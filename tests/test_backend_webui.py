@@ -16,6 +16,7 @@ from PIL import Image
 from easyphoto.backends import webui
 from easyphoto.backends.webui.controlnet import controlnet_script
 from easyphoto.generation import (
+    CONTROLNET_MODELS,
     Control,
     GenerationError,
     GenerationInterrupted,
@@ -112,9 +113,9 @@ def test_capabilities_report_the_hosts_models_and_units(host, flavour):
     assert caps.controls["openpose"] == model_name(host, "control_v11p_sd15_openpose.pth")
     if flavour == "a1111":
         assert caps.controls["tile"] == model_name(host, "control_v11f1e_sd15_tile_fp16.safetensors")
-        assert set(caps.missing) == {"color", "depth"}  # the double has no depth model
+        assert set(caps.missing) == {"color", "depth", "seg"}  # the double has no depth or seg model
     else:
-        assert set(caps.missing) == {"color", "depth", "tile"}  # Forge takes only the exact "name [hash]"
+        assert set(caps.missing) == {"color", "depth", "seg", "tile"}  # Forge takes only the exact "name [hash]"
     assert "control_sd15_random_color" in caps.missing["color"]
     assert str(host.root / "models" / "ControlNet") in caps.missing["color"]
     assert caps.max_controls == 3 and caps.samplers[:2] == ("DPM++ 2M", "DPM++ SDE")
@@ -327,7 +328,7 @@ def test_without_the_controlnet_extension_nothing_is_generated(webui_host_factor
         assert "sd-webui-controlnet extension is not installed" in text and "Install sd-webui-controlnet" in text
     assert host.calls == []
     caps = gen.capabilities()
-    assert caps.controls == {} and caps.max_controls == 0 and set(caps.missing) == {"canny", "openpose", "color", "tile", "depth"}
+    assert caps.controls == {} and caps.max_controls == 0 and set(caps.missing) == set(CONTROLNET_MODELS)
     assert len(gen.inpaint(inpaint_request())) == 1  # without controls it still works
 
 

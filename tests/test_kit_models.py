@@ -64,7 +64,7 @@ def test_tiny_sd_folders_have_sd15_architecture(tiny_sd_dir, tiny_inpaint_dir, t
     assert pipe.text_encoder.config.vocab_size == len(pipe.tokenizer) == 49408
     assert tiny_sd.read_model_index(tiny_sd_dir)["requires_safety_checker"] is False
     controlnets = {kind: ControlNetModel.from_pretrained(str(path)) for kind, path in tiny_controlnet_dirs.items()}
-    assert set(controlnets) == {"canny", "openpose", "color", "tile", "depth"}
+    assert set(controlnets) == {"canny", "openpose", "color", "tile", "depth", "seg"}
     canny, openpose = controlnets["canny"].state_dict(), controlnets["openpose"].state_dict()
     assert not torch.equal(canny["controlnet_mid_block.weight"], openpose["controlnet_mid_block.weight"])
 
