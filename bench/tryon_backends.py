@@ -24,11 +24,16 @@ import tempfile
 import time
 from pathlib import Path
 
-PAPER = {  # unet label → evaluations at the app's default steps (guidance batch of 2 per step)
-    "leffa": {"unet": 2 * 30, "reference unet": 2 * 30},
-    "catvton": {"unet": 2 * 50},
-    "ootd": {"denoising unet": 2 * 20, "outfitting unet": 2},
+PAPER = {  # unet label → (evaluations per step, evaluations once) in each published loop (guidance batch of 2)
+    "leffa": {"unet": (2, 0), "reference unet": (2, 0)},
+    "catvton": {"unet": (2, 0)},
+    "ootd": {"denoising unet": (2, 0), "outfitting unet": (0, 2)},
 }
+
+
+def paper_counts(name: str, steps: int) -> dict[str, int]:
+    """The published loop's UNet evaluations at `steps` steps."""
+    return {unet: per_step * steps + once for unet, (per_step, once) in PAPER[name].items()}
 
 
 def build(root: Path, names: list[str], real_size: bool) -> dict:
@@ -99,14 +104,13 @@ def measure(backend, size, steps: int | None) -> tuple[dict, float, float | None
 def report(name: str, counts: dict, seconds: float, peak, steps: int | None, label: str = "") -> None:
     from easyphoto.tryon.zeroshot.registry import BACKENDS
 
-    info = BACKENDS[name]
-    paper = PAPER[name]
+    ran = steps or BACKENDS[name].steps
+    paper = paper_counts(name, ran)
     ours, theirs = sum(counts.values()), sum(paper.values())
-    scale = (steps or info.steps) / info.steps
     detail = ", ".join(f"{k} {counts.get(k, 0)} (paper {v})" for k, v in paper.items())
     memory = f", peak {peak:.1f} GiB" if peak is not None else ""
-    print(f"{name + label:16} {detail}; total {ours} vs {round(theirs * scale)} at {steps or info.steps} steps "
-          f"(ratio {ours / max(theirs * scale, 1):.2f}); {seconds:.1f} s{memory}")
+    print(f"{name + label:16} {detail} at {ran} steps; total {ours} vs {theirs} (ratio {ours / max(theirs, 1):.2f}); "
+          f"{seconds:.1f} s{memory}")
 
 
 def run(args: argparse.Namespace) -> int:
