@@ -12,8 +12,7 @@ from fastapi.testclient import TestClient
 from easyphoto import operations
 from easyphoto.app import create_app
 from easyphoto.context import standalone_context
-
-API = "/easyphoto/v1"
+from tests.kit.api import API, wait_final
 
 
 @pytest.fixture
@@ -30,16 +29,6 @@ def client(ctx):
 
 def b64(path):
     return base64.b64encode(path.read_bytes()).decode()
-
-
-def wait_final(client, job, timeout=120):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        record = client.get(f"{API}/jobs/{job['id']}").json()
-        if record["state"] in ("succeeded", "failed", "cancelled"):
-            return record
-        time.sleep(0.1)
-    raise AssertionError(f"job {job['id']} did not finish in {timeout} s")
 
 
 def test_identity_lifecycle_with_real_photos(client, photos_same_man, photo_other_person):

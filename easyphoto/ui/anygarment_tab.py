@@ -21,10 +21,10 @@ from easyphoto.config import AnyGarmentConfig
 from easyphoto.context import AppContext
 from easyphoto.errors import EasyPhotoError
 from easyphoto.ui.config_controls import ConfigForm, field_names, values_to_config
-from easyphoto.ui.job_updates import cancel, follow_gallery
+from easyphoto.ui.job_updates import cancel, cannot, submit_and_follow
 from easyphoto.ui.model_tab import editor_frame_flow
 from easyphoto.ui.train_tab import upload_paths
-from easyphoto.ui.tryon_tab import cannot, person_click_flow, person_view, score_text, scored_images_text
+from easyphoto.ui.tryon_tab import person_click_flow, person_view, score_text, scored_images_text
 
 PREFIX = "easyphoto_any"
 ANY_FIELDS = field_names(AnyGarmentConfig)  # the form's components, in this order
@@ -136,18 +136,10 @@ def any_garment_flow(ctx: AppContext, person, garment_photo, garment_id: str, ma
                      values: Sequence) -> Iterator[tuple]:
     """Yields (status, gallery, job id) while the tryon_any job runs; then the images with their licence and
     garment fidelity."""
-    from easyphoto.operations import submit
-
-    try:
-        params = any_garment_params(ctx, person, garment_photo, garment_id, mask_file, clicks, values)
-        job = submit(ctx, "tryon_any", params)
-    except EasyPhotoError as exc:
-        yield cannot("try on", exc), [], ""
-        return
-    except ValueError as exc:
-        yield f"**Invalid try-on settings:** {exc}", [], ""
-        return
-    yield from follow_gallery(ctx, job.id, "Try-on", lambda result: (result_text(result), result_gallery(result)))
+    yield from submit_and_follow(
+        ctx, "tryon_any", lambda: any_garment_params(ctx, person, garment_photo, garment_id, mask_file, clicks,
+                                                     values),
+        "try on", "try-on ", "Try-on", lambda result: (result_text(result), result_gallery(result)))
 
 
 def caption(tryon: dict) -> str:

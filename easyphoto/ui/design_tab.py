@@ -14,9 +14,9 @@ from easyphoto.context import AppContext
 from easyphoto.design.smis.config import DesignTrainConfig
 from easyphoto.errors import EasyPhotoError
 from easyphoto.ui.config_controls import ConfigForm, field_names, values_to_config
-from easyphoto.ui.job_updates import cancel, follow_gallery
+from easyphoto.ui.job_updates import cancel, submit_and_follow
 from easyphoto.ui.train_tab import upload_paths
-from easyphoto.ui.tryon_tab import cannot, trained_garments
+from easyphoto.ui.tryon_tab import trained_garments
 
 PREFIX = "easyphoto_design"
 DESIGN_FIELDS = field_names(DesignConfig)
@@ -43,17 +43,9 @@ def design_params(ctx: AppContext, layout_file, garment_id: str, values: Sequenc
 
 def design_flow(ctx: AppContext, layout_file, garment_id: str, values: Sequence) -> Iterator[tuple]:
     """Yields (status, gallery, job id) while the design job runs; then the images with their seeds."""
-    from easyphoto.operations import submit
-
-    try:
-        job = submit(ctx, "design", design_params(ctx, layout_file, garment_id, values))
-    except EasyPhotoError as exc:
-        yield cannot("draw the design", exc), [], ""
-        return
-    except ValueError as exc:
-        yield f"**Invalid design settings:** {exc}", [], ""
-        return
-    yield from follow_gallery(ctx, job.id, "Design", lambda result: (result_text(result), result_gallery(result)))
+    yield from submit_and_follow(ctx, "design", lambda: design_params(ctx, layout_file, garment_id, values),
+                                 "draw the design", "design ", "Design",
+                                 lambda result: (result_text(result), result_gallery(result)))
 
 
 def result_gallery(result: dict) -> list[tuple[str, str]]:
@@ -83,17 +75,10 @@ def train_params(ctx: AppContext, name: str, dataset: str, resume: bool, overwri
 def train_flow(ctx: AppContext, name: str, dataset: str, resume: bool, overwrite: bool,
                values: Sequence) -> Iterator[tuple]:
     """Yields (status, sample grids, job id) while the design_train job runs; then the last losses."""
-    from easyphoto.operations import submit
-
-    try:
-        job = submit(ctx, "design_train", train_params(ctx, name, dataset, resume, overwrite, values))
-    except EasyPhotoError as exc:
-        yield cannot("train the design model", exc), [], ""
-        return
-    except ValueError as exc:
-        yield f"**Invalid training settings:** {exc}", [], ""
-        return
-    yield from follow_gallery(ctx, job.id, "Design training", lambda result: (train_text(result), sample_grids(result)))
+    yield from submit_and_follow(ctx, "design_train",
+                                 lambda: train_params(ctx, name, dataset, resume, overwrite, values),
+                                 "train the design model", "training ", "Design training",
+                                 lambda result: (train_text(result), sample_grids(result)))
 
 
 def sample_grids(result: dict) -> list[tuple[str, str]]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from easyphoto.context import AppContext
 from easyphoto.errors import EasyPhotoError
@@ -65,3 +65,25 @@ def follow_gallery(ctx: AppContext, job_id: str, what: str, finish) -> Iterator[
         yield failure_text(what, record), [], ""
         return
     yield (*finish(record.result or {}), "")
+
+
+def cannot(what: str, exc: EasyPhotoError) -> str:
+    return f"**Cannot {what}:** {exc.message} {exc.hint}".strip()
+
+
+def submit_and_follow(ctx: AppContext, kind: str, make_params: Callable[[], object], refused: str, invalid: str,
+                      what: str, finish) -> Iterator[tuple]:
+    """Submit a `kind` job with `make_params()` (which checks every input first) and follow it as follow_gallery
+    does. Nothing is submitted when the checks refuse: an EasyPhotoError becomes "**Cannot `refused`:** …", invalid
+    settings (ValueError) "**Invalid `invalid` settings:** …"."""
+    from easyphoto.operations import submit
+
+    try:
+        job = submit(ctx, kind, make_params())
+    except EasyPhotoError as exc:
+        yield cannot(refused, exc), [], ""
+        return
+    except ValueError as exc:
+        yield f"**Invalid {invalid}settings:** {exc}", [], ""
+        return
+    yield from follow_gallery(ctx, job.id, what, finish)

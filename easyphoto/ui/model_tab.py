@@ -22,11 +22,10 @@ from easyphoto.config import DigitalModelConfig
 from easyphoto.context import AppContext
 from easyphoto.errors import EasyPhotoError
 from easyphoto.ui.config_controls import ConfigForm, field_names, values_to_config
-from easyphoto.ui.job_updates import cancel, follow_gallery
+from easyphoto.ui.job_updates import cancel, cannot, submit_and_follow
 from easyphoto.ui.train_tab import upload_paths
 from easyphoto.ui.tryon_tab import (
     add_click,
-    cannot,
     overlay,
     score_text,
     scored_images_text,
@@ -200,22 +199,16 @@ def model_params(ctx: AppContext, photo, choices: dict, skeleton_text: str, mask
 def model_flow(ctx: AppContext, photo, choices: dict, skeleton_text: str, mask_file, clicks,
                values: Sequence) -> Iterator[tuple]:
     """Yields (status, gallery, job id) while the digital_model job runs; then the images with their scores."""
-    from easyphoto.operations import submit
     from easyphoto.tryon.run import mask_input
 
-    try:
+    def checked():
         params = model_params(ctx, photo, choices, skeleton_text, mask_file, clicks, values)
         if params.person and params.config.mode != "pose":
             mask_input(ctx, params, _photo(ctx, photo).size)  # a missing or misfit mask, no clicks: now
-        job = submit(ctx, "digital_model", params)
-    except EasyPhotoError as exc:
-        yield cannot("generate the digital model", exc), [], ""
-        return
-    except ValueError as exc:
-        yield f"**Invalid settings:** {exc}", [], ""
-        return
-    yield from follow_gallery(ctx, job.id, "Digital model", lambda result: (result_text(result),
-                                                                            result_gallery(result)))
+        return params
+
+    yield from submit_and_follow(ctx, "digital_model", checked, "generate the digital model", "", "Digital model",
+                                 lambda result: (result_text(result), result_gallery(result)))
 
 
 def kept_caption(result: dict) -> str:

@@ -22,7 +22,7 @@ from easyphoto.errors import EasyPhotoError, InvalidRequest
 from easyphoto.store import GarmentLayout, read_json, suggest_identity_id
 from easyphoto.tryon.dataset import GarmentDatasetConfig
 from easyphoto.ui.config_controls import ConfigForm, field_names, values_to_config
-from easyphoto.ui.job_updates import cancel, failure_text, follow, follow_gallery
+from easyphoto.ui.job_updates import cancel, cannot, failure_text, follow, submit_and_follow
 from easyphoto.ui.train_tab import upload_items, upload_paths
 
 PREFIX = "easyphoto_tryon"
@@ -42,10 +42,6 @@ _DEFAULT_POSE = object()  # mask_preview_flow's default: the pipeline's own (med
 def dataset_config(values: Sequence) -> GarmentDatasetConfig:
     """The dataset form's values as a config (an empty trigger is None: the garment id's default)."""
     return values_to_config(GarmentDatasetConfig, DATASET_FIELDS, values)
-
-
-def cannot(what: str, exc: EasyPhotoError) -> str:
-    return f"**Cannot {what}:** {exc.message} {exc.hint}".strip()
 
 
 def _garment_id(text: str | None) -> str:
@@ -457,24 +453,18 @@ def mask_preview_flow(ctx: AppContext, person, mask_file, clicks, values: Sequen
 def tryon_flow(ctx: AppContext, garment_id: str, person, mask_file, clicks, base: str,
                values: Sequence) -> Iterator[tuple]:
     """Yields (status, gallery, job id) while the tryon job runs; the results with their garment fidelity."""
-    from easyphoto.operations import submit
     from easyphoto.tryon.run import mask_input, require_trained_garment
 
-    try:
+    def checked():
         if not garment_id:
             raise EasyPhotoError("Pick a trained garment first.", hint="Train one under Garments, then press ↻.")
         require_trained_garment(ctx, garment_id)
         params, image = _tryon_params(ctx, garment_id, person, mask_file, clicks, values, base)
         mask_input(ctx, params, image.size)  # a missing or misfit mask, no clicks: said before the job
-        job = submit(ctx, "tryon", params)
-    except EasyPhotoError as exc:
-        yield cannot("try on", exc), [], ""
-        return
-    except ValueError as exc:
-        yield f"**Invalid try-on settings:** {exc}", [], ""
-        return
-    yield from follow_gallery(ctx, job.id, "Try-on", lambda result: (tryon_result_text(result),
-                                                                     tryon_gallery(result)))
+        return params
+
+    yield from submit_and_follow(ctx, "tryon", checked, "try on", "try-on ", "Try-on",
+                                 lambda result: (tryon_result_text(result), tryon_gallery(result)))
 
 
 def fidelity_caption(tryon: dict) -> str:

@@ -16,7 +16,7 @@ import torch
 
 from easyphoto.generation import GenerationInterrupted, Progress, ShouldStop, never_stop, no_progress
 
-SCHEDULERS = ("ddim", "ddpm", "unipc", "euler")
+SCHEDULERS = ("ddim", "ddpm", "unipc")  # what the three published loops use
 
 
 class EvalCount:
@@ -31,10 +31,9 @@ class EvalCount:
 
 def make_scheduler(kind: str, config: dict):
     """A diffusers scheduler of `kind` with the base model's noise schedule (its scheduler_config.json)."""
-    from diffusers import DDIMScheduler, DDPMScheduler, EulerDiscreteScheduler, UniPCMultistepScheduler
+    from diffusers import DDIMScheduler, DDPMScheduler, UniPCMultistepScheduler
 
-    classes = {"ddim": DDIMScheduler, "ddpm": DDPMScheduler, "unipc": UniPCMultistepScheduler,
-               "euler": EulerDiscreteScheduler}
+    classes = {"ddim": DDIMScheduler, "ddpm": DDPMScheduler, "unipc": UniPCMultistepScheduler}
     if kind not in classes:
         raise ValueError(f"Unknown scheduler {kind!r}; known: {', '.join(SCHEDULERS)}")
     return classes[kind].from_config(config)
