@@ -75,7 +75,7 @@ def _open(driver, url: str, width: int = W, height: int = H):
     from selenium.webdriver.common.by import By
 
     driver.get(f"{url}/easyphoto/v1/design/editor")
-    _wait(driver, "const e = window.EasyPhotoLayout.editor; return e && e.ready", READY_TIMEOUT,
+    _wait(driver, "const e = window.EasyPhotoLayout?.editor; return e && e.ready", READY_TIMEOUT,
           "the editor did not load its palette")
     for name, value in (("width", width), ("height", height)):
         field = driver.find_element(By.ID, f"easyphoto_layout_{name}")

@@ -103,7 +103,7 @@ def test_two_clicks_in_the_browser_match_the_servers_decoder(server, browser, ph
     Image.open(photo_astronaut).convert("RGB").resize((200, 160)).save(photo)
     browser.get(f"{server}/easyphoto/v1/segment/editor")
     browser.find_element(By.ID, "easyphoto_sam_file").send_keys(str(photo))
-    _wait(browser, "const e = window.EasyPhotoSam.editor; return e && e.ready", READY_TIMEOUT,
+    _wait(browser, "const e = window.EasyPhotoSam?.editor; return e && e.ready", READY_TIMEOUT,
           "the editor did not load ONNX Runtime Web, the decoder and the embedding")
     canvas = browser.find_element(By.ID, "easyphoto_sam_canvas")
     assert browser.execute_script("const c = arguments[0]; return [c.clientWidth, c.clientHeight]", canvas) == [200, 160]
@@ -161,7 +161,7 @@ def test_a_tabs_photo_opens_in_the_editor_and_its_mask_comes_back(server, browse
     pixels = np.asarray(Image.open(photo_astronaut).convert("RGB").resize((160, 120)))
     key = store_photo(ctx.paths, pixels)  # what the Digital model section does with its photo
     browser.get(f"{url}/easyphoto/v1/segment/editor?photo={key}")
-    _wait(browser, "const e = window.EasyPhotoSam.editor; return e && e.ready && e.embedding.key", READY_TIMEOUT,
+    _wait(browser, "const e = window.EasyPhotoSam?.editor; return e && e.ready && e.embedding.key", READY_TIMEOUT,
           "the editor did not open the handed-over photo")
     assert browser.execute_script("return window.EasyPhotoSam.editor.embedding.key") == key
     canvas = browser.find_element(By.ID, "easyphoto_sam_canvas")
@@ -188,7 +188,7 @@ def test_a_joint_dragged_in_the_pose_editor_comes_back_moved(server, browser):
     body = gallery_pose("standing", (160, 240))
     store_pose(ctx.paths, key, skeleton_to_json([body], (160, 240)))  # what Preview pose hands over
     browser.get(f"{url}/easyphoto/v1/segment/pose-editor?photo={key}")
-    _wait(browser, "const e = window.EasyPhotoPose.editor; return e && e.ready", CLICK_TIMEOUT,
+    _wait(browser, "const e = window.EasyPhotoPose?.editor; return e && e.ready", CLICK_TIMEOUT,
           "the pose editor did not open the pose")
     wrist = browser.find_element(By.ID, "easyphoto_pose_joint_7")  # left_wrist
     ActionChains(browser).drag_and_drop_by_offset(wrist, 30, -20).perform()
