@@ -334,19 +334,51 @@ class TrainConfig(ConfigModel):
         """Reference rule: min(steps_per_photo × photos, max_train_steps)."""
         return min(self.steps_per_photo * max(photo_count, 1), self.max_train_steps)
 
-    # --- trainer speed levers (easyphoto.train.trainer); none changes what is learned, only time and memory
+    # --- trainer speed levers (easyphoto.train.trainer). The exact ones (same learned weights up to float rounding,
+    # tested) are on by default; the ones that change the result say so and stay off, except mixed_precision "fp16",
+    # which is the reference's own default on a GPU.
     cache_latents: bool = Field(
         True,
-        description="Encode every photo (and its mirror) with the VAE once, and the caption once, before training.",
+        description="Exact. Encode every photo (and its mirror) with the VAE once, and a frozen text encoder's "
+        "caption once, before training.",
+        **in_group(_SPEED, advanced=True),
+    )
+    batch_micro_steps: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="Exact. Run the accumulated micro-steps of an optimizer step as one batch (the same gradient). "
+        "auto: on a GPU unless low_vram, and on a CPU up to 256 px (measured faster there, slower at 512 px).",
+        **in_group(_SPEED, advanced=True),
+    )
+    shared_text_pass: bool = Field(
+        True,
+        description="Exact. One text-encoder pass per optimizer step for the caption its micro-steps share, its "
+        "gradient summed over them.",
+        **in_group(_SPEED, advanced=True),
+    )
+    fused_optimizer: bool = Field(
+        True,
+        description="Exact. Fused AdamW (all LoRA tensors in one kernel) where torch has it, else foreach.",
+        **in_group(_SPEED, advanced=True),
+    )
+    channels_last: bool = Field(
+        True,
+        description="Exact. Channels-last memory layout for the UNet's convolutions on a GPU (faster tensor-core "
+        "convolutions); ignored on a CPU, where it measured slower.",
         **in_group(_SPEED, advanced=True),
     )
     mixed_precision: Literal["no", "fp16", "bf16"] = Field(
         "fp16",
-        description="Half-precision autocast on CUDA (frozen weights in half, LoRA in float32); ignored on CPU.",
+        description="Changes the result slightly. Half-precision autocast, frozen weights in half on a GPU, LoRA in "
+        "float32. fp16 on a GPU only; bf16 also on a CPU that has bf16 instructions.",
         **in_group(_SPEED),
     )
+    tf32: bool = Field(
+        False,
+        description="Changes the result slightly. TF32 matrix products on Ampere and newer GPUs (float32 work only).",
+        **in_group(_SPEED, advanced=True),
+    )
     gradient_checkpointing: bool = Field(
-        False, description="Recompute activations in the backward pass: much less VRAM, about 30% slower.",
+        False, description="Exact. Recompute activations in the backward pass: much less VRAM, about 30% slower.",
         **in_group(_SPEED),
     )
     attention: Literal["sdpa", "classic"] = Field(
@@ -356,6 +388,22 @@ class TrainConfig(ConfigModel):
     low_vram: bool = Field(
         False, description="Move the VAE (and a frozen text encoder) off the GPU once latents are cached.",
         **in_group(_SPEED),
+    )
+    compile_unet: bool = Field(
+        False,
+        description="Opt-in. torch.compile the UNet's training pass: compiling takes minutes first (the time is "
+        "reported), then steps may be faster. Needs torch 2.2 or newer and a C++ compiler.",
+        **in_group(_SPEED, advanced=True),
+    )
+    validation_batch: bool = Field(
+        True, description="Exact. Render the validation templates of one size in one batch.",
+        **in_group(_SPEED, advanced=True),
+    )
+    validation_steps: int = Field(
+        20, ge=1, le=150,
+        description="Sampling steps of each validation render (portraits use 50: validation only needs a face to "
+        "score).",
+        **in_group(_VALIDATION, advanced=True),
     )
 
 

@@ -145,6 +145,18 @@ def test_a_training_job_exports_the_lora_with_monotonic_progress(reference_run):
     assert spec["steps"] == STEPS and spec["resume"] is False
 
 
+def test_the_record_and_the_progress_say_the_speed_the_time_left_and_the_levers(reference_run):
+    """The "time to a usable LoRA" readout: measured in the child, carried to the job's messages and record."""
+    record = reference_run["record"]
+    speed = record.result["speed"]
+    assert speed["steps_timed"] == STEPS and speed["seconds_per_step"] > 0
+    assert speed["steps_per_second"] == pytest.approx(1 / speed["seconds_per_step"], rel=0.01)
+    assert speed["remaining_seconds"] == 0 and speed["projected_seconds"] >= speed["seconds_per_step"]
+    assert "cached latents" in speed["levers"] and "fused AdamW" in speed["levers"]
+    training = [c["message"] for c in reference_run["calls"] if c.get("phase") == "training" and c.get("message")]
+    assert any("s/step" in m and "usable LoRA in about" in m and "levers: cached latents" in m for m in training)
+
+
 def test_the_real_child_wrote_only_events_on_stdout(reference_run):
     # the runner warns about every non-JSON stdout line; the reference run had none
     ctx, record = reference_run["ctx"], reference_run["record"]

@@ -70,3 +70,34 @@ def test_validate_renders_with_the_live_modules_and_records_scores(stack, photos
     assert np.array_equal(first, np.asarray(Image.open(tmp_path / "b" / again[0].image)))  # seeded, deterministic
     assert validation.mean_score(scores) is None
     assert validation.mean_score([validation.Score("a", "t", 0.5), validation.Score("b", "t", None)]) == 0.5
+
+
+def test_batched_validation_draws_the_same_images_as_one_call_each(tiny_sd_dir):
+    """Templates of one size share a call, each with its own generator: the images a call each would draw."""
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    base = SimpleNamespace(
+        unet=UNet2DConditionModel.from_pretrained(tiny_sd_dir / "unet"),
+        vae=AutoencoderKL.from_pretrained(tiny_sd_dir / "vae"),
+        text_encoder=CLIPTextModel.from_pretrained(tiny_sd_dir / "text_encoder"),
+        tokenizer=CLIPTokenizer.from_pretrained(tiny_sd_dir / "tokenizer"),
+        noise_scheduler=DDIMScheduler.from_pretrained(tiny_sd_dir / "scheduler"),
+    )
+    rng = np.random.default_rng(3)
+
+    def template(name, size):
+        image = Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8))
+        mask = Image.new("L", size, 0)
+        mask.paste(255, (8, 8, size[0] - 8, size[1] - 8))
+        return validation.Template(name, image, mask)
+
+    templates = [template("a", (64, 64)), template("b", (64, 96)), template("c", (64, 64))]
+    assert validation._groups(templates, True) == [[0, 2], [1]]
+    batched = validation.render(base, templates, "a photo", seed=5, steps=2, batched=True)
+    single = validation.render(base, templates, "a photo", seed=5, steps=2, batched=False)
+    assert [im.size for im in batched] == [(64, 64), (64, 96), (64, 64)]
+    for mine, theirs in zip(batched, single, strict=True):
+        difference = np.abs(np.asarray(mine, np.int16) - np.asarray(theirs, np.int16))
+        assert difference.max() <= 2  # float rounding of a batched UNet call
+    assert not np.array_equal(np.asarray(batched[0]), np.asarray(batched[2]))  # each its own noise

@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from easyphoto.errors import EasyPhotoError
+from easyphoto.sd.mapped import own_file_backed_tensors
 from easyphoto.store import safetensors_header
 
 SHIPPED_CONFIG_DIR = Path(__file__).resolve().parent / "sd15"
@@ -147,6 +148,7 @@ def load_base(
     from diffusers import DDPMScheduler
 
     unet, vae, text_encoder, tokenizer, scheduler = parts
+    own_file_backed_tensors(unet, vae, text_encoder)  # else the weight files stay mapped and resident
     for model in (unet, vae, text_encoder):
         model.requires_grad_(False)
         model.eval()

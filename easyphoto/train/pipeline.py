@@ -57,7 +57,8 @@ class _Validator:
         from easyphoto.train import validation
 
         results = validation.validate(self.base, self.templates, self.stack, self.references, self.config.caption,
-                                      step=step, out_dir=self.out_dir, seed=self.seed)
+                                      step=step, out_dir=self.out_dir, seed=self.seed,
+                                      steps=self.config.validation_steps, batched=self.config.validation_batch)
         score = validation.mean_score(results)
         self.scores[label] = {"step": step, "score": score, "against": self.reference_source,
                               "images": [r.__dict__ for r in results]}
@@ -97,19 +98,25 @@ def run(spec: TrainSpec | dict, emit: Emit, should_stop: Callable[[], bool]) -> 
         emit({"event": "checkpoint", "step": step, "path": str(path)})
         return validator(Path(path).name, step) if validator is not None else None  # the trainer prunes by it
 
+    readout = _speed_readout(spec, config)
+
     def progress(step: int, total: int, loss: float) -> None:
         emit({"event": "progress", "phase": "training", "step": step, "total": total, "loss": loss,
-              "message": f"loss {loss:.4f}"})
+              "message": readout.message(loss), "speed": readout.record()})
+
+    def on_timing(kind: str, step: int, seconds: float) -> None:
+        (readout.step_done(step, seconds) if kind == "step" else readout.checkpoint_done(seconds))
 
     result = train_lora(base, spec.dataset, spec.checkpoints, config, steps=spec.steps, progress=progress,
                         should_stop=should_stop, on_checkpoint=on_checkpoint, resume=spec.resume, device=spec.device,
-                        merge_top_k=MERGE_TOP_K)
+                        merge_top_k=MERGE_TOP_K, on_timing=on_timing)
     chosen, weights, merged_info = _choose(result, validator, base, config, emit)
     lora_file = _export(spec, base, result.steps, chosen, weights)
     pruned = prune_checkpoints(spec.checkpoints, keep=config.keep_checkpoints, finished=True)
     summary = {"lora_file": str(lora_file), "steps": result.steps, "source": chosen, "merged": merged_info,
                "checkpoints": [str(c) for c in result.checkpoints if c.is_file()], "pruned": pruned,
-               "scores": validator.scores if validator else {}, "seconds": round(time.monotonic() - started, 1)}
+               "scores": validator.scores if validator else {}, "seconds": round(time.monotonic() - started, 1),
+               "speed": readout.record()}
     if spec.subject == "garment":
         from easyphoto.tryon.training import write_garment_json
 
@@ -170,6 +177,17 @@ def current_dataset(spec: TrainSpec | dict, config: TrainConfig, emit: Emit) -> 
         if upscaler is not None:
             upscaler.unload()
     return len(items)
+
+
+def _speed_readout(spec: TrainSpec, config: TrainConfig):
+    """The "time to a usable LoRA" readout of this training (easyphoto.train.speed)."""
+    from easyphoto.train.speed import SpeedReadout
+    from easyphoto.train.trainer import levers_in_use, read_state
+
+    state = read_state(spec.checkpoints) if spec.resume else None
+    return SpeedReadout(total_steps=spec.steps, start_step=int((state or {}).get("last_step", 0)),
+                        checkpoint_every=config.validation_every, validation=config.validation,
+                        levers=levers_in_use(config, spec.device), compiling=config.compile_unet)
 
 
 def _frozen_dtype(config: TrainConfig, device: str):

@@ -29,8 +29,19 @@ checkpoint with its optimizer state (what resume needs), the LoRAs of the `merge
 the `keep_checkpoints` best ones (best-scored first, else the latest). `prune_checkpoints(..., finished=True)`,
 called once the LoRA is exported, keeps only the `keep_checkpoints` LoRAs. Entries stay in state.json either way.
 
-No pickle anywhere. Speed levers (TrainConfig): cache_latents, mixed_precision (CUDA autocast only),
-gradient_checkpointing, attention (sdpa/classic) and low_vram.
+No pickle anywhere. Speed levers (TrainConfig), each described in TrainConfig and listed by `levers_in_use`:
+
+- exact (the same learned weights up to float rounding; each one tested against the lever-off run):
+  cache_latents, batch_micro_steps, shared_text_pass, fused_optimizer, channels_last, gradient_checkpointing,
+  attention, low_vram, and one host-device sync per optimizer step (the loss is read once per step, not per
+  micro-step);
+- not exact, labelled so: mixed_precision (fp16/bf16 autocast; bf16 also on a CPU with bf16 instructions), tf32;
+- opt-in: compile_unet (torch.compile of the UNet's training pass; its compile time is reported).
+
+Batched micro-steps draw every random number from the same (seed, micro-step) generators as the one-by-one
+path and average the same per-sample losses, so the gradient is the same sum; so is the shared text pass, which
+runs the text encoder once per caption and step, lets every micro-step's backward stop at its output, and sends
+the summed gradient through the text encoder once.
 """
 
 from __future__ import annotations
@@ -85,6 +96,7 @@ _CHECKPOINT_RE = re.compile(r"step-(\d{6})(\.optim)?\.safetensors")
 Progress = Callable[[int, int, float], None]
 ShouldStop = Callable[[], bool]
 OnCheckpoint = Callable[[int, Path], Any]  # may return the checkpoint's validation score (float or None)
+OnTiming = Callable[[str, int, float], None]  # ("step" | "checkpoint", step, seconds): the speed readout's input
 MERGE_TOP_K = 3  # checkpoints the merge can use (easyphoto.train.pipeline passes its own MERGE_TOP_K)
 
 
@@ -100,6 +112,8 @@ class TrainResult:
     losses: list[float] = field(default_factory=list)  # one per optimizer step run by this call
     checkpoints: list[Path] = field(default_factory=list)  # every checkpoint of the training, oldest first
     seconds_per_step: float = 0.0  # wall time per optimizer step in this call, checkpoints excluded
+    step_seconds: list[float] = field(default_factory=list)  # wall time of each optimizer step of this call
+    levers: list[str] = field(default_factory=list)  # the speed levers in effect (levers_in_use)
     seed: int = 0
     resumed_from: int = 0  # the step this call started after (0 = fresh)
 
@@ -245,6 +259,94 @@ def _grad_scaler():
     return torch.cuda.amp.GradScaler()
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16/AMX): emulated bf16 would be slower than float32."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def autocast_dtype(mixed_precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype the trainer uses on `device` for `mixed_precision`; None = float32."""
+    if mixed_precision == "fp16" and device.type == "cuda":
+        return torch.float16
+    if mixed_precision == "bf16" and (device.type == "cuda" or (device.type == "cpu" and cpu_has_bf16())):
+        return torch.bfloat16
+    return None
+
+
+# On a CPU, one batch of the accumulated micro-steps measured 35 % faster at 128 px and 17 % slower at 512 px
+# (full SD 1.5 UNet, 2 cores; bench/train_vs_reference.py --lever-matrix prints it for a machine): the larger
+# activations leave the caches. On a GPU a larger batch fills the device better.
+CPU_BATCHED_MAX_RESOLUTION = 256
+
+
+def batches_micro_steps(config: TrainConfig, device: torch.device) -> bool:
+    """Whether the micro-steps of an optimizer step run as one batch (batch_micro_steps, "auto" resolved)."""
+    if config.gradient_accumulation_steps == 1 or config.batch_micro_steps == "off":
+        return False
+    if config.batch_micro_steps == "on":
+        return True
+    if device.type == "cuda":
+        return not config.low_vram
+    return config.resolution <= CPU_BATCHED_MAX_RESOLUTION
+
+
+def levers_in_use(config: TrainConfig, device: str | torch.device) -> list[str]:
+    """Short names of the speed levers in effect for `config` on `device`, for the progress readout and record."""
+    device = torch.device(device)
+    dtype = autocast_dtype(config.mixed_precision, device)
+    accumulation = config.gradient_accumulation_steps
+    used = [
+        "cached latents" if config.cache_latents else "",
+        f"batched micro-steps ×{accumulation}" if batches_micro_steps(config, device) else "",
+        "one text-encoder pass per step" if config.shared_text_pass and accumulation > 1 else "",
+        "fused AdamW" if config.fused_optimizer else "",
+        "channels-last" if config.channels_last and device.type == "cuda" else "",
+        f"{'fp16' if dtype == torch.float16 else 'bf16'} autocast" if dtype is not None else "",
+        "TF32" if config.tf32 and device.type == "cuda" else "",
+        "gradient checkpointing" if config.gradient_checkpointing else "",
+        "SDPA attention" if config.attention == "sdpa" else "",
+        "low VRAM" if config.low_vram else "",
+        "torch.compile" if config.compile_unet else "",
+    ]
+    return [name for name in used if name]
+
+
+def _make_optimizer(groups: list[dict], device: torch.device, fused: bool) -> torch.optim.Optimizer:
+    """AdamW, fused (one kernel for every tensor) when asked and torch has it for `device`, else foreach."""
+    options = {"betas": ADAM_BETAS, "weight_decay": ADAM_WEIGHT_DECAY, "eps": ADAM_EPS}
+    if fused:
+        try:
+            return torch.optim.AdamW(groups, fused=True, **options)
+        except (RuntimeError, TypeError, ValueError) as exc:  # no fused kernel for this device/torch
+            log.info("Fused AdamW is not available here (%s): using foreach.", exc)
+        return torch.optim.AdamW(groups, foreach=True, **options)
+    return torch.optim.AdamW(groups, foreach=False, **options)
+
+
+def _compiled(unet):
+    """torch.compile of the UNet for the training pass only (validation keeps calling the plain module, which
+    shares its weights): an OptimizedModule around the same parameters."""
+    if not hasattr(torch, "compile"):
+        raise TrainError(f"compile_unet needs torch 2.0 or newer (this is {torch.__version__}).",
+                         hint="Turn compile_unet off.")
+    return torch.compile(unet)
+
+
+def _set_tf32(enabled: bool) -> tuple[bool, bool]:
+    """Set TF32 for CUDA matrix products and cuDNN convolutions; returns the previous settings."""
+    previous = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = enabled
+    torch.backends.cudnn.allow_tf32 = enabled
+    return previous
+
+
+def _restore_tf32(previous: tuple[bool, bool]) -> None:
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = previous
+
+
 def _set_attention(unet, kind: str) -> None:
     from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
 
@@ -346,11 +448,13 @@ class _Trainer:
         self.device = torch.device(device)
         self.cuda = self.device.type == "cuda"
         self.train_te = config.train_text_encoder
-        self.autocast_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(config.mixed_precision)
-        if self.autocast_dtype is not None and not self.cuda:
-            log.info("mixed_precision=%s is ignored on %s: training runs in float32.", config.mixed_precision,
-                     self.device.type)
-            self.autocast_dtype = None
+        self.autocast_dtype = autocast_dtype(config.mixed_precision, self.device)
+        if self.autocast_dtype is None and config.mixed_precision != "no":
+            log.info("mixed_precision=%s is not available on this %s: training runs in float32.",
+                     config.mixed_precision, self.device.type)
+        self.batched = batches_micro_steps(config, self.device)
+        self.shared_text = config.shared_text_pass
+        self.channels_last = config.channels_last and self.cuda
         self.scaler = _grad_scaler() if self.autocast_dtype == torch.float16 else None
         self.order = _SampleOrder(seed, len(items))
         self.scheduler = base.noise_scheduler
@@ -391,7 +495,14 @@ class _Trainer:
         groups = [{"params": self.unet_params, "lr": config.learning_rate}]
         if self.te_params:
             groups.append({"params": self.te_params, "lr": config.text_encoder_learning_rate})
-        self.optimizer = torch.optim.AdamW(groups, betas=ADAM_BETAS, weight_decay=ADAM_WEIGHT_DECAY, eps=ADAM_EPS)
+        self.optimizer = _make_optimizer(groups, self.device, config.fused_optimizer)
+        if self.channels_last:
+            base.unet.to(memory_format=torch.channels_last)
+        self.unet_forward = base.unet
+        if config.compile_unet:
+            self.unet_forward = _compiled(base.unet)
+        self._tf32 = _set_tf32(config.tf32) if self.cuda else None
+        self.step_text: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def prepare_data(self) -> None:
         """Pixels (always), VAE latent distributions of each image and its mirror (cache_latents), token ids and,
@@ -442,11 +553,32 @@ class _Trainer:
     def _autocast(self):
         if self.autocast_dtype is None:
             return contextlib.nullcontext()
-        return torch.autocast(device_type="cuda", dtype=self.autocast_dtype)
+        return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
 
-    # --- one micro-step
+    # --- one micro-step, or all of a step's micro-steps as one batch
     def micro_step(self, micro: int) -> torch.Tensor:
         """Loss of micro-step `micro` (0-based over the whole training), everything drawn from (seed, micro)."""
+        return self._loss([self._draw(micro)])
+
+    def batched_step(self, first_micro: int, count: int) -> torch.Tensor:
+        """Mean loss of micro-steps first_micro .. first_micro + count - 1 in one forward pass: each micro-step's
+        samples drawn exactly as micro_step draws them, so the gradient is the mean of theirs."""
+        return self._loss([self._draw(first_micro + k) for k in range(count)])
+
+    def _loss(self, draws: list[dict]) -> torch.Tensor:
+        noisy = torch.cat([d["noisy"] for d in draws])
+        target = torch.cat([d["target"] for d in draws])
+        timesteps = torch.cat([d["timesteps"] for d in draws])
+        captions = [c for d in draws for c in d["captions"]]
+        if self.channels_last:
+            noisy = noisy.contiguous(memory_format=torch.channels_last)
+        with self._autocast():
+            hidden = self._text_states(captions)
+            prediction = self.unet_forward(noisy, timesteps, hidden).sample
+        return F.mse_loss(prediction.float(), target.float(), reduction="mean")
+
+    def _draw(self, micro: int) -> dict:
+        """Samples, flips, VAE sample, noise and timesteps of micro-step `micro`, from its own generator."""
         batch = self.config.batch_size
         generator = _generator(self.seed, "step", micro)
         indices = [self.order(micro * batch + b) for b in range(batch)]
@@ -464,26 +596,53 @@ class _Trainer:
                 means.append(mean[0])
                 stds.append(std[0])
         mean, std = torch.stack(means), torch.stack(stds)
-        sample_noise = torch.randn(mean.shape, generator=generator).to(self.device)
+        sample_noise = self._to_device(torch.randn(mean.shape, generator=generator))
         latents = (mean + std * sample_noise) * self.scaling
-        noise = torch.randn(latents.shape, generator=generator).to(self.device)
-        timesteps = torch.randint(0, self.timesteps, (batch,), generator=generator).to(self.device)
+        noise = self._to_device(torch.randn(latents.shape, generator=generator))
+        timesteps = self._to_device(torch.randint(0, self.timesteps, (batch,), generator=generator))
         noisy = self.scheduler.add_noise(latents, noise, timesteps)
         target = self.scheduler.get_velocity(latents, noise, timesteps) if self.v_prediction else noise
-        captions = [self.items[i].caption for i in indices]
-        with self._autocast():
-            hidden = self._text_states(captions)
-            prediction = self.base.unet(noisy, timesteps, hidden).sample
-        return F.mse_loss(prediction.float(), target.float(), reduction="mean")
+        return {"noisy": noisy, "target": target, "timesteps": timesteps,
+                "captions": [self.items[i].caption for i in indices]}
+
+    def _to_device(self, tensor: torch.Tensor) -> torch.Tensor:
+        """A CPU-drawn tensor on the device without stalling the host: pinned memory, non-blocking copy."""
+        if not self.cuda:
+            return tensor
+        return tensor.pin_memory().to(self.device, non_blocking=True)
 
     def _text_states(self, captions: list[str]) -> torch.Tensor:
         if self.embedding_cache is not None:
             return torch.cat([self.embedding_cache[c] for c in captions])
+        if self.shared_text:
+            return torch.cat([self._step_text_state(c) for c in captions])
         ids = torch.cat([self.token_ids[c] for c in captions]).to(self.device)
         if self.train_te:
             return self.base.text_encoder(ids)[0]
         with torch.no_grad():
             return self.base.text_encoder(ids)[0]
+
+    def _step_text_state(self, caption: str) -> torch.Tensor:
+        """The caption's text-encoder output for this optimizer step, computed once. A trained encoder's output
+        is handed out as a detached leaf: each micro-step's backward stops there and adds to its .grad, and
+        finish_text_pass sends the sum through the encoder once (the same gradient as one pass per micro-step)."""
+        if caption not in self.step_text:
+            ids = self.token_ids[caption].to(self.device)
+            if self.train_te:
+                output = self.base.text_encoder(ids)[0]
+                self.step_text[caption] = (output, output.detach().requires_grad_(True))
+            else:
+                with torch.no_grad():
+                    output = self.base.text_encoder(ids)[0]
+                self.step_text[caption] = (output, output)
+        return self.step_text[caption][1]
+
+    def finish_text_pass(self) -> None:
+        """Backpropagate the summed gradient of each shared text-encoder output of this step, then forget them."""
+        for output, leaf in self.step_text.values():
+            if leaf is not output and leaf.grad is not None:
+                output.backward(leaf.grad)
+        self.step_text = {}
 
     # --- optimizer step
     def optimizer_step(self) -> None:
@@ -498,8 +657,9 @@ class _Trainer:
             self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
 
-    def backward(self, loss: torch.Tensor) -> None:
-        scaled = loss / self.config.gradient_accumulation_steps
+    def backward(self, loss: torch.Tensor, parts: int) -> None:
+        """Backward of one of the `parts` equal shares of an optimizer step's loss."""
+        scaled = loss / parts
         (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
 
     # --- checkpoints
@@ -542,6 +702,12 @@ class _Trainer:
         """Leave the base usable for validation/inference: weights on the device, modes as they were."""
         base = self.base
         self._onload()
+        self.step_text = {}
+        if self.channels_last:
+            base.unet.to(memory_format=torch.contiguous_format)
+        if self._tf32 is not None:
+            _restore_tf32(self._tf32)
+            self._tf32 = None
         if self.config.gradient_checkpointing:
             base.unet.disable_gradient_checkpointing()
             if self.train_te:
@@ -592,6 +758,7 @@ def train_lora(
     resume: bool = False,
     device: str | torch.device = "cpu",
     merge_top_k: int = MERGE_TOP_K,
+    on_timing: OnTiming | None = None,
 ) -> TrainResult:
     """Train the identity LoRA for `steps` optimizer steps (continuing a saved state when `resume`).
 
@@ -603,7 +770,7 @@ def train_lora(
     if steps < 1:
         raise TrainError(f"The number of training steps must be at least 1, not {steps}.")
     run = _open_run(base, Path(dataset_dir), Path(out_dir), config, steps=steps, resume=resume, device=device)
-    run.on_checkpoint, run.merge_top_k = on_checkpoint, merge_top_k
+    run.on_checkpoint, run.merge_top_k, run.on_timing = on_checkpoint, merge_top_k, on_timing
     run.trainer.prepare_models()
     try:
         run.restore_start()
@@ -616,8 +783,8 @@ def train_lora(
             raise
         raise TrainError(
             f"Out of GPU memory at training step {run.step + 1} (rank {config.rank}, resolution {config.resolution}).",
-            hint="Turn on low_vram and gradient_checkpointing, use mixed_precision fp16/bf16, or a smaller rank; "
-            "then resume.",
+            hint="Turn on low_vram (it also stops batching the micro-steps; or set batch_micro_steps off) and "
+            "gradient_checkpointing, use mixed_precision fp16/bf16, or a smaller rank; then resume.",
         ) from exc
     finally:
         run.trainer.finish()
@@ -662,8 +829,10 @@ class _Run:
     checkpoints: list[dict]
     on_checkpoint: OnCheckpoint | None = None
     merge_top_k: int = MERGE_TOP_K
+    on_timing: OnTiming | None = None
     step: int = field(init=False)
     losses: list[float] = field(default_factory=list)
+    step_seconds: list[float] = field(default_factory=list)
     train_seconds: float = 0.0
 
     def __post_init__(self) -> None:
@@ -721,24 +890,41 @@ class _Run:
                 )
             self.trainer.optimizer_step()
             self.step += 1
-            self.train_seconds += time.perf_counter() - started
+            self.step_seconds.append(time.perf_counter() - started)
+            self.train_seconds += self.step_seconds[-1]
             self.losses.append(total)
+            if self.on_timing is not None:
+                self.on_timing("step", self.step, self.step_seconds[-1])
             if progress is not None:
                 progress(self.step, self.steps, total)
             if self.step % self.config.validation_every == 0 or self.step == self.steps:
+                started = time.perf_counter()
                 self.checkpoint(self.step, notify=True)
+                if self.on_timing is not None:
+                    self.on_timing("checkpoint", self.step, time.perf_counter() - started)
 
     def _accumulate(self, should_stop: ShouldStop | None) -> float:
-        """The gradients of one optimizer step's micro-steps; returns their mean loss."""
-        accumulation = self.config.gradient_accumulation_steps
-        total = 0.0
+        """The gradients of one optimizer step's micro-steps; returns their mean loss (read from the device once
+        per step: no host-device sync per micro-step)."""
+        trainer, accumulation = self.trainer, self.config.gradient_accumulation_steps
+        first = self.step * accumulation
+        if trainer.batched:
+            if should_stop is not None and should_stop():
+                _stop(trainer, self.step, self.steps, self.checkpoints, self.checkpoint)
+            loss = trainer.batched_step(first, accumulation)
+            trainer.backward(loss, parts=1)
+            trainer.finish_text_pass()
+            return float(loss.detach())
+        total = None
         for k in range(accumulation):
             if should_stop is not None and should_stop():
-                _stop(self.trainer, self.step, self.steps, self.checkpoints, self.checkpoint)
-            loss = self.trainer.micro_step(self.step * accumulation + k)
-            self.trainer.backward(loss)
-            total += float(loss.detach()) / accumulation
-        return total
+                _stop(trainer, self.step, self.steps, self.checkpoints, self.checkpoint)
+            loss = trainer.micro_step(first + k)
+            trainer.backward(loss, parts=accumulation)
+            part = loss.detach() / accumulation
+            total = part if total is None else total + part
+        trainer.finish_text_pass()
+        return float(total)
 
     def result(self) -> TrainResult:
         checkpoints, step = self.checkpoints, self.step
@@ -753,6 +939,8 @@ class _Run:
             seconds_per_step=self.train_seconds / len(self.losses) if self.losses else 0.0,
             seed=self.seed,
             resumed_from=self.start,
+            step_seconds=list(self.step_seconds),
+            levers=levers_in_use(self.config, self.trainer.device),
         )
 
 

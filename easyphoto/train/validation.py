@@ -97,8 +97,11 @@ def score_image(image: Image.Image, stack: FaceStack, references: np.ndarray) ->
 
 
 def render(base, templates: Sequence[Template], prompt: str, *, seed: int, steps: int = 20, strength: float = 0.65,
-           guidance: float = 9.0, device: str = "cpu") -> list[Image.Image]:
-    """Inpaint each template's face with the modules as they are now (LoRA included); restores train mode after."""
+           guidance: float = 9.0, device: str = "cpu", batched: bool = True) -> list[Image.Image]:
+    """Inpaint each template's face with the modules as they are now (LoRA included); restores train mode after.
+
+    `batched` renders the templates of one size in one call: template i keeps its own generator (seed + i), so
+    each image is the one a call of its own would draw, up to float rounding."""
     import torch
     from diffusers import DPMSolverMultistepScheduler, StableDiffusionInpaintPipeline
 
@@ -112,27 +115,39 @@ def render(base, templates: Sequence[Template], prompt: str, *, seed: int, steps
     for module in modes:
         module.eval()
     try:
-        images = []
-        for index, template in enumerate(templates):
-            generator = torch.Generator(device="cpu").manual_seed(seed + index)
+        images: dict[int, Image.Image] = {}
+        for group in _groups(templates, batched):
+            chosen = [templates[i] for i in group]
             with torch.no_grad():
-                out = pipe(prompt=prompt, negative_prompt=NEGATIVE_PROMPT, image=template.image,
-                           mask_image=template.mask, width=template.image.width, height=template.image.height,
-                           strength=strength, num_inference_steps=steps, guidance_scale=guidance,
-                           generator=generator)
-            images.append(out.images[0])
-        return images
+                out = pipe(prompt=[prompt] * len(group), negative_prompt=[NEGATIVE_PROMPT] * len(group),
+                           image=[t.image for t in chosen], mask_image=[t.mask for t in chosen],
+                           width=chosen[0].image.width, height=chosen[0].image.height, strength=strength,
+                           num_inference_steps=steps, guidance_scale=guidance,
+                           generator=[torch.Generator(device="cpu").manual_seed(seed + i) for i in group])
+            images.update(zip(group, out.images, strict=True))
+        return [images[i] for i in range(len(templates))]
     finally:
         for module, training in modes.items():
             module.train(training)
 
 
+def _groups(templates: Sequence[Template], batched: bool) -> list[list[int]]:
+    """Indices of the templates rendered together: one group per image size when batched, else one each."""
+    if not batched:
+        return [[i] for i in range(len(templates))]
+    by_size: dict[tuple[int, int], list[int]] = {}
+    for index, template in enumerate(templates):
+        by_size.setdefault(template.image.size, []).append(index)
+    return list(by_size.values())
+
+
 def validate(base, templates: Sequence[Template], stack: FaceStack, references: np.ndarray, prompt: str, *,
-             step: int, out_dir: Path, seed: int, steps: int = 20) -> list[Score]:
+             step: int, out_dir: Path, seed: int, steps: int = 20, batched: bool = True) -> list[Score]:
     """Render, save (validation/step-NNNNNN-<template>.jpg) and score every template at this checkpoint."""
     out_dir.mkdir(parents=True, exist_ok=True)
     scores = []
-    for template, image in zip(templates, render(base, templates, prompt, seed=seed, steps=steps), strict=True):
+    rendered = render(base, templates, prompt, seed=seed, steps=steps, batched=batched)
+    for template, image in zip(templates, rendered, strict=True):
         name = f"step-{step:06d}-{Path(template.name).stem}.jpg"
         image.save(out_dir / name, quality=92)
         value, note = score_image(image, stack, references)

@@ -164,7 +164,17 @@ def train_flow(ctx: AppContext, identity_id: str, base: str, resume: bool, value
         return
     result = record.result or {}
     yield (f"**Trained `{identity_id}`** ({result.get('steps')} steps, exported {result.get('source')}): "
-           f"`{result.get('lora_file')}`. Use it with `<lora:{identity_id}:0.9>`."), record.progress.preview, ""
+           f"`{result.get('lora_file')}`. Use it with `<lora:{identity_id}:0.9>`.{speed_text(result)}"), record.progress.preview, ""
+
+
+def speed_text(result: dict) -> str:
+    """The finished training's speed line: seconds per step, total time, the levers it used."""
+    speed = result.get("speed") or {}
+    if not speed.get("seconds_per_step"):
+        return ""
+    levers = ", ".join(speed.get("levers") or []) or "none"
+    return (f"\n\n{speed['seconds_per_step']:.2f} s per optimizer step, {result.get('seconds', 0) / 60:.1f} min in "
+            f"all; speed levers: {levers}.")
 
 
 def build_train_tab(gr, ctx: AppContext) -> None:
