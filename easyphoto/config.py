@@ -346,7 +346,8 @@ class TrainConfig(ConfigModel):
     batch_micro_steps: Literal["auto", "on", "off"] = Field(
         "auto",
         description="Exact. Run the accumulated micro-steps of an optimizer step as one batch (the same gradient). "
-        "auto: on a GPU unless low_vram, and on a CPU up to 256 px (measured faster there, slower at 512 px).",
+        "auto: on a GPU (unless low_vram without gradient_checkpointing), and on a CPU up to 256 px (measured "
+        "faster there, slower at 512 px).",
         **in_group(_SPEED, advanced=True),
     )
     shared_text_pass: bool = Field(

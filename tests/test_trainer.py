@@ -421,6 +421,7 @@ def test_auto_batching_follows_the_device_and_resolution():
 
     assert batched(cpu, resolution=256) and not batched(cpu, resolution=512)
     assert batched(cuda, resolution=512) and not batched(cuda, resolution=512, low_vram=True)
+    assert batched(cuda, resolution=512, low_vram=True, gradient_checkpointing=True)
     assert not batched(cpu, resolution=256, gradient_accumulation_steps=1)
     assert batched(cpu, resolution=1024, batch_micro_steps="on")
     assert not batched(cuda, resolution=64, batch_micro_steps="off")
@@ -485,3 +486,21 @@ def test_v_prediction_models_train_on_the_velocity(base, dataset, tmp_path):
     v_losses = train_lora(v_base, dataset, tmp_path / "v", _config(), steps=1).losses
     eps_losses = train_lora(base, dataset, tmp_path / "eps", _config(), steps=1).losses
     assert np.isfinite(v_losses).all() and v_losses != pytest.approx(eps_losses)
+
+
+def test_compile_unet_is_opt_in_and_learns_the_same_weights(base, dataset, tmp_path, reference_run, monkeypatch):
+    """torch.compile of the training pass only (validation keeps the plain module); its first step compiles.
+
+    Through dynamo and AOTAutograd (the graph capture and the joint forward/backward graph that inductor would
+    compile); inductor's own C++ build takes minutes on two cores: bench/train_step.py --real-size times it."""
+    monkeypatch.setattr(trainer, "COMPILE_BACKEND", "aot_eager")
+    losses, weights = reference_run
+    config = _config(**{**ALL_EXACT_OFF, "compile_unet": True})
+    assert TrainConfig().compile_unet is False
+    result = train_lora(base, dataset, tmp_path, config, steps=2)
+    assert "torch.compile" in result.levers
+    assert result.losses == pytest.approx(losses, rel=1e-3, abs=1e-4)
+    trained = lora.load_lora(result.final_checkpoint)[0]
+    for key, module in weights.items():
+        torch.testing.assert_close(trained[key].up, module.up, atol=1e-4, rtol=1e-3)
+    assert type(base.unet).__name__ == "UNet2DConditionModel"  # the base's module itself is not replaced
