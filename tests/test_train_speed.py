@@ -37,3 +37,12 @@ def test_a_resumed_training_and_the_compile_time():
 
 def test_durations_read_naturally():
     assert [duration(s) for s in (4, 89, 600, 7199, 7500)] == ["4 s", "89 s", "10 min", "2 h 00 min", "2 h 05 min"]
+
+
+def test_the_train_tab_says_the_finished_trainings_speed_and_levers():
+    from easyphoto.ui.train_tab import speed_text
+
+    result = {"seconds": 90.0, "speed": {"seconds_per_step": 0.262, "levers": ["cached latents", "fused AdamW"]}}
+    assert speed_text(result) == ("\n\n0.26 s per optimizer step, 1.5 min in all; speed levers: cached latents, "
+                                  "fused AdamW.")
+    assert speed_text({"seconds": 3.0}) == ""  # a record from before the readout existed

@@ -105,7 +105,10 @@ def run(spec: TrainSpec | dict, emit: Emit, should_stop: Callable[[], bool]) -> 
               "message": readout.message(loss), "speed": readout.record()})
 
     def on_timing(kind: str, step: int, seconds: float) -> None:
-        (readout.step_done(step, seconds) if kind == "step" else readout.checkpoint_done(seconds))
+        if kind == "step":
+            readout.step_done(step, seconds)
+        else:
+            readout.checkpoint_done(seconds)
 
     result = train_lora(base, spec.dataset, spec.checkpoints, config, steps=spec.steps, progress=progress,
                         should_stop=should_stop, on_checkpoint=on_checkpoint, resume=spec.resume, device=spec.device,

@@ -301,10 +301,11 @@ def levers_in_use(config: TrainConfig, device: str | torch.device) -> list[str]:
     device = torch.device(device)
     dtype = autocast_dtype(config.mixed_precision, device)
     accumulation = config.gradient_accumulation_steps
+    text_runs = config.train_text_encoder or not config.cache_latents  # else its embeddings are cached
     used = [
         "cached latents" if config.cache_latents else "",
         f"batched micro-steps ×{accumulation}" if batches_micro_steps(config, device) else "",
-        "one text-encoder pass per step" if config.shared_text_pass and accumulation > 1 else "",
+        "one text-encoder pass per step" if config.shared_text_pass and accumulation > 1 and text_runs else "",
         "fused AdamW" if config.fused_optimizer else "",
         "channels-last" if config.channels_last and device.type == "cuda" else "",
         f"{'fp16' if dtype == torch.float16 else 'bf16'} autocast" if dtype is not None else "",

@@ -163,8 +163,9 @@ def train_flow(ctx: AppContext, identity_id: str, base: str, resume: bool, value
         yield failure_text("Training", record), record.progress.preview, ""
         return
     result = record.result or {}
-    yield (f"**Trained `{identity_id}`** ({result.get('steps')} steps, exported {result.get('source')}): "
-           f"`{result.get('lora_file')}`. Use it with `<lora:{identity_id}:0.9>`.{speed_text(result)}"), record.progress.preview, ""
+    yield ((f"**Trained `{identity_id}`** ({result.get('steps')} steps, exported {result.get('source')}): "
+           f"`{result.get('lora_file')}`. Use it with `<lora:{identity_id}:0.9>`.{speed_text(result)}"),
+           record.progress.preview, "")
 
 
 def speed_text(result: dict) -> str:
