@@ -45,17 +45,22 @@ def test_templates_mask_the_face_and_fit_the_resolution(stack, photos_same_man, 
     assert validation.template_files(tmp_path / "none", photos_same_man) == list(photos_same_man)
 
 
-def test_validate_renders_with_the_live_modules_and_records_scores(stack, photos_same_man, tiny_sd_dir, tmp_path):
+def _live_base(tiny_sd_dir):
+    """The modules validation renders with, as a training holds them (no pipeline around them)."""
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
-    base = SimpleNamespace(
+    return SimpleNamespace(
         unet=UNet2DConditionModel.from_pretrained(tiny_sd_dir / "unet"),
         vae=AutoencoderKL.from_pretrained(tiny_sd_dir / "vae"),
         text_encoder=CLIPTextModel.from_pretrained(tiny_sd_dir / "text_encoder"),
         tokenizer=CLIPTokenizer.from_pretrained(tiny_sd_dir / "tokenizer"),
         noise_scheduler=DDIMScheduler.from_pretrained(tiny_sd_dir / "scheduler"),
     )
+
+
+def test_validate_renders_with_the_live_modules_and_records_scores(stack, photos_same_man, tiny_sd_dir, tmp_path):
+    base = _live_base(tiny_sd_dir)
     base.unet.train()
     templates = validation.prepare_templates(photos_same_man[1:2], stack, 256)  # faces must stay detectable
     references = validation.reference_embeddings(photos_same_man, stack)
@@ -74,16 +79,7 @@ def test_validate_renders_with_the_live_modules_and_records_scores(stack, photos
 
 def test_batched_validation_draws_the_same_images_as_one_call_each(tiny_sd_dir):
     """Templates of one size share a call, each with its own generator: the images a call each would draw."""
-    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextModel, CLIPTokenizer
-
-    base = SimpleNamespace(
-        unet=UNet2DConditionModel.from_pretrained(tiny_sd_dir / "unet"),
-        vae=AutoencoderKL.from_pretrained(tiny_sd_dir / "vae"),
-        text_encoder=CLIPTextModel.from_pretrained(tiny_sd_dir / "text_encoder"),
-        tokenizer=CLIPTokenizer.from_pretrained(tiny_sd_dir / "tokenizer"),
-        noise_scheduler=DDIMScheduler.from_pretrained(tiny_sd_dir / "scheduler"),
-    )
+    base = _live_base(tiny_sd_dir)
     rng = np.random.default_rng(3)
 
     def template(name, size):
