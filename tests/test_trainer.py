@@ -413,18 +413,25 @@ def test_batched_micro_steps_and_the_shared_text_pass_do_less_work(base, dataset
     assert calls == {"unet": [1, 1, 1, 1], "text": 4}
 
 
-def test_auto_batching_follows_the_device_and_resolution():
+def test_auto_batching_follows_the_device_the_resolution_and_the_vram():
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
 
-    def batched(device, **changes):
-        return trainer.batches_micro_steps(_config(**{"gradient_accumulation_steps": 4, **changes}), device)
+    def batched(device, gib=None, **changes):
+        return trainer.batches_micro_steps(_config(**{"gradient_accumulation_steps": 4, **changes}), device, gib)
 
     assert batched(cpu, resolution=256) and not batched(cpu, resolution=512)
-    assert batched(cuda, resolution=512) and not batched(cuda, resolution=512, low_vram=True)
-    assert batched(cuda, resolution=512, low_vram=True, gradient_checkpointing=True)
     assert not batched(cpu, resolution=256, gradient_accumulation_steps=1)
     assert batched(cpu, resolution=1024, batch_micro_steps="on")
-    assert not batched(cuda, resolution=64, batch_micro_steps="off")
+    assert not batched(cuda, 80, resolution=64, batch_micro_steps="off")
+    # GPU: where the batch fits. 512 px fp16 needs ~8.6 GiB + margin: a 24 GiB card batches, an 8 GiB one not
+    assert batched(cuda, 24, resolution=512) and not batched(cuda, 8, resolution=512)
+    assert trainer.batched_gpu_gib(_config(resolution=512, gradient_accumulation_steps=4)) == pytest.approx(8.6)
+    assert not batched(cuda, 12, resolution=512, mixed_precision="no")  # float32 activations: twice the memory
+    assert batched(cuda, 12, resolution=768) is False and batched(cuda, 80, resolution=768)
+    # gradient checkpointing always fits (measured smaller than one by one without it); low_vram alone does not
+    assert batched(cuda, 8, resolution=512, gradient_checkpointing=True)
+    assert not batched(cuda, 80, resolution=512, low_vram=True)
+    assert batched(cuda, 8, resolution=512, low_vram=True, gradient_checkpointing=True)
 
 
 @pytest.mark.skipif(not trainer.cpu_has_bf16(), reason="this CPU has no bf16 instructions: bf16 is refused here")

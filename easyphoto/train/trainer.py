@@ -278,22 +278,41 @@ def autocast_dtype(mixed_precision: str, device: torch.device) -> torch.dtype | 
 
 # On a CPU, one batch of the accumulated micro-steps measured 35 % faster at 128 px and 17 % slower at 512 px
 # (full SD 1.5 UNet, 2 cores; bench/train_step.py prints it for a machine): the larger activations leave the
-# caches. On a GPU a larger batch fills the device: 3.5× faster per step at 512 px on an H200 (4.6 → 8.6 GiB
-# peak). With low_vram alone the batch stays off for its memory; with gradient checkpointing it stays on: batched
-# and checkpointed steps measured faster and smaller than low_vram's unbatched ones (0.53 s and 4.3 GiB against
-# 0.97 s and 4.5 GiB).
+# caches. On a GPU a larger batch fills the device: 3.5× faster per step at 512 px on an H200, but the peak grew
+# from 4.6 to 8.6 GiB (fp16, rank 128, accumulation 4): each extra sample in the batch ~1.3 GiB at 512 px. So on a
+# GPU the batch is used where that fits: an 8 GiB card keeps the one-by-one steps it trained with before. With
+# gradient checkpointing the batch always fits (measured 4.3 GiB batched, less than one by one without it), and
+# low_vram alone asks for the small footprint, so it stays one by one.
 CPU_BATCHED_MAX_RESOLUTION = 256
+GPU_UNBATCHED_GIB = 4.7  # peak at 512 px, fp16, rank 128, micro-steps one by one (H200 measurement)
+GPU_GIB_PER_EXTRA_SAMPLE = 1.3  # what each further sample of a batched step added there
+GPU_MARGIN_GIB = 1.0  # the rest of the process, fragmentation
 
 
-def batches_micro_steps(config: TrainConfig, device: torch.device) -> bool:
-    """Whether the micro-steps of an optimizer step run as one batch (batch_micro_steps, "auto" resolved)."""
+def batched_gpu_gib(config: TrainConfig) -> float:
+    """Estimated peak VRAM (GiB) of batched micro-steps: the one-by-one peak plus the activations of the extra
+    samples, scaled by pixel count, doubled in float32."""
+    extra = config.gradient_accumulation_steps * config.batch_size - config.batch_size
+    scale = (config.resolution / 512) ** 2 * (2.0 if config.mixed_precision == "no" else 1.0)
+    return GPU_UNBATCHED_GIB * max(scale, 0.25) + GPU_GIB_PER_EXTRA_SAMPLE * extra * scale
+
+
+def batches_micro_steps(config: TrainConfig, device: torch.device, gpu_gib: float | None = None) -> bool:
+    """Whether the micro-steps of an optimizer step run as one batch (batch_micro_steps, "auto" resolved).
+    `gpu_gib`: the GPU's memory (read from the device when None)."""
     if config.gradient_accumulation_steps == 1 or config.batch_micro_steps == "off":
         return False
     if config.batch_micro_steps == "on":
         return True
-    if device.type == "cuda":
-        return not config.low_vram or config.gradient_checkpointing
-    return config.resolution <= CPU_BATCHED_MAX_RESOLUTION
+    if device.type != "cuda":
+        return config.resolution <= CPU_BATCHED_MAX_RESOLUTION
+    if config.gradient_checkpointing:
+        return True
+    if config.low_vram:
+        return False
+    if gpu_gib is None:
+        gpu_gib = torch.cuda.get_device_properties(device).total_memory / 2**30
+    return batched_gpu_gib(config) + GPU_MARGIN_GIB <= gpu_gib
 
 
 def levers_in_use(config: TrainConfig, device: str | torch.device) -> list[str]:
