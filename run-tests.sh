@@ -64,6 +64,19 @@ ensure_browser() {
     || echo "could not install ${packages[*]}; tests/test_browser*.py will say so" >&2
 }
 
+# Debian's redis-server for tests/test_distributed.py (the distributed job queue), installed when missing and apt is
+# usable; without it that test fails under CI=true and is skipped elsewhere, saying why.
+ensure_redis() {
+  command -v redis-server >/dev/null && return 0
+  command -v apt-get >/dev/null || return 0
+  local sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo -n"
+  log "installing redis-server (distributed job queue tests)"
+  $sudo apt-get install -y -q redis-server >/dev/null 2>&1 \
+    || { $sudo apt-get update -q >/dev/null 2>&1 && $sudo apt-get install -y -q redis-server >/dev/null; } \
+    || echo "could not install redis-server; tests/test_distributed.py will say so" >&2
+}
+
 # The README's main command on the Forge venv (the standalone pin set): it installs what is missing and `--smoke`
 # then answers one real queued UI event through gradio's client, so a hung queue or a broken install fails here.
 standalone_smoke() {
@@ -77,6 +90,7 @@ standalone_smoke() {
 run_pinset() {
   local pinset=$1 start=$SECONDS
   venv "$pinset" "$PYTHON" requirements/constraints.txt "requirements/$pinset.txt" requirements/test.txt requirements/face.txt
+  ensure_redis
   if [ "$pinset" = forge ]; then
     ensure_browser
     standalone_smoke

@@ -110,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     from easyphoto.cli_design import add_design_commands  # design from a layout (issue 16)
 
     add_design_commands(commands)
+    from easyphoto.cli_worker import add_worker_command  # distributed workers (issue 18)
+
+    add_worker_command(commands)
     _accept_global_options_after_commands(parser)
     return parser
 
@@ -118,6 +121,8 @@ _GLOBAL_OPTIONS = (
     ("--data-dir", {"help": "data folder (default: $EASYPHOTO_DATA_DIR or ~/easyphoto)"}),
     ("--models-dir", {"help": "models folder (default: <data dir>/models)"}),
     ("--offline", {"action": "store_true", "help": "never touch the network"}),
+    ("--broker", {"help": "Redis URL of a distributed job queue, e.g. redis://host:6379/0 (default: $EASYPHOTO_BROKER;"
+                          " none: jobs run in this process; see docs/scale-out.md)"}),
 )
 
 
@@ -141,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from easyphoto.cli_design import with_default_action
 
     args = build_parser().parse_args(with_default_action(list(sys.argv[1:] if argv is None else argv)))
-    ctx = standalone_context(args.data_dir, args.models_dir, args.offline)
+    ctx = standalone_context(args.data_dir, args.models_dir, args.offline, args.broker)
     try:
         return int(args.run(ctx, args) or 0)
     except EasyPhotoError as exc:

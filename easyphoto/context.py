@@ -7,6 +7,7 @@ Operations receive it instead of reading globals, so the same code serves every 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -61,6 +62,9 @@ class AppContext:
     # Real-ESRGAN / upscaler models) inside the WebUI; None there falls back, like standalone, to the manifest's
     # Real-ESRGAN file (upscale.for_context).
     make_upscaler: Callable[[], Upscaler | None] | None = None
+    # Redis URL of the distributed job queue (easyphoto.distributed): jobs go to Celery workers instead of this
+    # process's queue. None: the in-process queue (the default everywhere).
+    broker: str | None = None
 
     @property
     def settings(self) -> Settings:
@@ -83,13 +87,16 @@ class AppContext:
 
 
 def standalone_context(
-    data_dir: Path | str | None = None, models_dir: Path | str | None = None, offline: bool = False
+    data_dir: Path | str | None = None, models_dir: Path | str | None = None, offline: bool = False,
+    broker: str | None = None,
 ) -> AppContext:
-    """Context for `python -m easyphoto ...`: settings live in <data root>/settings.json."""
+    """Context for `python -m easyphoto ...`: settings live in <data root>/settings.json; `broker` (else
+    $EASYPHOTO_BROKER) turns on the distributed job queue."""
     paths = Paths.standalone(data_dir, models_dir)
     _create_checkpoints_dir(paths)
     return AppContext(paths, HostInfo("standalone", __version__), lambda: load_settings_file(paths), offline,
-                      selected_checkpoint=partial(default_base_checkpoint, paths))
+                      selected_checkpoint=partial(default_base_checkpoint, paths),
+                      broker=broker or os.environ.get("EASYPHOTO_BROKER") or None)
 
 
 def _create_checkpoints_dir(paths: Paths) -> None:

@@ -37,14 +37,26 @@ _lock = threading.Lock()
 
 
 def job_queue(ctx: AppContext) -> JobQueue:
-    """The process-wide queue for this data folder (a WebUI "Reload UI" must not start a second worker)."""
+    """The process-wide queue for this data folder (a WebUI "Reload UI" must not start a second worker); with a
+    broker (ctx.broker), the distributed queue on it, whose workers run the jobs (easyphoto.distributed)."""
     folder = ctx.paths.jobs_dir.resolve()
     with _lock:
         queue = _queues.get(folder)
         if queue is None:
-            queue = _queues[folder] = JobQueue(ctx.paths.jobs_dir, gpu_lock=ctx.gpu_lock, host=ctx.host)
+            queue = _queues[folder] = _new_queue(ctx)
             register_operations(queue, ctx)
         return queue
+
+
+def _new_queue(ctx: AppContext):
+    if not ctx.broker:
+        return JobQueue(ctx.paths.jobs_dir, gpu_lock=ctx.gpu_lock, host=ctx.host)
+    from easyphoto.distributed.queue import DistributedQueue
+    from easyphoto.distributed.worker import check_data_root
+
+    queue = DistributedQueue(ctx.paths.jobs_dir, ctx.broker)
+    check_data_root(ctx, queue.store, create=True)
+    return queue
 
 
 def require(queue: JobQueue, kind: str) -> None:

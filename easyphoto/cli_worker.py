@@ -1,0 +1,33 @@
+"""`python -m easyphoto worker`: run jobs from the distributed queue (easyphoto.distributed, docs/scale-out.md)."""
+
+from __future__ import annotations
+
+import argparse
+
+from easyphoto.context import AppContext
+from easyphoto.errors import EasyPhotoError
+
+
+def add_worker_command(commands) -> None:
+    worker = commands.add_parser("worker", help="run jobs from the distributed queue (needs --broker)")
+    worker.add_argument("--queues", help="comma-separated Celery queues to take jobs from (default: all: "
+                                         "easyphoto.cpu, easyphoto.gpu and easyphoto.gpu.<try-on backend>)")
+    worker.add_argument("--name", help="this worker's name in job records (default: host-pid)")
+    worker.set_defaults(run=_worker)
+
+
+def _worker(ctx: AppContext, args: argparse.Namespace) -> int:
+    from easyphoto import operations
+    from easyphoto.distributed import celery_app
+    from easyphoto.distributed.worker import Worker, check_data_root
+
+    if not ctx.broker:
+        raise EasyPhotoError("A worker takes its jobs from a broker, and none is set.", phase="worker",
+                             hint="Pass --broker redis://HOST:6379/0 (or set EASYPHOTO_BROKER), the server's own.")
+    worker = Worker(ctx, ctx.broker, name=args.name)
+    check_data_root(ctx, worker.store, create=False)
+    operations.register_operations(worker, ctx)
+    queues = [q.strip() for q in (args.queues or "").split(",") if q.strip()] or celery_app.all_queues()
+    print(f"EasyPhoto worker {worker.name}: data root {ctx.paths.data_root}, queues {', '.join(queues)}", flush=True)
+    worker.serve(queues)
+    return 0

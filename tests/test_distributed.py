@@ -1,0 +1,276 @@
+"""The distributed job queue end to end: a real redis-server, two `python -m easyphoto worker` processes on the
+kit's tiny models, the API server's DistributedQueue in this process.
+
+Mixed jobs with cancels on both workers; kill -9 of a worker in the middle of a training (redelivered, resumed from
+its checkpoint); Redis stopped and started again (the API answers 503 "unavailable", then works again)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import require_module
+from tests.kit.photos import skip_or_fail
+
+require_module("celery")
+require_module("redis")
+
+from easyphoto import operations  # noqa: E402
+from easyphoto.context import standalone_context  # noqa: E402
+from easyphoto.distributed.redis_jobs import QueueUnavailable  # noqa: E402
+from easyphoto.generation import CONTROLNET_MODELS  # noqa: E402
+from easyphoto.jobs import JobState  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+LEASE_S = 3
+CAPTION = "easyphoto_face, easyphoto, 1person"
+TRAIN = {"resolution": 256, "rank": 4, "network_alpha": 4, "steps_per_photo": 2, "max_train_steps": 4,
+         "validation": False, "validation_every": 2, "gradient_accumulation_steps": 1, "seed": 7, "matting": False,
+         "upscale_small": False}
+PORTRAIT = {"first_steps": 5, "second_steps": 4, "short_side": 256, "seed": 42}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RedisServer:
+    """redis-server on 127.0.0.1:<free port>, appendonly, in its own folder: stop() and start() keep its data."""
+
+    def __init__(self, folder: Path):
+        self.exe = shutil.which("redis-server")
+        self.folder, self.port = folder, _free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [self.exe, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.folder), "--appendonly", "yes",
+             "--save", "", "--protected-mode", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        import redis
+
+        client = redis.Redis(port=self.port)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                client.ping()
+                return
+            except redis.exceptions.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise AssertionError("redis-server did not answer within 30 s") from None
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(10)
+            self.process = None
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory):
+    if shutil.which("redis-server") is None:
+        skip_or_fail("redis-server is not installed (Debian: apt-get install redis-server; run-tests.sh does)")
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+def _identity_with_dataset(ctx, identity_id: str) -> None:
+    layout = ctx.identities.create(identity_id, exist_ok=True)
+    (layout.dataset / "train").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(len(identity_id))
+    lines = []
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)).resize((256, 256)).save(
+            layout.dataset / "train" / f"{i}.jpg")
+        (layout.dataset / "train" / f"{i}.txt").write_text(CAPTION)
+        lines.append(json.dumps({"file_name": f"train/{i}.jpg", "text": CAPTION}))
+    (layout.dataset / "metadata.jsonl").write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture(scope="module")
+def studio(tmp_path_factory, redis_server, tiny_sd_dir, tiny_single_file, tiny_sd_config_dir, tiny_controlnet_dirs,
+           photos_same_man, photo_other_person):
+    """One shared data root: identities with photos (checks), with datasets (trainings), with a LoRA (portraits)."""
+    from easyphoto.face import stacks
+    from tests.test_portrait import make_identity
+    from tests.test_portrait_diffusers import tiny_lora
+
+    root = tmp_path_factory.mktemp("shared-root")
+    ctx = standalone_context(root, offline=True, broker=redis_server.url)
+    ctx.paths.controlnet_dir.mkdir(parents=True)
+    for kind, stem in CONTROLNET_MODELS.items():
+        (ctx.paths.controlnet_dir / stem).symlink_to(tiny_controlnet_dirs[kind], target_is_directory=True)
+    stack = stacks.load("dlib", ctx.paths)
+    make_identity(ctx.paths, "barack", photos_same_man[0], stack, lora=False)
+    tiny_lora(tiny_sd_dir, ctx.paths.lora_dir / "barack.safetensors", 0)
+    checked = ctx.identities.create("checked", exist_ok=True)
+    checked.photos.mkdir(parents=True, exist_ok=True)
+    for photo in [*photos_same_man[:3], photo_other_person]:
+        shutil.copy(photo, checked.photos / Path(photo).name)
+    for i in range(8):
+        _identity_with_dataset(ctx, f"trainee{i}")
+    queue = operations.job_queue(ctx)  # the server: publishes the data root's marker before any worker starts
+    yield {"ctx": ctx, "queue": queue, "root": root, "base": {"base": str(tiny_single_file), "config_dir": str(tiny_sd_config_dir)},
+           "sd_dir": str(tiny_sd_dir), "template": str(photos_same_man[1])}
+    operations.shutdown_all()
+
+
+class Workers:
+    def __init__(self, root: Path, broker: str, logs: Path):
+        self.root, self.broker, self.logs = root, broker, logs
+        self.processes: dict[str, subprocess.Popen] = {}
+
+    def start(self, name: str) -> None:
+        env = {**os.environ, "EASYPHOTO_LEASE_SECONDS": str(LEASE_S), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+        log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - the worker writes it until it ends
+        self.processes[name] = subprocess.Popen(
+            [sys.executable, "-m", "easyphoto", "--data-dir", str(self.root), "--offline", "--broker", self.broker,
+             "worker", "--name", name], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True)
+
+    def kill(self, name: str) -> None:
+        """kill -9 of the worker's whole process group (its training child dies with it, as on a lost machine)."""
+        os.killpg(self.processes[name].pid, signal.SIGKILL)
+        self.processes[name].wait(10)
+
+    def stop_all(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in self.processes.values():
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+
+    def log(self, name: str) -> str:
+        return (self.logs / f"{name}.log").read_text(errors="replace")[-3000:]
+
+    def check_alive(self) -> None:
+        for name, process in self.processes.items():
+            if process.poll() is not None and process.returncode != -signal.SIGKILL:
+                raise AssertionError(f"worker {name} exited with {process.returncode}:\n{self.log(name)}")
+
+
+@pytest.fixture(scope="module")
+def workers(studio, redis_server, tmp_path_factory):
+    pool = Workers(studio["root"], redis_server.url, tmp_path_factory.mktemp("worker-logs"))
+    pool.start("alpha")
+    pool.start("beta")
+    yield pool
+    pool.stop_all()
+
+
+def _wait(predicate, timeout: float, what: str, workers: Workers | None = None):
+    deadline = time.monotonic() + timeout  # a failure guard only: nothing asserts how long it took
+    while time.monotonic() < deadline:
+        if workers is not None:
+            workers.check_alive()
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"{what}: not within {timeout} s")
+
+
+def test_a_worker_on_another_data_root_refuses_to_start(studio, redis_server, tmp_path):
+    other = subprocess.run(
+        [sys.executable, "-m", "easyphoto", "--data-dir", str(tmp_path), "--broker", redis_server.url, "worker"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert other.returncode == 2
+    assert "is not the server's" in other.stderr and "--data-dir" in other.stderr
+
+
+@pytest.mark.timeout(900)
+def test_mixed_jobs_with_cancels_all_end_right_on_both_workers(studio, workers):
+    queue, base = studio["queue"], studio["base"]
+    jobs = []
+    for i in range(8):
+        jobs.append(("train", queue.submit("train", {"identity_id": f"trainee{i}", "config": TRAIN, **base})))
+    for i in range(6):
+        jobs.append(("portrait", queue.submit("portrait", {
+            "identity_ids": ["barack"], "templates": [studio["template"]],
+            "config": {**PORTRAIT, "seed": i}, "base": studio["sd_dir"]})))
+    for _ in range(6):
+        jobs.append(("check", queue.submit("check_photos", {"identity_id": "checked"})))
+    order = [jobs[i] for i in (0, 8, 14, 1, 9, 15, 2, 10, 16, 3, 11, 17, 4, 12, 18, 5, 13, 19, 6, 7)]
+    assert len(order) == 20
+    cancelled = {order[i][1].id for i in (5, 9, 13, 17, 19)}  # queued ones, or running by the time it arrives
+    for job_id in cancelled:
+        queue.cancel(job_id)
+    finals = {}
+    for kind, job in jobs:
+        record = _wait(lambda j=job: (r := queue.get(j.id)).is_final and r, 600, f"{kind} job {job.id}", workers)
+        finals[job.id] = (kind, record)
+    for job_id, (kind, record) in finals.items():
+        if job_id in cancelled:
+            assert record.state is JobState.CANCELLED, (kind, record.error)
+            continue
+        assert record.state is JobState.SUCCEEDED, (kind, record.error, workers.log("alpha"), workers.log("beta"))
+        assert record.result["distributed"]["attempts"] == 1
+        if kind == "train":
+            assert Path(record.result["lora_file"]).is_file()
+        elif kind == "portrait":
+            assert all(Path(p["file"]).is_file() for p in record.result["portraits"])
+        else:
+            assert record.result["kept"] >= 3 and record.result["total"] == 4
+    ran_on = {record.result["distributed"]["worker"] for _, record in finals.values() if record.result}
+    assert ran_on == {"alpha", "beta"}
+
+
+@pytest.mark.timeout(900)
+def test_a_killed_worker_s_training_is_resumed_by_the_other(studio, workers):
+    queue, base = studio["queue"], studio["base"]
+    long = {**TRAIN, "max_train_steps": 24, "steps_per_photo": 12, "validation_every": 2}
+    job = queue.submit("train", {"identity_id": "trainee0", "config": long, **base})
+    running = _wait(lambda: (r := queue.get(job.id)).state is JobState.RUNNING and (r.progress.resumable_step or 0) >= 2
+                    and r, 300, "a checkpoint of the long training", workers)
+    victim = queue.meta(job.id)["worker"]
+    workers.kill(victim)
+    record = _wait(lambda: (r := queue.get(job.id)).is_final and r, 600, "the redelivered training")
+    assert record.state is JobState.SUCCEEDED, (record.error, workers.log("alpha"), workers.log("beta"))
+    survivor = ({"alpha", "beta"} - {victim}).pop()
+    distributed = record.result["distributed"]
+    assert distributed["worker"] == survivor and distributed["attempts"] == 2
+    assert distributed["resumed_from_step"] >= running.progress.resumable_step
+    assert any(f"worker {victim} was lost" in note and "resumed from step" in note for note in distributed["notes"])
+    assert record.result["steps"] == 24
+    workers.start(victim)  # back for what follows
+
+
+@pytest.mark.timeout(600)
+def test_redis_down_is_a_clear_503_and_the_queue_recovers(studio, workers, redis_server):
+    from fastapi.testclient import TestClient
+
+    from easyphoto.app import create_app
+
+    queue = studio["queue"]
+    client = TestClient(create_app(studio["ctx"], with_ui=False))
+    redis_server.stop()
+    try:
+        with pytest.raises(QueueUnavailable, match="unavailable") as info:
+            queue.submit("check_photos", {"identity_id": "checked"})
+        assert info.value.http_status == 503 and "Start Redis again" in info.value.hint
+        answer = client.get("/easyphoto/v1/jobs")
+        assert answer.status_code == 503 and "unavailable" in answer.text
+    finally:
+        redis_server.start()
+    job = queue.submit("check_photos", {"identity_id": "checked"})
+    record = _wait(lambda: (r := queue.get(job.id)).is_final and r, 300, "a job after Redis came back")
+    assert record.state is JobState.SUCCEEDED, (record.error, workers.log("alpha"), workers.log("beta"))
