@@ -19,6 +19,17 @@ def preload(parser: argparse.ArgumentParser) -> None:
             action="store_true",
             help="EasyPhoto: never touch the network; missing weights are listed with where to put them",
         ),
+        "--easyphoto-broker": dict(
+            type=str, default=None,
+            help="EasyPhoto: Redis URL of a distributed job queue (default: $EASYPHOTO_BROKER; docs/scale-out.md)",
+        ),
+        "--easyphoto-worker": dict(
+            action="store_true",
+            help="EasyPhoto: also run a distributed-queue worker in this WebUI, on its own models (needs a broker)",
+        ),
+        "--easyphoto-worker-queues": dict(
+            type=str, default=None, help="EasyPhoto: the worker's comma-separated queues (default: all)",
+        ),
     }
     known = set(parser._option_string_actions)  # argparse raises on duplicates; a second preload must not crash
     for flag, kwargs in options.items():

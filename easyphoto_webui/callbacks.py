@@ -4,7 +4,7 @@ import dataclasses
 import logging
 
 from easyphoto.backends.webui import make_context
-from easyphoto.backends.webui.host import SETTING_PREFIX
+from easyphoto.backends.webui.host import SETTING_PREFIX, cmd_opt
 from easyphoto.config import FieldSpec, Settings
 from easyphoto_webui.api_guard import api_auth_dependencies, api_exposure
 from easyphoto_webui.paste import paste_buttons
@@ -61,3 +61,7 @@ def on_app_started(demo, app) -> None:
     elif exposure.refuse:
         log.warning("EasyPhoto: the REST API refuses requests: %s", exposure.hint)
     api.install(app, make_context(), dependencies=api_auth_dependencies(), exposure=exposure)
+    if cmd_opt("easyphoto_worker", False):
+        from easyphoto_webui.worker import start_worker
+
+        start_worker(make_context())

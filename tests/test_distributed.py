@@ -274,3 +274,27 @@ def test_redis_down_is_a_clear_503_and_the_queue_recovers(studio, workers, redis
     job = queue.submit("check_photos", {"identity_id": "checked"})
     record = _wait(lambda: (r := queue.get(job.id)).is_final and r, 300, "a job after Redis came back")
     assert record.state is JobState.SUCCEEDED, (record.error, workers.log("alpha"), workers.log("beta"))
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("flavour", ["a1111", "forge"])
+def test_a_webui_started_with_the_worker_flag_runs_jobs_on_its_own_backend(studio, workers, redis_server,
+                                                                          webui_host_factory, flavour):
+    """`--easyphoto-broker URL --easyphoto-worker`: the extension's worker thread takes jobs inside the WebUI."""
+    workers.stop_all()  # only the WebUI's worker listens now
+    host = webui_host_factory(flavour, extensions={"easyphoto": ROOT}, cmd_args=[
+        "--easyphoto-broker", redis_server.url, "--easyphoto-worker", "--easyphoto-worker-queues", "easyphoto.cpu",
+        "--easyphoto-data-dir", str(studio["ctx"].paths.data_root)])
+    host.app_started(demo=None)
+    from easyphoto_webui import worker as webui_worker
+
+    try:
+        started = webui_worker._started.get("worker")
+        assert started is not None and started.name.startswith(f"webui-{flavour}-")
+        queue = studio["queue"]
+        job = queue.submit("check_photos", {"identity_id": "checked"})
+        record = _wait(lambda: (r := queue.get(job.id)).is_final and r, 300, "a job on the WebUI's worker")
+        assert record.state is JobState.SUCCEEDED, record.error
+        assert record.result["distributed"]["worker"] == started.name and record.result["kept"] >= 3
+    finally:
+        webui_worker.stop_worker()

@@ -45,13 +45,14 @@ def make_app(broker: str, run_job: Any = None):
         task_ignore_result=True,
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
+        worker_redirect_stdouts=False,  # the worker's own prints (its start line) stay prints
         worker_cancel_long_running_tasks_on_connection_loss=False,
         # A message whose worker died is redelivered by Redis after this long at the latest; the lease (worker.py)
         # re-queues such a job much sooner, and the late duplicate then finds the job ended and does nothing.
         broker_transport_options={"visibility_timeout": 6 * 3600},
     )
     if run_job is not None:
-        app.task(name=TASK, acks_late=True, reject_on_worker_lost=True)(run_job)
+        app.task(name=TASK, acks_late=True, reject_on_worker_lost=True, shared=False)(run_job)
     return app
 
 

@@ -150,7 +150,10 @@ class Worker(KindRegistry):
         try:
             entry = self.entry(record.kind)
             typed = entry.parse(params) if entry.parse is not None else params
-            result = entry.operation(typed, JobContext(self, active))  # type: ignore[arg-type]
+            # Inside the WebUI a GPU job holds the host's queue lock, as the embedded queue's jobs do.
+            gpu = self.ctx.gpu_lock() if self.ctx.gpu_lock is not None and entry.gpu else contextlib.nullcontext()
+            with gpu:
+                result = entry.operation(typed, JobContext(self, active))  # type: ignore[arg-type]
             if result is not None and not isinstance(result, dict):
                 raise TypeError(f"the {record.kind!r} operation returned {type(result).__name__}, not a dict")
             return result, None
@@ -312,12 +315,22 @@ class Worker(KindRegistry):
     # ------------------------------------------------------------------ running
 
     def serve(self, queues: list[str]) -> None:
-        """Consume `queues` until stopped (Ctrl+C / SIGTERM): solo pool, one job at a time."""
-        stop = threading.Event()
-        watcher = threading.Thread(target=self._watch_others, args=(stop,), name="easyphoto-watch", daemon=True)
+        """Consume `queues` until stopped (Ctrl+C / SIGTERM, or `stop()` from another thread): solo pool, one job
+        at a time. Runs in a thread too (the WebUI's worker), where Celery leaves the signal handlers alone."""
+        self._stopping = threading.Event()
+        watcher = threading.Thread(target=self._watch_others, args=(self._stopping,), name="easyphoto-watch",
+                                   daemon=True)
         watcher.start()
+        self._controller = self.app.Worker(pool="solo", concurrency=1, loglevel="INFO", queues=queues,
+                                           hostname=f"{self.name}@{socket.gethostname()}", without_gossip=True,
+                                           without_mingle=True)
         try:
-            self.app.worker_main(["worker", "--pool=solo", "--concurrency=1", "--loglevel=INFO", "-n",
-                                  f"{self.name}@%h", "-Q", ",".join(queues), "--without-gossip", "--without-mingle"])
+            self._controller.start()
         finally:
-            stop.set()
+            self._stopping.set()
+
+    def stop(self) -> None:
+        """End `serve` (after the job in hand, if any)."""
+        controller = getattr(self, "_controller", None)
+        if controller is not None:
+            controller.stop(in_sighandler=False)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
 from easyphoto.backends.webui.generator import make_generator
 from easyphoto.backends.webui.host import (
+    cmd_opt,
     current_settings,
     detect_flavour,
     forced_offline,
@@ -22,4 +25,5 @@ def make_context() -> AppContext:
     host = HostInfo(detect_flavour(), host_version())
     return AppContext(make_paths(), host, current_settings, forced_offline(), gpu_lock=host_queue_lock,
                       host_offload=host_model_offloaded, host_job=host_job, selected_checkpoint=selected_checkpoint,
-                      make_generator=make_generator, make_upscaler=host_upscaler)
+                      make_generator=make_generator, make_upscaler=host_upscaler,
+                      broker=cmd_opt("easyphoto_broker") or os.environ.get("EASYPHOTO_BROKER") or None)
