@@ -399,12 +399,7 @@ class JobQueue:
         self, *, state: JobState | str | None = None, kind: str | None = None, limit: int = 100
     ) -> list[JobRecord]:
         """Records, newest first."""
-        try:
-            wanted = None if state is None else JobState(state)
-        except ValueError:
-            raise InvalidJobParams(
-                f"Unknown job state {str(state)[:40]!r}.", hint=f"Use one of: {', '.join(s.value for s in JobState)}."
-            ) from None
+        wanted = job_state(state)
         with self._lock:
             records = [
                 r
@@ -578,31 +573,7 @@ class JobQueue:
             record = active.record
             if record.state is not JobState.RUNNING:
                 return
-            p = record.progress
-            phase_changed = phase is not None and str(phase) != p.phase
-            if phase is not None:
-                p.phase = str(phase)
-            if message is not None:
-                p.message = str(message)
-            if step is not None:
-                p.step = int(step)
-            if total is not None:
-                p.total = int(total)
-            if preview is not None:
-                p.preview = str(preview)
-            if fraction is not None:
-                value = float(fraction)
-                if math.isfinite(value):
-                    p.fraction = max(p.fraction, min(1.0, max(0.0, value)))
-            now = time.monotonic()
-            if p.fraction <= 0:
-                p.eta_seconds = None
-            elif p.fraction >= 1:
-                p.eta_seconds = 0.0
-            else:
-                p.eta_seconds = round((now - active.t0) * (1 - p.fraction) / p.fraction, 1)
-            if phase_changed or now - active.last_persist >= PERSIST_INTERVAL:
-                active.last_persist = now
+            if update_progress(active, phase, fraction, message, step, total, preview):
                 self._persist(record)
 
     def _resumable(self, active: _Active, step: int) -> None:
@@ -712,6 +683,48 @@ class JobQueue:
 
 
 # ---------------------------------------------------------------------------------------------- helpers
+
+
+def job_state(state: JobState | str | None) -> JobState | None:
+    """A listing's state filter; InvalidJobParams naming the states for an unknown one."""
+    try:
+        return None if state is None else JobState(state)
+    except ValueError:
+        raise InvalidJobParams(
+            f"Unknown job state {str(state)[:40]!r}.", hint=f"Use one of: {', '.join(s.value for s in JobState)}."
+        ) from None
+
+
+def update_progress(active: _Active, phase, fraction, message, step, total, preview) -> bool:
+    """Apply a JobContext.progress call to the running record (the fraction never decreases; the ETA follows
+    from it); True when the record should be saved now (a phase change, or PERSIST_INTERVAL since the last save)."""
+    p = active.record.progress
+    phase_changed = phase is not None and str(phase) != p.phase
+    if phase is not None:
+        p.phase = str(phase)
+    if message is not None:
+        p.message = str(message)
+    if step is not None:
+        p.step = int(step)
+    if total is not None:
+        p.total = int(total)
+    if preview is not None:
+        p.preview = str(preview)
+    if fraction is not None:
+        value = float(fraction)
+        if math.isfinite(value):
+            p.fraction = max(p.fraction, min(1.0, max(0.0, value)))
+    now = time.monotonic()
+    if p.fraction <= 0:
+        p.eta_seconds = None
+    elif p.fraction >= 1:
+        p.eta_seconds = 0.0
+    else:
+        p.eta_seconds = round((now - active.t0) * (1 - p.fraction) / p.fraction, 1)
+    if phase_changed or now - active.last_persist >= PERSIST_INTERVAL:
+        active.last_persist = now
+        return True
+    return False
 
 
 def _interrupted_error(state: JobState, resumable_step: int | None = None) -> dict:

@@ -20,7 +20,6 @@ from easyphoto.errors import Cancelled
 from easyphoto.jobs import (
     _JOB_ID_RE,
     FINAL_STATES,
-    InvalidJobParams,
     JobFinished,
     JobNotFound,
     JobRecord,
@@ -29,6 +28,7 @@ from easyphoto.jobs import (
     _Kind,
     _make_label,
     _typed_params,
+    job_state,
 )
 
 WAIT_POLL_S = 0.1
@@ -105,12 +105,7 @@ class DistributedQueue(KindRegistry):
         return dict(self._envelope(job_id)["meta"])
 
     def list(self, *, state: JobState | str | None = None, kind: str | None = None, limit: int = 100) -> list:
-        try:
-            wanted = None if state is None else JobState(state)
-        except ValueError:
-            raise InvalidJobParams(
-                f"Unknown job state {str(state)[:40]!r}.", hint=f"Use one of: {', '.join(s.value for s in JobState)}."
-            ) from None
+        wanted = job_state(state)
         scan = self.store.newest_ids(limit if wanted is None and kind is None else self.history)
         records = [JobRecord.from_dict(e["record"]) for e in self.store.load_many(scan)]
         chosen = [r for r in records if (wanted is None or r.state is wanted) and (kind is None or r.kind == kind)]

@@ -34,7 +34,16 @@ from easyphoto.distributed import celery_app
 from easyphoto.distributed.queue import KindRegistry
 from easyphoto.distributed.redis_jobs import QueueUnavailable, RedisJobs
 from easyphoto.errors import Cancelled, EasyPhotoError
-from easyphoto.jobs import FINAL_STATES, PERSIST_INTERVAL, JobContext, JobRecord, JobState, _Active, _error_dict, is_bug
+from easyphoto.jobs import (
+    FINAL_STATES,
+    JobContext,
+    JobRecord,
+    JobState,
+    _Active,
+    _error_dict,
+    is_bug,
+    update_progress,
+)
 
 log = logging.getLogger("easyphoto")
 POLL_S = 0.5
@@ -238,22 +247,7 @@ class Worker(KindRegistry):
     # ------------------------------------------------------------------ JobContext's hooks (JobQueue's names)
 
     def _progress(self, active: _Active, phase, fraction, message, step, total, preview) -> None:
-        p = active.record.progress
-        phase_changed = phase is not None and str(phase) != p.phase
-        for name, value in (("phase", phase), ("message", message), ("preview", preview)):
-            if value is not None:
-                setattr(p, name, str(value))
-        if step is not None:
-            p.step = int(step)
-        if total is not None:
-            p.total = int(total)
-        if fraction is not None:
-            p.fraction = max(p.fraction, min(1.0, max(0.0, float(fraction))))
-        now = time.monotonic()
-        p.eta_seconds = (None if p.fraction <= 0 else 0.0 if p.fraction >= 1
-                         else round((now - active.t0) * (1 - p.fraction) / p.fraction, 1))
-        if phase_changed or now - active.last_persist >= PERSIST_INTERVAL:
-            active.last_persist = now
+        if update_progress(active, phase, fraction, message, step, total, preview):
             self._save_quietly(active.record)
 
     def _resumable(self, active: _Active, step: int) -> None:
