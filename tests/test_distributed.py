@@ -197,6 +197,40 @@ def test_a_worker_on_another_data_root_refuses_to_start(studio, redis_server, tm
     assert "is not the server's" in other.stderr and "--data-dir" in other.stderr
 
 
+def test_a_lost_lease_is_requeued_once_and_its_old_worker_records_no_end(redis_server, tmp_path, monkeypatch):
+    """The watch every worker keeps: a job whose lease stayed expired is re-queued by one worker only, and the
+    worker that lost a lease stops its copy of the job and leaves the end to the new holder."""
+    import threading
+    import uuid
+
+    from easyphoto.distributed.redis_jobs import envelope_of
+    from easyphoto.distributed.worker import Worker
+    from easyphoto.jobs import JobRecord, _Active
+
+    monkeypatch.setenv("EASYPHOTO_LEASE_SECONDS", "1")
+    ctx = standalone_context(tmp_path, broker=redis_server.url)
+    a, b = (Worker(ctx, redis_server.url, name=n, namespace="lease-test") for n in ("a", "b"))
+    record = JobRecord(id=uuid.uuid4().hex, kind="check_photos", state=JobState.RUNNING, created=time.time())
+    a.store.add(envelope_of(record.to_dict(), queue="easyphoto.nobody", worker="gone", attempts=1), record.created)
+    a.store.client.sadd(a.store.key("running"), record.id)  # held by a worker that died: its lease is gone
+    assert a.requeue_lost() == [] and b.requeue_lost() == []  # first sighting: it may still renew
+    time.sleep(0.6)  # half a lease later
+    assert a.requeue_lost() + b.requeue_lost() == [record.id]
+    envelope = a.store.load(record.id)
+    assert envelope["record"]["state"] == "queued" and "worker gone was lost" in envelope["record"]["progress"]["message"]
+    assert record.id not in a.store.running_ids()
+
+    active, stop = _Active(record), threading.Event()
+    assert a.store.claim(record.id, "b", 5000)  # b holds it now; a still thinks it runs the job
+    watch = threading.Thread(target=a._watch, args=(record.id, active, stop))
+    watch.start()
+    _wait(lambda: active.cancel_event.is_set(), 30, "a noticing that b took the job")
+    stop.set()
+    watch.join()
+    assert a._end(envelope, record, active, {"late": True}, None, None) == "lost"
+    assert not a.store.client.exists(a.store.key("done", record.id))  # the end is still b's to record
+
+
 @pytest.mark.timeout(900)
 def test_mixed_jobs_with_cancels_all_end_right_on_both_workers(studio, workers):
     queue, base = studio["queue"], studio["base"]

@@ -108,6 +108,7 @@ class Worker(KindRegistry):
         self._lock = threading.Lock()
         self._envelope: dict | None = None
         self._suspects: dict[str, float] = {}  # job id -> when its lease was first seen missing
+        self._lost: set[str] = set()  # jobs whose lease another worker took from this one: their end is not ours
 
     # ------------------------------------------------------------------ the task
 
@@ -172,6 +173,9 @@ class Worker(KindRegistry):
             return None, exc
 
     def _end(self, envelope, record: JobRecord, active: _Active, result, failure, resumed) -> str:
+        if record.id in self._lost:  # the worker that holds the job now records its end
+            self._lost.discard(record.id)
+            return "lost"
         if not self.store.finish_once(record.id):
             return "ended elsewhere"
         meta = envelope["meta"]
@@ -232,6 +236,7 @@ class Worker(KindRegistry):
                     last_renew = time.monotonic()
                     if not self.store.renew(job_id, self.name, self.lease_ms) and \
                             not self.store.claim(job_id, self.name, self.lease_ms):
+                        self._lost.add(job_id)
                         self._cancel(active, f"worker {self.name} lost the job to {self.store.lease_holder(job_id)}")
             except QueueUnavailable as exc:  # Redis restarting: the job goes on; the lease is renewed once it is back
                 log.warning("EasyPhoto worker %s: %s", self.name, exc.message)
