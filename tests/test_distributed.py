@@ -289,13 +289,16 @@ def test_a_killed_worker_s_training_is_resumed_by_the_other(studio, workers):
 
 
 @pytest.mark.timeout(600)
-def test_redis_down_is_a_clear_503_and_the_queue_recovers(studio, workers, redis_server):
+def test_redis_restarted_mid_run_is_a_clear_503_and_the_queue_recovers(studio, workers, redis_server):
     from fastapi.testclient import TestClient
 
     from easyphoto.app import create_app
 
-    queue = studio["queue"]
+    queue, base = studio["queue"], studio["base"]
     client = TestClient(create_app(studio["ctx"], with_ui=False))
+    long = {**TRAIN, "max_train_steps": 16, "steps_per_photo": 8, "validation_every": 4}
+    running = queue.submit("train", {"identity_id": "trainee1", "config": long, **base})
+    _wait(lambda: queue.get(running.id).state is JobState.RUNNING, 300, "the training to start", workers)
     redis_server.stop()
     try:
         with pytest.raises(QueueUnavailable, match="unavailable") as info:
@@ -306,8 +309,11 @@ def test_redis_down_is_a_clear_503_and_the_queue_recovers(studio, workers, redis
     finally:
         redis_server.start()
     job = queue.submit("check_photos", {"identity_id": "checked"})
-    record = _wait(lambda: (r := queue.get(job.id)).is_final and r, 300, "a job after Redis came back")
-    assert record.state is JobState.SUCCEEDED, (record.error, workers.log("alpha"), workers.log("beta"))
+    for submitted in (running, job):
+        record = _wait(lambda j=submitted: (r := queue.get(j.id)).is_final and r, 300, "jobs across the restart",
+                       workers)
+        assert record.state is JobState.SUCCEEDED, (record.error, workers.log("alpha"), workers.log("beta"))
+    assert queue.get(running.id).result["steps"] == 16
 
 
 @pytest.mark.timeout(600)
