@@ -21,10 +21,11 @@ def _worker(ctx: AppContext, args: argparse.Namespace) -> int:
     from easyphoto.distributed import celery_app
     from easyphoto.distributed.worker import Worker, check_data_root
 
-    if not ctx.broker:
+    broker = ctx.broker or ctx.settings.broker_url.strip()
+    if not broker:
         raise EasyPhotoError("A worker takes its jobs from a broker, and none is set.", phase="worker",
                              hint="Pass --broker redis://HOST:6379/0 (or set EASYPHOTO_BROKER), the server's own.")
-    worker = Worker(ctx, ctx.broker, name=args.name)
+    worker = Worker(ctx, broker, name=args.name)
     check_data_root(ctx, worker.store, create=False)
     operations.register_operations(worker, ctx)
     queues = [q.strip() for q in (args.queues or "").split(",") if q.strip()] or celery_app.all_queues()

@@ -239,6 +239,14 @@ class Settings(ConfigModel):
         title="Largest accepted photo (megapixels)",
         description="Larger images are refused with a message instead of being decoded (decompression bombs).",
     )
+    broker_url: str = Field(
+        "",
+        max_length=500,
+        title="Distributed job queue (Redis URL)",
+        description="e.g. redis://host:6379/0: jobs go to EasyPhoto workers on other machines (docs/scale-out.md); "
+                    "empty = jobs run here. Read at start: restart after changing it. --broker / EASYPHOTO_BROKER "
+                    "win over it.",
+    )
 
 
 class TrainConfig(ConfigModel):

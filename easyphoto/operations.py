@@ -49,12 +49,13 @@ def job_queue(ctx: AppContext) -> JobQueue:
 
 
 def _new_queue(ctx: AppContext):
-    if not ctx.broker:
+    broker = ctx.broker or ctx.settings.broker_url.strip()  # the flag / env var, else the setting
+    if not broker:
         return JobQueue(ctx.paths.jobs_dir, gpu_lock=ctx.gpu_lock, host=ctx.host)
     from easyphoto.distributed.queue import DistributedQueue
     from easyphoto.distributed.worker import check_data_root
 
-    queue = DistributedQueue(ctx.paths.jobs_dir, ctx.broker)
+    queue = DistributedQueue(ctx.paths.jobs_dir, broker)
     check_data_root(ctx, queue.store, create=True)
     return queue
 

@@ -22,16 +22,18 @@ def start_worker(ctx: AppContext):
     """The running Worker (started now, or earlier in this process); None when it cannot start."""
     from easyphoto import operations
     from easyphoto.distributed import celery_app
+    from easyphoto.distributed.redis_jobs import redacted
     from easyphoto.distributed.worker import Worker, check_data_root
 
     if "worker" in _started:
         return _started["worker"]
-    if not ctx.broker:
+    broker = ctx.broker or ctx.settings.broker_url.strip()
+    if not broker:
         log.error("EasyPhoto: --easyphoto-worker needs a broker: add --easyphoto-broker redis://HOST:6379/0 "
-                  "(or set EASYPHOTO_BROKER)")
+                  "(or set EASYPHOTO_BROKER, or Settings → EasyPhoto → Distributed job queue)")
         return None
     try:
-        worker = Worker(ctx, ctx.broker, name=f"webui-{ctx.host.flavour}-{_host_name()}")
+        worker = Worker(ctx, broker, name=f"webui-{ctx.host.flavour}-{_host_name()}")
         check_data_root(ctx, worker.store, create=False)
         operations.register_operations(worker, ctx)
     except EasyPhotoError as exc:
@@ -42,7 +44,7 @@ def start_worker(ctx: AppContext):
                               name="easyphoto-worker", daemon=True)
     thread.start()
     _started["worker"] = worker
-    log.info("EasyPhoto: distributed worker %s started on %s", worker.name, ctx.broker)
+    log.info("EasyPhoto: distributed worker %s started on %s", worker.name, redacted(broker))
     return worker
 
 

@@ -197,6 +197,26 @@ def test_a_worker_on_another_data_root_refuses_to_start(studio, redis_server, tm
     assert "is not the server's" in other.stderr and "--data-dir" in other.stderr
 
 
+def test_the_setting_turns_the_distributed_queue_on_and_a_second_root_is_refused(redis_server, tmp_path):
+    """Settings → Distributed job queue does what --broker does; another data root on the same Redis database
+    is refused (its marker differs), while another database is a queue of its own."""
+    from easyphoto.config import Settings
+    from easyphoto.context import save_settings_file
+    from easyphoto.distributed.worker import DataRootMismatch
+
+    own_db = redis_server.url.rsplit("/", 1)[0] + "/1"
+    ctx = standalone_context(tmp_path / "one")
+    save_settings_file(ctx.paths, Settings(broker_url=own_db))
+    try:
+        queue = operations.job_queue(ctx)
+        assert type(queue).__name__ == "DistributedQueue" and queue.broker == own_db
+        other = standalone_context(tmp_path / "two", broker=own_db)
+        with pytest.raises(DataRootMismatch, match="not the one the other EasyPhoto processes"):
+            operations.job_queue(other)
+    finally:
+        operations._queues.pop(ctx.paths.jobs_dir.resolve(), None)  # the studio's queue stays
+
+
 def test_a_lost_lease_is_requeued_once_and_its_old_worker_records_no_end(redis_server, tmp_path, monkeypatch):
     """The watch every worker keeps: a job whose lease stayed expired is re-queued by one worker only, and the
     worker that lost a lease stops its copy of the job and leaves the end to the new holder."""
