@@ -25,7 +25,10 @@ T = TypeVar("T")
 CANCEL_TTL_S = 7 * 24 * 3600
 DONE_TTL_S = 30 * 24 * 3600
 
-# Renew the lease only if this worker still holds it; delete it only if so.
+# Take a free lease and list the job as running; renew the lease only if this worker still holds it; delete it
+# only if so.
+_CLAIM = ("if redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then redis.call('sadd', KEYS[2], ARGV[3]) "
+          "return 1 else return 0 end")
 _RENEW = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end"
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
 
@@ -126,13 +129,10 @@ class RedisJobs:
 
     # --- leases: who runs a job, for as long as it keeps renewing
     def claim(self, job_id: str, worker: str, ttl_ms: int) -> bool:
-        def take():
-            if not self.client.set(self.key("lease", job_id), worker, nx=True, px=ttl_ms):
-                return False
-            self.client.sadd(self.key("running"), job_id)
-            return True
-
-        return bool(self.call(take))
+        """Take the job's lease if nobody holds it, and list the job as running, in one step (a worker dying in
+        between must not leave a lease that no watcher knows of)."""
+        keys = (self.key("lease", job_id), self.key("running"))
+        return bool(self.call(lambda: self.client.eval(_CLAIM, 2, *keys, worker, ttl_ms, job_id)))
 
     def renew(self, job_id: str, worker: str, ttl_ms: int) -> bool:
         """Extend this worker's lease; False when it lost it (expired, or another worker holds it now)."""
