@@ -224,6 +224,7 @@ def other_command(template: str, knobs: Knobs, model: Path, dataset: Path, out: 
 def child_main(args) -> int:
     """Our trainer in this process: prints {"event": "load"|"step", "seconds": ...} lines on stdout."""
     import torch
+    from train_step import at_resolution
 
     from easyphoto.cli_common import with_overrides
     from easyphoto.config import TrainConfig
@@ -240,10 +241,7 @@ def child_main(args) -> int:
                   learning_rate=knobs.lr, text_encoder_learning_rate=knobs.te_lr, train_text_encoder=True,
                   batch_size=1, gradient_accumulation_steps=knobs.accum, validation=False,
                   validation_every=100_000, seed=knobs.seed, mixed_precision="no", keep_checkpoints=0)
-    config = with_overrides(TrainConfig(**values), args.ours_set or [], "train")
-    if knobs.resolution < 256:  # below the UI's minimum: set unchecked, as the tests do for the tiny model
-        construct = getattr(TrainConfig, "model_construct", None) or TrainConfig.construct
-        config = construct(**{**config.__dict__, "resolution": knobs.resolution})
+    config = at_resolution(with_overrides(TrainConfig(**values), args.ours_set or [], "train"), knobs.resolution)
 
     def timing(kind: str, step: int, seconds: float) -> None:
         if kind == "step":

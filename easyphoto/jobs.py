@@ -223,6 +223,14 @@ class _Active:
         self.t0 = time.monotonic()
         self.last_persist = self.t0
 
+    def add_callback(self, callback: Callable[[], Any]) -> bool:
+        """Store a cancel callback; True when the cancel was already requested (the caller then calls it at once).
+        Callers hold their queue's lock."""
+        if self.cancel_event.is_set():
+            return True
+        self.callbacks.append(callback)
+        return False
+
     def request_cancel(self) -> list[Callable[[], Any]]:
         """Set the flag; return the callbacks to call now (each is called once)."""
         self.cancel_event.set()
@@ -588,10 +596,7 @@ class JobQueue:
     def _add_cancel_callback(self, active: _Active, callback: Callable[[], Any]) -> bool:
         """Store the callback; True when the cancel was already requested (the caller then calls it at once)."""
         with self._lock:
-            if active.cancel_event.is_set():
-                return True
-            active.callbacks.append(callback)
-            return False
+            return active.add_callback(callback)
 
     # ------------------------------------------------------------------ table and disk (callers hold the lock)
 

@@ -261,10 +261,7 @@ class Worker(KindRegistry):
 
     def _add_cancel_callback(self, active: _Active, callback) -> bool:
         with self._lock:
-            if active.cancel_event.is_set():
-                return True
-            active.callbacks.append(callback)
-            return False
+            return active.add_callback(callback)
 
     def _save_quietly(self, record: JobRecord) -> None:
         if self._envelope is None or record.state is not JobState.RUNNING:
