@@ -5,7 +5,7 @@ Both queues run the same registered no-op kind; each job is submitted and its en
 (the latency a user sees), then N submitted at once and all waited for (the throughput). Needs redis-server on
 PATH (Debian: apt-get install redis-server) and the `distributed` extra (celery, redis).
 
-    python bench/queue.py [--jobs 50]
+    python bench/job_queue.py [--jobs 50]
 """
 
 from __future__ import annotations
@@ -22,9 +22,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-# This file is named as the issue asked (bench/queue.py), which shadows the standard library's queue module that
-# redis and celery import: the script's own folder leaves the import path, the repository root joins it.
-sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(ROOT))
 
 
