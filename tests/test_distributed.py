@@ -135,14 +135,34 @@ class Workers:
     def __init__(self, root: Path, broker: str, logs: Path):
         self.root, self.broker, self.logs = root, broker, logs
         self.processes: dict[str, subprocess.Popen] = {}
+        self.starts: dict[str, int] = {}  # where each worker's current process began in its log
 
-    def start(self, name: str) -> None:
+    def start(self, name: str, *, ready: bool = True) -> None:
+        """Start worker `name`; with `ready`, return once it takes jobs (a test after it must not race its start)."""
         env = {**os.environ, "EASYPHOTO_LEASE_SECONDS": str(LEASE_S), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-        log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - the worker writes it until it ends
+        path = self.logs / f"{name}.log"
+        self.starts[name] = path.stat().st_size if path.exists() else 0
+        log = open(path, "ab")  # noqa: SIM115 - the worker writes it until it ends
         self.processes[name] = subprocess.Popen(
             [sys.executable, "-m", "easyphoto", "--data-dir", str(self.root), "--offline", "--broker", self.broker,
              "worker", "--name", name], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True)
+        if ready:
+            self.wait_for_line(name, f"@{socket.gethostname()} ready.", 180)
+
+    def since_start(self, name: str) -> str:
+        """What the current process of worker `name` logged (its log file is shared with earlier ones)."""
+        with open(self.logs / f"{name}.log", "rb") as log:
+            log.seek(self.starts[name])
+            return log.read().decode(errors="replace")
+
+    def wait_for_line(self, name: str, text: str, timeout: float) -> None:
+        _wait(lambda: text in self.since_start(name), timeout, f"worker {name} to log {text!r}", self)
+
+    def stop(self, name: str) -> None:
+        process = self.processes.pop(name)
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(30)
 
     def kill(self, name: str) -> None:
         """kill -9 of the worker's whole process group (its training child dies with it, as on a lost machine)."""
@@ -195,6 +215,20 @@ def test_a_worker_on_another_data_root_refuses_to_start(studio, redis_server, tm
         cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert other.returncode == 2
     assert "is not the server's" in other.stderr and "--data-dir" in other.stderr
+
+
+def test_a_worker_waits_for_redis_at_start_then_says_what_to_do(tmp_path):
+    from easyphoto.distributed.redis_jobs import RedisJobs
+    from easyphoto.distributed.worker import wait_for_broker
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = f"redis://127.0.0.1:{probe.getsockname()[1]}/0"
+    said: list[str] = []
+    with pytest.raises(QueueUnavailable) as info:
+        wait_for_broker(RedisJobs(closed), 1.5, say=said.append)
+    assert said and all("Waiting for it" in line and "127.0.0.1" in line for line in said)
+    assert "Start Redis again" in info.value.hint and info.value.http_status == 503
 
 
 def test_the_setting_turns_the_distributed_queue_on_and_a_second_root_is_refused(redis_server, tmp_path):
@@ -326,14 +360,19 @@ def test_redis_restarted_mid_run_is_a_clear_503_and_the_queue_recovers(studio, w
         assert info.value.http_status == 503 and "Start Redis again" in info.value.hint
         answer = client.get("/easyphoto/v1/jobs")
         assert answer.status_code == 503 and "unavailable" in answer.text
+        # A worker started while Redis is down waits for it (a reboot, a supervisor starting all at once).
+        workers.start("gamma", ready=False)
+        workers.wait_for_line("gamma", "Waiting for it", 180)
     finally:
         redis_server.start()
+    workers.wait_for_line("gamma", f"@{socket.gethostname()} ready.", 180)
     job = queue.submit("check_photos", {"identity_id": "checked"})
     for submitted in (running, job):
         record = _wait(lambda j=submitted: (r := queue.get(j.id)).is_final and r, 300, "jobs across the restart",
                        workers)
         assert record.state is JobState.SUCCEEDED, (record.error, workers.log("alpha"), workers.log("beta"))
     assert queue.get(running.id).result["steps"] == 16
+    workers.stop("gamma")
 
 
 @pytest.mark.timeout(600)

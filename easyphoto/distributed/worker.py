@@ -59,6 +59,23 @@ def lease_seconds() -> float:
     return max(float(os.environ.get("EASYPHOTO_LEASE_SECONDS", "20")), 1.0)
 
 
+def wait_for_broker(store: RedisJobs, seconds: float, say=print) -> None:
+    """Wait up to `seconds` for Redis to answer: a worker started before Redis (a reboot, a supervisor starting
+    everything at once) or during its restart waits for it, as Celery's own consumer does, instead of exiting."""
+    deadline, pause = time.monotonic() + max(seconds, 0.0), 1.0
+    while True:
+        try:
+            store.ping()
+            return
+        except QueueUnavailable as exc:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise
+            say(f"EasyPhoto worker: {exc.message} Waiting for it ({left:.0f} s left) ...")
+            time.sleep(min(pause, left))
+            pause = min(pause * 2, 10.0)
+
+
 def check_data_root(ctx: AppContext, store: RedisJobs, *, create: bool) -> str:
     """The data root's marker, the same for the server and every worker (they must share one folder).
 
