@@ -32,6 +32,24 @@ CONTROLNET_MODELS: dict[str, str] = {
     "depth": "control_v11f1p_sd15_depth",  # try-on (easyphoto.tryon): depth maps from easyphoto.tryon.depth
     "seg": "control_v11p_sd15_seg",  # garment design (easyphoto.design): a layout in ADE20K colour coding
 }
+# The SDXL ControlNets of the same kinds where one is published (file stems as the reference and the WebUI's users
+# name them). SDXL portraits use canny (the reference's SDXL pass: diffusers_xl_canny_mid) and pose where present;
+# kinds without an SDXL model (color, tile, seg) are left out of SDXL requests by the pipelines.
+CONTROLNET_MODELS_SDXL: dict[str, str] = {
+    "canny": "diffusers_xl_canny_mid",
+    "openpose": "thibaud_xl_openpose_256lora",
+    "depth": "diffusers_xl_depth_mid",
+}
+MODEL_FAMILIES = ("sd15", "sdxl")  # what a base checkpoint is; the ControlNets and LoRAs must be of the same family
+
+
+def controlnet_models(family: str = "sd15") -> dict[str, str]:
+    """Control kind -> ControlNet model stem for a base model of `family` ("sd15" or "sdxl")."""
+    if family not in MODEL_FAMILIES:
+        raise GenerationError(f"Unknown model family {family!r}.", hint=f"Use one of {MODEL_FAMILIES}.")
+    return CONTROLNET_MODELS_SDXL if family == "sdxl" else CONTROLNET_MODELS
+
+
 CONTROL_MODES = ("balanced", "prompt", "control")  # ControlNet's "Balanced" / "My prompt…" / "ControlNet is…"
 INPAINT_FILLS = ("fill", "original", "latent noise", "latent nothing")  # the WebUI's masked-content choices
 
@@ -130,6 +148,7 @@ class Capabilities:
     missing: dict[str, str]  # control kind -> why it is unavailable, with what to do
     max_controls: int  # ControlNet units per generation
     samplers: tuple[str, ...] = ()
+    family: str = "sd15"  # the loaded base model's family (MODEL_FAMILIES): which ControlNets and LoRAs fit it
 
     def require(self, kinds: list[str] | set[str]) -> None:
         """Raise before any generation when a needed control model is missing (the host would only log it)."""
