@@ -13,6 +13,8 @@ any ad-hoc script share one definition of where each artefact lives under the ca
     <root>/single_file/tiny-sd15/tiny-sd15.safetensors (+ .yaml)
     <root>/single_file/tiny-sd15-inpainting/tiny-sd15-inpainting.safetensors (+ .yaml)
     <root>/onnx/{w600k_r50,det_10g}.onnx
+    <root>/sdxl/{sdxl,sdxl-controlnet-canny}/   tiny SDXL pipeline and ControlNet folders
+    <root>/sdxl/tiny-sdxl/tiny-sdxl.safetensors  the same in the WebUI's SGM single-file layout
     <root>/photos/...                    photos extracted from downloaded packages
 """
 
@@ -25,6 +27,7 @@ from .clip_tokenizer import build_clip_tokenizer
 from .single_file import build_single_file
 from .tiny_onnx import build_onnx_models
 from .tiny_sd import TinySDPaths, build_config_only, build_tiny_sd
+from .tiny_sdxl import build_tiny_sdxl
 
 SINGLE_FILE_NAMES = {False: "tiny-sd15", True: "tiny-sd15-inpainting"}
 
@@ -53,6 +56,11 @@ def single_file_path(root: Path, *, inpaint: bool) -> Path:
     return build_single_file(source, root / "single_file" / SINGLE_FILE_NAMES[inpaint], inpaint=inpaint)
 
 
+def tiny_sdxl_paths(root: Path) -> dict[str, Path]:
+    """Tiny SDXL: {"pipeline": diffusers folder, "controlnet": folder, "single_file": SGM .safetensors}."""
+    return build_tiny_sdxl(root / "sdxl", tokenizer_dir(root))
+
+
 def onnx_models(root: Path) -> dict[str, Path]:
     """``{"arcface": ..., "scrfd": ...}`` ONNX files."""
     return build_onnx_models(root / "onnx")
@@ -66,6 +74,7 @@ def build_all(root: Path) -> dict[str, float]:
         "config_only": lambda: [config_only_dir(root, inpaint=flag) for flag in (False, True)],
         "single_file": lambda: [single_file_path(root, inpaint=flag) for flag in (False, True)],
         "onnx": lambda: onnx_models(root),
+        "tiny_sdxl": lambda: tiny_sdxl_paths(root),
     }
     timings = {}
     for name, step in steps.items():

@@ -102,6 +102,29 @@ def tiny_inpaint_config_dir(kit_root, _tiny_sd_paths) -> Path:
 
 
 @pytest.fixture(scope="session")
+def _tiny_sdxl(kit_root, clip_tokenizer_dir) -> dict[str, Path]:
+    return _needs_source(artefacts.tiny_sdxl_paths, kit_root)
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl_dir(_tiny_sdxl) -> Path:
+    """``StableDiffusionXLPipeline`` folder: tiny SDXL architecture (two text encoders, text_time conditioning)."""
+    return _tiny_sdxl["pipeline"]
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl_single_file(_tiny_sdxl) -> Path:
+    """``tiny-sdxl.safetensors``: the tiny SDXL in the WebUI's SGM checkpoint layout."""
+    return _tiny_sdxl["single_file"]
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl_controlnet_dir(_tiny_sdxl) -> Path:
+    """A tiny SDXL ``ControlNetModel`` folder made from the tiny SDXL UNet."""
+    return _tiny_sdxl["controlnet"]
+
+
+@pytest.fixture(scope="session")
 def tiny_single_file(kit_root, _tiny_sd_paths) -> Path:
     """``tiny-sd15.safetensors``: the txt2img model in WebUI/LDM key layout (``.yaml`` beside it)."""
     return artefacts.single_file_path(kit_root, inpaint=False)
