@@ -1,6 +1,10 @@
-"""The SD 1.5 base model, for training and for standalone inference: a diffusers folder or a WebUI single file.
+"""The base model (SD 1.5 or SDXL), for training and standalone inference: a diffusers folder or a WebUI single file.
 
-    load_base(source, config_dir=None, dtype=torch.float32, device="cpu") -> BaseModel
+    load_base(source, config_dir=None, dtype=torch.float32, device="cpu", allow_sdxl=False) -> BaseModel
+
+SDXL (`allow_sdxl`, `BaseModel.family == "sdxl"`) adds the second text encoder (OpenCLIP bigG,
+``CLIPTextModelWithProjection``) and its tokenizer; an SDXL single file (Stability's SGM layout) is loaded with
+``StableDiffusionXLPipeline.from_single_file`` against the shipped ``easyphoto/sd/sdxl/`` configs, offline.
 
 A single file must be ``.safetensors`` (a ``.ckpt`` is a pickle: loading one can run arbitrary code, so it is
 refused with a hint to convert it). Before anything is loaded, the file's safetensors header alone (a few hundred
@@ -32,6 +36,8 @@ from easyphoto.sd.mapped import own_file_backed_tensors
 from easyphoto.store import safetensors_header
 
 SHIPPED_CONFIG_DIR = Path(__file__).resolve().parent / "sd15"
+SHIPPED_SDXL_CONFIG_DIR = Path(__file__).resolve().parent / "sdxl"
+SHIPPED_TOKENIZER_DIR = SHIPPED_CONFIG_DIR / "tokenizer"  # CLIP BPE: SD 1.5's tokenizer and both of SDXL's
 _UNET_IN = "model.diffusion_model.input_blocks.0.0.weight"
 _CHANGE_HINT = "Choose an SD 1.5 checkpoint (e.g. v1-5-pruned-emaonly.safetensors or a fine-tune of it) as the base."
 
@@ -55,6 +61,13 @@ class BaseModel:
     noise_scheduler: Any  # DDPMScheduler with the model's training noise schedule
     source: Path
     model_hash: str | None
+    family: str = "sd15"  # "sd15" or "sdxl" (easyphoto.generation.MODEL_FAMILIES)
+    text_encoder_2: Any = None  # SDXL: OpenCLIP bigG with projection (its pooled output conditions the UNet)
+    tokenizer_2: Any = None
+
+    @property
+    def text_encoders(self) -> list:
+        return [m for m in (self.text_encoder, self.text_encoder_2) if m is not None]
 
 
 def legacy_hash(path: Path | str) -> str:
@@ -103,8 +116,8 @@ _REFUSALS = {
 }
 
 
-def check_single_file(path: Path) -> str:
-    """Refuse anything the SD 1.5 trainer cannot load, from the file name and header alone; returns "sd1"."""
+def check_single_file(path: Path, *, allow_sdxl: bool = False) -> str:
+    """Refuse anything that cannot be loaded, from the file name and header alone; returns "sd1" or "sdxl"."""
     suffix = path.suffix.lower()
     if suffix in (".ckpt", ".pt", ".pth", ".bin"):
         raise BaseModelError(
@@ -115,6 +128,8 @@ def check_single_file(path: Path) -> str:
     if suffix != ".safetensors":
         raise BaseModelError(f"The base checkpoint {path.name} is not a .safetensors file.", hint=_CHANGE_HINT)
     kind = detect_architecture(read_safetensors_header(path))
+    if kind == "sdxl" and allow_sdxl:
+        return kind
     if kind != "sd1":
         message, hint = _REFUSALS[kind]
         raise BaseModelError(f"The base checkpoint {path.name} {message}.", hint=hint)
@@ -128,40 +143,123 @@ def load_base(
     dtype: torch.dtype = torch.float32,
     device: str | torch.device = "cpu",
     allow_inpaint: bool = False,
+    allow_sdxl: bool = False,
 ) -> BaseModel:
     """Load UNet, VAE, text encoder, tokenizer and training scheduler from a diffusers folder or a single file.
 
     Nothing is downloaded (``local_files_only``); every weight is frozen (requires_grad False) and in eval mode.
     ``allow_inpaint`` also accepts a diffusers folder with a 9-channel inpainting UNet (inference can use one,
     training cannot); single-file inpainting checkpoints stay refused (the shipped config is the 4-channel one).
+    ``allow_sdxl`` accepts SDXL checkpoints (folder or single file); without it they are refused by name.
     """
     source = Path(source)
     if not source.exists():
         raise BaseModelError(f"The base checkpoint {source} does not exist.", hint=_CHANGE_HINT)
     if source.is_dir():
-        parts = _load_folder(source, dtype, allow_inpaint=allow_inpaint)
+        if allow_sdxl and _folder_is_sdxl(source):
+            parts = _load_sdxl_folder(source, dtype)
+        else:
+            parts = {**_load_folder(source, dtype, allow_inpaint=allow_inpaint), "family": "sd15"}
         model_hash = _folder_hash(source)
     else:
-        check_single_file(source)
-        parts = _load_single_file(source, Path(config_dir) if config_dir else SHIPPED_CONFIG_DIR, dtype)
+        if check_single_file(source, allow_sdxl=allow_sdxl) == "sdxl":
+            parts = _load_sdxl_single_file(source, Path(config_dir) if config_dir else SHIPPED_SDXL_CONFIG_DIR, dtype)
+        else:
+            parts = {**_load_single_file(source, Path(config_dir) if config_dir else SHIPPED_CONFIG_DIR, dtype),
+                     "family": "sd15"}
         model_hash = legacy_hash(source)
     from diffusers import DDPMScheduler
 
-    unet, vae, text_encoder, tokenizer, scheduler = parts
-    own_file_backed_tensors(unet, vae, text_encoder)  # else the weight files stay mapped and resident
-    for model in (unet, vae, text_encoder):
+    models = [m for m in (parts["unet"], parts["vae"], parts["text_encoder"], parts.get("text_encoder_2")) if m]
+    own_file_backed_tensors(*models)  # else the weight files stay mapped and resident
+    for model in models:
         model.requires_grad_(False)
         model.eval()
         model.to(device)
     return BaseModel(
-        unet=unet,
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=tokenizer,
-        noise_scheduler=DDPMScheduler.from_config(scheduler.config),
+        unet=parts["unet"],
+        vae=parts["vae"],
+        text_encoder=parts["text_encoder"],
+        tokenizer=parts["tokenizer"],
+        noise_scheduler=DDPMScheduler.from_config(parts["scheduler"].config),
         source=source,
         model_hash=model_hash,
+        family=parts["family"],
+        text_encoder_2=parts.get("text_encoder_2"),
+        tokenizer_2=parts.get("tokenizer_2"),
     )
+
+
+def _folder_is_sdxl(folder: Path) -> bool:
+    index_file = folder / "model_index.json"
+    if not index_file.is_file():
+        return False
+    return "XL" in str(json.loads(index_file.read_text(encoding="utf-8")).get("_class_name", ""))
+
+
+def _load_sdxl_folder(folder: Path, dtype: torch.dtype) -> dict:
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+    index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
+    if "Img2Img" in str(index.get("_class_name", "")) or not index.get("text_encoder"):
+        raise BaseModelError(f"The diffusers folder {folder.name} is an SDXL refiner ({index.get('_class_name')}), "
+                             "not a base model.", hint="Choose the SDXL base model (or a fine-tune of it).")
+    missing = [p for p in ("unet", "vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "scheduler")
+               if not (folder / p).is_dir()]
+    if missing:
+        raise BaseModelError(f"The SDXL diffusers folder {folder} lacks {', '.join(missing)}.",
+                             hint="Download the model again (diffusers layout, safetensors).")
+    for component, stem in {**FOLDER_WEIGHTS, "text_encoder_2": "model"}.items():
+        require_safetensors(folder / component, stem, what=f"the base model {folder.name}")
+    options = {"local_files_only": True, "use_safetensors": True}
+    return {
+        "family": "sdxl",
+        "unet": UNet2DConditionModel.from_pretrained(str(folder), subfolder="unet", torch_dtype=dtype, **options),
+        "vae": AutoencoderKL.from_pretrained(str(folder), subfolder="vae", torch_dtype=dtype, **options),
+        "text_encoder": CLIPTextModel.from_pretrained(str(folder), subfolder="text_encoder", torch_dtype=dtype,
+                                                      **options),
+        "text_encoder_2": CLIPTextModelWithProjection.from_pretrained(str(folder), subfolder="text_encoder_2",
+                                                                      torch_dtype=dtype, **options),
+        "tokenizer": CLIPTokenizer.from_pretrained(str(folder), subfolder="tokenizer", local_files_only=True),
+        "tokenizer_2": CLIPTokenizer.from_pretrained(str(folder), subfolder="tokenizer_2", local_files_only=True),
+        "scheduler": DDPMScheduler.from_pretrained(str(folder), subfolder="scheduler", local_files_only=True),
+    }
+
+
+def sdxl_tokenizers(config_dir: Path) -> tuple[Any, Any]:
+    """SDXL's two tokenizers: the config folder's own (a diffusers SDXL folder has both), else the shipped CLIP
+    BPE twice, the second padding with "!" as SDXL's second tokenizer does."""
+    from transformers import CLIPTokenizer
+
+    if (config_dir / "tokenizer" / "vocab.json").is_file() and (config_dir / "tokenizer_2" / "vocab.json").is_file():
+        return (CLIPTokenizer.from_pretrained(str(config_dir / "tokenizer"), local_files_only=True),
+                CLIPTokenizer.from_pretrained(str(config_dir / "tokenizer_2"), local_files_only=True))
+    return (CLIPTokenizer.from_pretrained(str(SHIPPED_TOKENIZER_DIR), local_files_only=True),
+            CLIPTokenizer.from_pretrained(str(SHIPPED_TOKENIZER_DIR), local_files_only=True, pad_token="!"))
+
+
+def _load_sdxl_single_file(path: Path, config_dir: Path, dtype: torch.dtype) -> dict:
+    from diffusers import StableDiffusionXLPipeline
+
+    if not (config_dir / "model_index.json").is_file():
+        raise BaseModelError(f"The SDXL config folder {config_dir} has no model_index.json.",
+                             hint="Reinstall EasyPhoto: easyphoto/sd/sdxl/ ships with it.")
+    tokenizer, tokenizer_2 = sdxl_tokenizers(config_dir)
+    try:
+        pipe = StableDiffusionXLPipeline.from_single_file(
+            str(path), config=str(config_dir), local_files_only=True, torch_dtype=dtype,
+            tokenizer=tokenizer, tokenizer_2=tokenizer_2,
+        )
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise BaseModelError(
+            f"The SDXL checkpoint {path.name} could not be loaded: {type(exc).__name__}: {exc}",
+            hint="The file may be damaged, or an SDXL variant EasyPhoto does not know (refiner, Pony/Illustrious "
+            "fine-tunes load like the base; SD3/Flux do not).",
+        ) from exc
+    return {"family": "sdxl", "unet": pipe.unet, "vae": pipe.vae, "text_encoder": pipe.text_encoder,
+            "text_encoder_2": pipe.text_encoder_2, "tokenizer": pipe.tokenizer, "tokenizer_2": pipe.tokenizer_2,
+            "scheduler": pipe.scheduler}
 
 
 def _load_folder(folder: Path, dtype: torch.dtype, *, allow_inpaint: bool = False):
@@ -194,7 +292,7 @@ def _load_folder(folder: Path, dtype: torch.dtype, *, allow_inpaint: bool = Fals
     text_encoder = CLIPTextModel.from_pretrained(str(folder), subfolder="text_encoder", torch_dtype=dtype, **options)
     tokenizer = CLIPTokenizer.from_pretrained(str(folder), subfolder="tokenizer", local_files_only=True)
     scheduler = DDPMScheduler.from_pretrained(str(folder), subfolder="scheduler", local_files_only=True)
-    return unet, vae, text_encoder, tokenizer, scheduler
+    return {"unet": unet, "vae": vae, "text_encoder": text_encoder, "tokenizer": tokenizer, "scheduler": scheduler}
 
 
 # Component folder → the weight file stem from_pretrained looks for (diffusers models / transformers models).
@@ -237,7 +335,8 @@ def _load_single_file(path: Path, config_dir: Path, dtype: torch.dtype):
             f"The base checkpoint {path.name} could not be loaded as SD 1.5: {type(exc).__name__}: {exc}",
             hint="The file may be damaged, or a model type the SD 1.5 trainer does not know. " + _CHANGE_HINT,
         ) from exc
-    return pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer, pipe.scheduler
+    return {"unet": pipe.unet, "vae": pipe.vae, "text_encoder": pipe.text_encoder, "tokenizer": pipe.tokenizer,
+            "scheduler": pipe.scheduler}
 
 
 def _folder_hash(folder: Path) -> str | None:

@@ -200,7 +200,71 @@ def _load_pixels(path: Path, resolution: int) -> torch.Tensor:
     return torch.from_numpy(array).permute(2, 0, 1).contiguous() / 127.5 - 1.0
 
 
+@dataclass(frozen=True)
+class SampleSize:
+    """An SDXL training image's size conditioning (the UNet's six "time ids"): the photo's size, where the crop
+    starts in the resized photo, and the bucket's size; all in pixels, (height, width) order."""
+
+    original: tuple[int, int]
+    crop_top_left: tuple[int, int]
+    target: tuple[int, int]
+    resized_width: int  # the photo's width once resized to cover the bucket
+
+    def time_ids(self, flipped: bool) -> list[int]:
+        top, left = self.crop_top_left
+        if flipped:  # the mirror image's crop starts as far from the other edge
+            left = self.resized_width - left - self.target[1]
+        return [*self.original, top, left, *self.target]
+
+
+def bucket_for(width: int, height: int, resolution: int) -> tuple[int, int]:
+    """(width, height) of the aspect-ratio bucket for a photo: sides multiples of a step (64 px at 1024, as SDXL's
+    training buckets), about resolution² pixels, aspect ratios from 1:4 to 4:1, the closest to the photo's."""
+    aspect = width / height
+    step = max(16, resolution // 16)
+    best = None
+    for bucket_width in range(max(step, resolution // 2 // step * step), resolution * 2 + 1, step):
+        bucket_height = max(step, (resolution * resolution // bucket_width) // step * step)
+        error = abs(math.log((bucket_width / bucket_height) / aspect))
+        if best is None or error < best[0] - 1e-9:
+            best = (error, bucket_width, bucket_height)
+    return best[1], best[2]
+
+
+def load_bucketed(path: Path, resolution: int) -> tuple[torch.Tensor, SampleSize]:
+    """[3, h, w] float32 in [-1, 1] at the photo's bucket size (resized to cover it, centre-cropped), and its size
+    conditioning."""
+    with Image.open(path) as image:
+        image = image.convert("RGB")
+        target_width, target_height = bucket_for(image.width, image.height, resolution)
+        scale = max(target_width / image.width, target_height / image.height)
+        resized = (max(target_width, round(image.width * scale)), max(target_height, round(image.height * scale)))
+        original = (image.height, image.width)
+        image = image.resize(resized, Image.LANCZOS) if resized != image.size else image
+        left, top = (resized[0] - target_width) // 2, (resized[1] - target_height) // 2
+        image = image.crop((left, top, left + target_width, top + target_height))
+        array = np.asarray(image, dtype=np.float32)
+    pixels = torch.from_numpy(array).permute(2, 0, 1).contiguous() / 127.5 - 1.0
+    return pixels, SampleSize(original, (top, left), (target_height, target_width), resized[0])
+
+
 # ---------------------------------------------------------------------------------------------- models
+
+TextState = tuple[torch.Tensor, "torch.Tensor | None"]  # (hidden states, SDXL's pooled embedding or None)
+BASE_MODEL_VERSIONS = {"sd15": "sd_v1", "sdxl": "sdxl_base_v1-0"}  # kohya's ss_base_model_version values
+
+
+def _cat_states(states: list[TextState]) -> TextState:
+    hidden = torch.cat([h for h, _ in states])
+    pooled = [p for _, p in states]
+    return hidden, None if pooled[0] is None else torch.cat(pooled)
+
+
+def _token_ids(tokenizer, captions: list[str]) -> dict[str, torch.Tensor]:
+    ids = tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                    return_tensors="pt").input_ids
+    return {caption: ids[i : i + 1] for i, caption in enumerate(captions)}
+
 
 
 def _lora_layers(model: torch.nn.Module) -> dict[str, torch.nn.Module]:
@@ -474,6 +538,7 @@ class _Trainer:
         self.device = torch.device(device)
         self.cuda = self.device.type == "cuda"
         self.train_te = config.train_text_encoder
+        self.sdxl = base.family == "sdxl"
         self.autocast_dtype = autocast_dtype(config.mixed_precision, self.device)
         if self.autocast_dtype is None and config.mixed_precision != "no":
             log.info("mixed_precision=%s is not available on this %s: training runs in float32.",
@@ -491,33 +556,37 @@ class _Trainer:
     # --- setup
     def prepare_models(self) -> None:
         base, config = self.base, self.config
-        self.modes = {m: m.training for m in (base.unet, base.vae, base.text_encoder)}
-        for model in (base.unet, base.vae, base.text_encoder):
+        encoders = self.encoders()
+        self.modes = {m: m.training for m in (base.unet, base.vae, *encoders.values())}
+        for model in (base.unet, base.vae, *encoders.values()):
             model.requires_grad_(False)
             model.to(self.device)
         init = _generator(self.seed, "init", 0)
         named = _inject(base.unet, "unet", lora.UNET_TARGETS, config.rank, config.network_alpha, init)
         if self.train_te:
-            named += _inject(base.text_encoder, "text_encoder", lora.TEXT_TARGETS, config.rank, config.network_alpha,
-                             init)
+            for prefix, encoder in encoders.items():
+                named += _inject(encoder, prefix, lora.TEXT_TARGETS, config.rank, config.network_alpha, init)
         self.param_names = [name for name, _ in named]
         self.unet_params = [p for name, p in named if name.startswith("unet.")]
-        self.te_params = [p for name, p in named if name.startswith("text_encoder.")]
+        self.te_params = [p for name, p in named if name.startswith("text_encoder")]
         if not self.train_te:
-            _disable_lora(base.text_encoder)
+            for encoder in encoders.values():
+                _disable_lora(encoder)
         _set_attention(base.unet, config.attention)
         base.unet.train()
         base.vae.eval()
-        base.text_encoder.train(self.train_te)
+        for encoder in encoders.values():
+            encoder.train(self.train_te)
         if config.gradient_checkpointing:
             base.unet.enable_gradient_checkpointing()
             if self.train_te:
-                try:  # transformers >= 4.35 takes the checkpoint kwargs; 4.30 (A1111's pin) does not
-                    base.text_encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-                except TypeError:
-                    base.text_encoder.gradient_checkpointing_enable()
-                # transformers' (reentrant) checkpointing drops the LoRA gradients when no input needs grad.
-                base.text_encoder.enable_input_require_grads()
+                for encoder in encoders.values():
+                    try:  # transformers >= 4.35 takes the checkpoint kwargs; 4.30 (A1111's pin) does not
+                        encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+                    except TypeError:
+                        encoder.gradient_checkpointing_enable()
+                    # transformers' (reentrant) checkpointing drops the LoRA gradients when no input needs grad.
+                    encoder.enable_input_require_grads()
         groups = [{"params": self.unet_params, "lr": config.learning_rate}]
         if self.te_params:
             groups.append({"params": self.te_params, "lr": config.text_encoder_learning_rate})
@@ -530,16 +599,27 @@ class _Trainer:
         self._tf32 = _set_tf32(config.tf32) if self.cuda else None
         self.step_text: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
+    def encoders(self) -> dict[str, torch.nn.Module]:
+        """The text encoders by LoRA key prefix: SD 1.5's one, SDXL's two."""
+        found = {"text_encoder": self.base.text_encoder}
+        if self.sdxl:
+            found["text_encoder_2"] = self.base.text_encoder_2
+        return found
+
     def prepare_data(self) -> None:
         """Pixels (always), VAE latent distributions of each image and its mirror (cache_latents), token ids and,
-        for a frozen text encoder, its embeddings (cache_latents)."""
+        for a frozen text encoder, its embeddings (cache_latents). SDXL images are bucketed (aspect kept, about
+        resolution² pixels) and carry their size/crop numbers for the UNet's added conditioning."""
         base, config = self.base, self.config
-        self.pixels = [_load_pixels(item.image, config.resolution) for item in self.items]
-        tokenizer = base.tokenizer
+        if self.sdxl:
+            loaded = [load_bucketed(item.image, config.resolution) for item in self.items]
+            self.pixels = [pixels for pixels, _ in loaded]
+            self.sizes = [size for _, size in loaded]
+        else:
+            self.pixels = [_load_pixels(item.image, config.resolution) for item in self.items]
         captions = sorted({item.caption for item in self.items})
-        ids = tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
-                        return_tensors="pt").input_ids
-        self.token_ids = {caption: ids[i : i + 1] for i, caption in enumerate(captions)}
+        self.token_ids = _token_ids(base.tokenizer, captions)
+        self.token_ids_2 = _token_ids(base.tokenizer_2, captions) if self.sdxl else {}
         self.latent_cache: list[tuple[torch.Tensor, torch.Tensor]] | None = None
         self.embedding_cache: dict[str, torch.Tensor] | None = None
         if not config.cache_latents:
@@ -558,23 +638,36 @@ class _Trainer:
     def _offload(self) -> None:
         self.base.vae.to("cpu")
         if self.embedding_cache is not None:
-            self.base.text_encoder.to("cpu")
+            for encoder in self.encoders().values():
+                encoder.to("cpu")
         if self.cuda:
             torch.cuda.empty_cache()
 
     def _onload(self) -> None:
         self.base.vae.to(self.device)
-        self.base.text_encoder.to(self.device)
+        for encoder in self.encoders().values():
+            encoder.to(self.device)
 
     def _encode(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         vae = self.base.vae
         dist = vae.encode(pixels.to(self.device, vae.dtype)).latent_dist
         return dist.mean.float(), dist.std.float()
 
-    def _embed_frozen(self, caption: str) -> torch.Tensor:
+    def _embed_frozen(self, caption: str) -> TextState:
         with torch.no_grad(), self._autocast():
-            ids = self.token_ids[caption].to(self.device)
-            return self.base.text_encoder(ids)[0].float()
+            hidden, pooled = self._encode_text([caption])
+            return hidden.float(), None if pooled is None else pooled.float()
+
+    def _encode_text(self, captions: list[str]) -> TextState:
+        """(hidden states for the UNet's cross-attention, pooled embedding or None). SDXL: the penultimate hidden
+        states of both encoders side by side, and the second encoder's projected pooled output."""
+        ids = torch.cat([self.token_ids[c] for c in captions]).to(self.device)
+        if not self.sdxl:
+            return self.base.text_encoder(ids)[0], None
+        ids_2 = torch.cat([self.token_ids_2[c] for c in captions]).to(self.device)
+        first = self.base.text_encoder(ids, output_hidden_states=True)
+        second = self.base.text_encoder_2(ids_2, output_hidden_states=True)
+        return torch.cat([first.hidden_states[-2], second.hidden_states[-2]], dim=-1), second[0]
 
     def _autocast(self):
         if self.autocast_dtype is None:
@@ -592,6 +685,18 @@ class _Trainer:
         return self._loss([self._draw(first_micro + k) for k in range(count)])
 
     def _loss(self, draws: list[dict]) -> torch.Tensor:
+        """Mean loss over the samples of `draws`; samples of different sizes (SDXL buckets) run as one forward per
+        size, each sample weighing the same."""
+        groups: dict[tuple, list[dict]] = {}
+        for draw in draws:
+            groups.setdefault(tuple(draw["noisy"].shape[1:]), []).append(draw)
+        if len(groups) == 1:
+            return self._group_loss(draws)
+        counts = {shape: sum(len(d["captions"]) for d in group) for shape, group in groups.items()}
+        total = sum(self._group_loss(group) * counts[shape] for shape, group in groups.items())
+        return total / sum(counts.values())
+
+    def _group_loss(self, draws: list[dict]) -> torch.Tensor:
         noisy = torch.cat([d["noisy"] for d in draws])
         target = torch.cat([d["target"] for d in draws])
         timesteps = torch.cat([d["timesteps"] for d in draws])
@@ -599,8 +704,12 @@ class _Trainer:
         if self.channels_last:
             noisy = noisy.contiguous(memory_format=torch.channels_last)
         with self._autocast():
-            hidden = self._text_states(captions)
-            prediction = self.unet_forward(noisy, timesteps, hidden).sample
+            hidden, pooled = self._text_states(captions)
+            if self.sdxl:
+                added = {"text_embeds": pooled, "time_ids": torch.cat([d["time_ids"] for d in draws])}
+                prediction = self.unet_forward(noisy, timesteps, hidden, added_cond_kwargs=added).sample
+            else:
+                prediction = self.unet_forward(noisy, timesteps, hidden).sample
         return F.mse_loss(prediction.float(), target.float(), reduction="mean")
 
     def _draw(self, micro: int) -> dict:
@@ -621,6 +730,9 @@ class _Trainer:
                     mean, std = self._encode((torch.flip(pixels, dims=[-1]) if flip else pixels)[None])
                 means.append(mean[0])
                 stds.append(std[0])
+        if len({tuple(m.shape) for m in means}) > 1:  # SDXL buckets of different sizes in one micro-step
+            raise TrainError("The samples of one micro-step have different sizes.",
+                             hint="Use batch_size 1 with photos of different aspect ratios (SDXL bucketing).")
         mean, std = torch.stack(means), torch.stack(stds)
         sample_noise = self._to_device(torch.randn(mean.shape, generator=generator))
         latents = (mean + std * sample_noise) * self.scaling
@@ -628,8 +740,12 @@ class _Trainer:
         timesteps = self._to_device(torch.randint(0, self.timesteps, (batch,), generator=generator))
         noisy = self.scheduler.add_noise(latents, noise, timesteps)
         target = self.scheduler.get_velocity(latents, noise, timesteps) if self.v_prediction else noise
-        return {"noisy": noisy, "target": target, "timesteps": timesteps,
+        draw = {"noisy": noisy, "target": target, "timesteps": timesteps,
                 "captions": [self.items[i].caption for i in indices]}
+        if self.sdxl:
+            draw["time_ids"] = self._to_device(torch.tensor(
+                [self.sizes[i].time_ids(flip) for i, flip in zip(indices, flips, strict=True)], dtype=torch.float32))
+        return draw
 
     def _to_device(self, tensor: torch.Tensor) -> torch.Tensor:
         """A CPU-drawn tensor on the device without stalling the host: pinned memory, non-blocking copy."""
@@ -637,37 +753,38 @@ class _Trainer:
             return tensor
         return tensor.pin_memory().to(self.device, non_blocking=True)
 
-    def _text_states(self, captions: list[str]) -> torch.Tensor:
+    def _text_states(self, captions: list[str]) -> TextState:
         if self.embedding_cache is not None:
-            return torch.cat([self.embedding_cache[c] for c in captions])
+            return _cat_states([self.embedding_cache[c] for c in captions])
         if self.shared_text:
-            return torch.cat([self._step_text_state(c) for c in captions])
-        ids = torch.cat([self.token_ids[c] for c in captions]).to(self.device)
+            return _cat_states([self._step_text_state(c) for c in captions])
         if self.train_te:
-            return self.base.text_encoder(ids)[0]
+            return self._encode_text(captions)
         with torch.no_grad():
-            return self.base.text_encoder(ids)[0]
+            return self._encode_text(captions)
 
-    def _step_text_state(self, caption: str) -> torch.Tensor:
+    def _step_text_state(self, caption: str) -> TextState:
         """The caption's text-encoder output for this optimizer step, computed once. A trained encoder's output
         is handed out as a detached leaf: each micro-step's backward stops there and adds to its .grad, and
         finish_text_pass sends the sum through the encoder once (the same gradient as one pass per micro-step)."""
         if caption not in self.step_text:
-            ids = self.token_ids[caption].to(self.device)
             if self.train_te:
-                output = self.base.text_encoder(ids)[0]
-                self.step_text[caption] = (output, output.detach().requires_grad_(True))
+                outputs = self._encode_text([caption])
+                leaves = tuple(None if o is None else o.detach().requires_grad_(True) for o in outputs)
+                self.step_text[caption] = (outputs, leaves)
             else:
                 with torch.no_grad():
-                    output = self.base.text_encoder(ids)[0]
-                self.step_text[caption] = (output, output)
+                    outputs = self._encode_text([caption])
+                self.step_text[caption] = (outputs, outputs)
         return self.step_text[caption][1]
 
     def finish_text_pass(self) -> None:
         """Backpropagate the summed gradient of each shared text-encoder output of this step, then forget them."""
-        for output, leaf in self.step_text.values():
-            if leaf is not output and leaf.grad is not None:
-                output.backward(leaf.grad)
+        for outputs, leaves in self.step_text.values():
+            pairs = [(o, leaf.grad) for o, leaf in zip(outputs, leaves, strict=True)
+                     if o is not None and leaf is not o and leaf.grad is not None]
+            if pairs:
+                torch.autograd.backward([o for o, _ in pairs], [g for _, g in pairs])
         self.step_text = {}
 
     # --- optimizer step
@@ -692,7 +809,8 @@ class _Trainer:
     def lora_weights(self) -> lora.LoraWeights:
         weights = from_peft(self.base.unet, "unet", float(self.config.network_alpha))
         if self.train_te:
-            weights.update(from_peft(self.base.text_encoder, "text_encoder", float(self.config.network_alpha)))
+            for prefix, encoder in self.encoders().items():
+                weights.update(from_peft(encoder, prefix, float(self.config.network_alpha)))
         return weights
 
     def save(self, step: int) -> Path:
@@ -708,6 +826,7 @@ class _Trainer:
             "ss_sd_model_hash": self.base.model_hash or "",
             "ss_sd_model_name": Path(self.base.source).name,
             "easyphoto_step": str(step),
+            "ss_base_model_version": BASE_MODEL_VERSIONS[self.base.family],
         }
         with _disk_errors("LoRA checkpoint", step, path):
             lora.save_lora(path, self.lora_weights(), metadata, dtype=torch.float32)
@@ -720,8 +839,8 @@ class _Trainer:
         weights, _ = lora.load_lora(lora_path)
         load_into_peft(self.base.unet, "unet", {k: v for k, v in weights.items() if k.startswith("unet.")})
         if self.train_te:
-            text = {k: v for k, v in weights.items() if k.startswith("text_encoder.")}
-            load_into_peft(self.base.text_encoder, "text_encoder", text)
+            for prefix, encoder in self.encoders().items():
+                load_into_peft(encoder, prefix, {k: v for k, v in weights.items() if k.startswith(prefix + ".")})
         _load_optimizer(optim_path, self.optimizer, self.param_names, self.scaler)
 
     def finish(self) -> None:
@@ -737,8 +856,9 @@ class _Trainer:
         if self.config.gradient_checkpointing:
             base.unet.disable_gradient_checkpointing()
             if self.train_te:
-                base.text_encoder.gradient_checkpointing_disable()
-                base.text_encoder.disable_input_require_grads()
+                for encoder in self.encoders().values():
+                    encoder.gradient_checkpointing_disable()
+                    encoder.disable_input_require_grads()
         for model, training in self.modes.items():
             model.train(training)
         for param in self.unet_params + self.te_params:
@@ -749,7 +869,9 @@ def _snapshot(config: TrainConfig, seed: int, base: BaseModel, fingerprint: str)
     return {
         "config": config.to_dict(),
         "seed": seed,
-        "targets": {"unet": lora.UNET_TARGETS, "text_encoder": lora.TEXT_TARGETS if config.train_text_encoder else []},
+        "targets": {"unet": lora.UNET_TARGETS, "text_encoder": lora.TEXT_TARGETS if config.train_text_encoder else [],
+                    **({"text_encoder_2": lora.TEXT_TARGETS if config.train_text_encoder else []}
+                       if base.family == "sdxl" else {})},
         "base_model_hash": base.model_hash,
         "dataset": fingerprint,
     }

@@ -113,6 +113,12 @@ def tiny_sdxl_dir(_tiny_sdxl) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_sdxl_config_dir(_tiny_sdxl) -> Path:
+    """Weight-free copy of ``tiny_sdxl_dir`` (configs + both tokenizers): ``config=`` for the SGM single file."""
+    return _tiny_sdxl["config"]
+
+
+@pytest.fixture(scope="session")
 def tiny_sdxl_single_file(_tiny_sdxl) -> Path:
     """``tiny-sdxl.safetensors``: the tiny SDXL in the WebUI's SGM checkpoint layout."""
     return _tiny_sdxl["single_file"]

@@ -193,11 +193,14 @@ def write_sgm_single_file(pipeline_dir: Path, out_path: Path) -> Path:
 
 
 def build_tiny_sdxl(out_root: Path, tokenizer_dir: Path) -> dict[str, Path]:
-    """Cached tiny SDXL artefacts: {"pipeline": folder, "controlnet": folder, "single_file": .safetensors}."""
+    """Cached tiny SDXL artefacts: {"pipeline": folder, "config": its weight-free copy, "controlnet": folder,
+    "single_file": .safetensors}."""
     from .cache import cached_dir
+    from .tiny_sd import build_config_only
 
     pipeline = cached_dir(out_root / "sdxl", lambda tmp: save_pipeline(tmp, tokenizer_dir))
+    config = build_config_only(pipeline, out_root / "sdxl-config")
     controlnet = cached_dir(out_root / "sdxl-controlnet-canny", save_controlnet)
     name = "tiny-sdxl.safetensors"
     folder = cached_dir(out_root / "tiny-sdxl", lambda tmp: write_sgm_single_file(pipeline, tmp / name))
-    return {"pipeline": pipeline, "controlnet": controlnet, "single_file": folder / name}
+    return {"pipeline": pipeline, "config": config, "controlnet": controlnet, "single_file": folder / name}
