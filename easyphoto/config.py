@@ -200,6 +200,7 @@ def _field_spec(name: str, prop: dict[str, Any], schema: dict[str, Any]) -> Fiel
 FaceStack = Literal["auto", "insightface", "dlib", "mediapipe"]
 FaceChoice = Literal["largest", "best_match"]
 ControlMode = Literal["balanced", "prompt", "control"]
+IdentityMode = Literal["lora", "instantid", "faceid", "pulid"]  # easyphoto.identity_modes.IDENTITY_MODES
 
 # UI groups (`in_group`), shown in the order their first field is declared
 _PHOTOS, _DATASET, _LORA, _TRAINING = "Photo selection", "Dataset", "LoRA", "Training"
@@ -417,6 +418,30 @@ class TrainConfig(ConfigModel):
     )
 
 
+# What an SDXL base changes in TrainConfig's defaults (reference: 1024 px, rank 32 / alpha 16, gradient
+# checkpointing), plus a frozen text encoder so that the embeddings of both encoders are cached: an SDXL LoRA then
+# fits a 12-16 GB card. Only fields the request did not set are changed (`for_family`).
+SDXL_TRAIN_DEFAULTS: dict[str, Any] = {"resolution": 1024, "rank": 32, "network_alpha": 16,
+                                       "gradient_checkpointing": True, "train_text_encoder": False,
+                                       "cache_latents": True}
+
+
+def explicit_fields(config: ConfigModel) -> set[str]:
+    """The fields a config was given explicitly (the rest are defaults)."""
+    return set(getattr(config, "model_fields_set", None) or getattr(config, "__fields_set__", set()))
+
+
+def train_config_for_family(config: TrainConfig, family: str) -> TrainConfig:
+    """`config` with the SDXL defaults for the fields it was not given, when the base model is SDXL."""
+    if family != "sdxl":
+        return config
+    given = explicit_fields(config)
+    changes = {k: v for k, v in SDXL_TRAIN_DEFAULTS.items() if k not in given}
+    if "network_alpha" in changes:  # alpha ≤ rank also for a rank the request chose
+        changes["network_alpha"] = min(changes["network_alpha"], changes.get("rank", config.rank))
+    return config.updated(**changes) if changes else config
+
+
 class PortraitConfig(ConfigModel):
     """Parameters of the two-pass portrait pipeline (reference §3.6; defaults are the reference's SD 1.5 ones).
 
@@ -424,6 +449,12 @@ class PortraitConfig(ConfigModel):
     (`in_group`) places it in the Portrait tab; advanced ones start folded."""
 
     # --- identity and prompt
+    identity_mode: IdentityMode = Field(
+        "lora", description="lora: the trained identity LoRA; instantid (SDXL), faceid (SD 1.5/SDXL), pulid (SDXL, "
+                            "A1111 only): training-free, from the reference face through the WebUI's ControlNet "
+                            "(face models for non-commercial research only).", **in_group(_IDENTITY))
+    identity_weight: float = Field(0.8, ge=0.0, le=2.0, description="Weight of the training-free identity unit(s).",
+                                   **in_group(_IDENTITY, advanced=True))
     lora_weight: float = Field(0.9, ge=0.0, le=2.0, description="Weight of the identity LoRA.",
                                **in_group(_IDENTITY))
     additional_prompt: str = Field("masterpiece, beauty", max_length=2000, description="Appended to the positive prompt.",

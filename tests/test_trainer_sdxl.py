@@ -143,3 +143,47 @@ def test_sdxl_text_encoder_loras_train_both_encoders(base, dataset, tmp_path):
     assert any(n.startswith("lora_te1_") for n in names) and any(n.startswith("lora_te2_") for n in names)
     assert not any(n.startswith("lora_te_") for n in names)
     assert trainer.read_state(tmp_path / "te")["targets"]["text_encoder_2"] == lora.TEXT_TARGETS
+
+
+def test_an_sdxl_base_gets_sdxl_defaults_for_what_the_request_left_out():
+    from easyphoto.config import train_config_for_family
+
+    given = TrainConfig.from_dict({"rank": 64})
+    sdxl = train_config_for_family(given, "sdxl")
+    assert (sdxl.resolution, sdxl.rank, sdxl.network_alpha) == (1024, 64, 16)  # rank was asked for
+    assert train_config_for_family(TrainConfig.from_dict({"rank": 8, "network_alpha": 8}), "sdxl").network_alpha == 8
+    assert train_config_for_family(TrainConfig.from_dict({"rank": 8, "network_alpha": 4}), "sdxl").rank == 8
+    assert sdxl.gradient_checkpointing and not sdxl.train_text_encoder and sdxl.cache_latents
+    assert train_config_for_family(given, "sd15") == given
+
+
+def test_the_training_pipeline_validates_with_sdxl_renders_and_exports_an_sdxl_lora(
+        tmp_path, photos_same_man, tiny_sdxl_single_file, tiny_sdxl_config_dir):
+    from easyphoto.sd.family import model_family
+    from easyphoto.store import read_json
+    from easyphoto.train import pipeline
+    from tests.test_pipeline import make_dataset
+
+    assert model_family(tiny_sdxl_single_file) == "sdxl"
+    identity = tmp_path / "data" / "easyphoto" / "identities" / "xena"
+    (identity / "photos").mkdir(parents=True)
+    config = TrainConfig(resolution=256, rank=4, network_alpha=4, steps_per_photo=1, max_train_steps=2,
+                         validation=True, validation_every=2, validation_steps=2, seed=5,
+                         gradient_accumulation_steps=1, train_text_encoder=True)
+    spec = {"identity_id": "xena", "identity_dir": str(identity),
+            "dataset_dir": str(make_dataset(identity / "dataset", photos_same_man[:2], config)),
+            "checkpoints_dir": str(identity / "checkpoints"), "validation_dir": str(identity / "validation"),
+            "lora_file": str(tmp_path / "data" / "models" / "Lora" / "xena.safetensors"),
+            "base": str(tiny_sdxl_single_file), "config_dir": str(tiny_sdxl_config_dir), "config": config.to_dict(),
+            "steps": 2, "resume": False, "device": "cpu", "models_root": str(tmp_path / "data" / "models" / "easyphoto"),
+            "face_stack": "dlib"}
+    events: list[dict] = []
+    result = pipeline.run(spec, events.append, lambda: False)
+    validation = [e for e in events if e["event"] == "validation"]
+    assert [e["step"] for e in validation] == [2] and Path(validation[0]["image"]).is_file()
+    with Image.open(validation[0]["image"]) as image:
+        assert image.width >= 64  # an SDXL inpaint render of the template
+    weights, metadata = lora.load_lora(result["lora_file"])
+    assert metadata["ss_base_model_version"] == "sdxl_base_v1-0" and metadata["ss_output_name"] == "xena"
+    assert {key.partition(".")[0] for key in weights} == {"unet", "text_encoder", "text_encoder_2"}
+    assert read_json(identity / "identity.json")["base_model"]["family"] == "sdxl"

@@ -90,7 +90,7 @@ def run(spec: TrainSpec | dict, emit: Emit, should_stop: Callable[[], bool]) -> 
     emit({"event": "progress", "phase": "loading base model", "step": 0, "total": spec.steps, "loss": None,
           "message": spec.base_path().name})
     base = load_base(spec.base_path(), config_dir=spec.config_dir, dtype=_frozen_dtype(config, spec.device),
-                     device=spec.device)
+                     device=spec.device, allow_sdxl=True)
     validator = _make_validator(spec, config, base, emit) if config.validation else None
     started = time.monotonic()
 
@@ -134,8 +134,10 @@ def run(spec: TrainSpec | dict, emit: Emit, should_stop: Callable[[], bool]) -> 
 def _export(spec: TrainSpec, base, steps: int, chosen: str, weights) -> Path:
     """Write the chosen LoRA (atomic) with the metadata the WebUI shows and EasyPhoto recognises its files by."""
     from easyphoto.sd import lora
+    from easyphoto.train.trainer import BASE_MODEL_VERSIONS
 
     metadata = {"ss_output_name": spec.identity_id, "ss_steps": str(steps),
+                "ss_base_model_version": BASE_MODEL_VERSIONS[base.family],
                 "ss_sd_model_hash": base.model_hash or "", "ss_sd_model_name": spec.base_path().name,
                 "easyphoto_version": __version__, "easyphoto_source": chosen, "easyphoto_subject": spec.subject}
     if spec.category:
@@ -244,9 +246,10 @@ def _load_weights(base, weights) -> None:
     from easyphoto.train import lora
 
     lora.load_into_peft(base.unet, "unet", {k: v for k, v in weights.items() if k.startswith("unet.")})
-    text = {k: v for k, v in weights.items() if k.startswith("text_encoder.")}
-    if text:
-        lora.load_into_peft(base.text_encoder, "text_encoder", text)
+    for prefix, encoder in (("text_encoder", base.text_encoder), ("text_encoder_2", base.text_encoder_2)):
+        text = {k: v for k, v in weights.items() if k.startswith(prefix + ".")}
+        if text:
+            lora.load_into_peft(encoder, prefix, text)
 
 
 def _write_identity_json(spec: TrainSpec, config: TrainConfig, base, summary: dict, validator) -> None:
@@ -265,7 +268,7 @@ def _write_identity_json(spec: TrainSpec, config: TrainConfig, base, summary: di
         "identity_id": spec.identity_id,
         "lora_file": summary["lora_file"],
         "reference_face": "reference.jpg",
-        "base_model": {"file": spec.base_path().name, "hash": base.model_hash},
+        "base_model": {"file": spec.base_path().name, "hash": base.model_hash, "family": base.family},
         "training": {k: v for k, v in summary.items() if k != "scores"},
         "reference_photo": read_json(report).get("reference") if report.is_file() else None,
         "embedding": embedding,

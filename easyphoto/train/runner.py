@@ -30,11 +30,12 @@ from collections.abc import Mapping
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
-from easyphoto.config import TrainConfig
+from easyphoto.config import TrainConfig, train_config_for_family
 from easyphoto.context import AppContext
 from easyphoto.errors import Cancelled, EasyPhotoError, InvalidRequest
 from easyphoto.job_params import TrainParams
 from easyphoto.jobs import JobContext
+from easyphoto.sd.family import model_family
 from easyphoto.store import IdentityLayout, atomic_write_text, check_lora_target, read_json
 from easyphoto.train.spec import TrainSpec, read_spec, write_spec
 
@@ -79,8 +80,8 @@ def train_operation(ctx: AppContext, params: TrainParams, job: JobContext) -> di
     layout = ctx.identities.get(params.identity_id)  # InvalidIdentityId / IdentityNotFound
     # Before any work: the export must not replace a LoRA of the same name that EasyPhoto did not write.
     check_lora_target(layout.lora_file, layout.identity_id)
-    config = params.config
     base = base_model(ctx, params)
+    config = train_config_for_family(params.config, model_family(base))  # SDXL: 1024 px, rank 32, ... unless set
     config_dir = params.config_dir
     if config_dir is not None and not Path(config_dir).is_dir():
         raise InvalidRequest(f"The base model config folder {config_dir} does not exist.",

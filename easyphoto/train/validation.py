@@ -103,15 +103,11 @@ def render(base, templates: Sequence[Template], prompt: str, *, seed: int, steps
     `batched` renders the templates of one size in one call: template i keeps its own generator (seed + i), so
     each image is the one a call of its own would draw, up to float rounding."""
     import torch
-    from diffusers import DPMSolverMultistepScheduler, StableDiffusionInpaintPipeline
 
-    pipe = StableDiffusionInpaintPipeline(
-        vae=base.vae, text_encoder=base.text_encoder, tokenizer=base.tokenizer, unet=base.unet,
-        scheduler=DPMSolverMultistepScheduler.from_config(base.noise_scheduler.config),
-        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
-    )
+    pipe = _inpaint_pipeline(base)
     pipe.set_progress_bar_config(disable=True)
-    modes = {m: m.training for m in (base.unet, base.text_encoder, base.vae)}
+    modules = (base.unet, base.text_encoder, getattr(base, "text_encoder_2", None), base.vae)
+    modes = {m: m.training for m in modules if m is not None}
     for module in modes:
         module.eval()
     try:
@@ -129,6 +125,23 @@ def render(base, templates: Sequence[Template], prompt: str, *, seed: int, steps
     finally:
         for module, training in modes.items():
             module.train(training)
+
+
+def _inpaint_pipeline(base):
+    """An inpaint pipeline around the base's own modules (LoRA layers included): SD 1.5's, or SDXL's with both
+    text encoders (its 4-channel UNet inpaints by blending the kept latents back at every step)."""
+    from diffusers import DPMSolverMultistepScheduler, StableDiffusionInpaintPipeline, StableDiffusionXLInpaintPipeline
+
+    scheduler = DPMSolverMultistepScheduler.from_config(base.noise_scheduler.config)
+    if getattr(base, "family", "sd15") == "sdxl":
+        return StableDiffusionXLInpaintPipeline(
+            vae=base.vae, text_encoder=base.text_encoder, text_encoder_2=base.text_encoder_2, tokenizer=base.tokenizer,
+            tokenizer_2=base.tokenizer_2, unet=base.unet, scheduler=scheduler, requires_aesthetics_score=False,
+            force_zeros_for_empty_prompt=True)
+    return StableDiffusionInpaintPipeline(
+        vae=base.vae, text_encoder=base.text_encoder, tokenizer=base.tokenizer, unet=base.unet, scheduler=scheduler,
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )
 
 
 def _groups(templates: Sequence[Template], batched: bool) -> list[list[int]]:
