@@ -264,10 +264,10 @@ def _portrait(ctx: AppContext, args: argparse.Namespace) -> int:
     from easyphoto.config import PortraitConfig
 
     config = _command_config(PortraitConfig, args)
-    from easyphoto.portrait.run import require_trained
+    from easyphoto.portrait.run import require_ready
 
     for identity_id in args.identity_ids:
-        require_trained(ctx, identity_id)  # unknown or untrained: said before any job or model load
+        require_ready(ctx, identity_id, config.identity_mode)  # unknown or not ready: before any job or model load
     templates = [t if not Path(t).exists() and "/" in t and not Path(t).is_absolute() else str(Path(t).resolve())
                  for t in args.templates]  # gallery names stay names
     params = {"identity_ids": args.identity_ids, "templates": templates, "face_indices": args.face_indices,

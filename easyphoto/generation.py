@@ -92,6 +92,26 @@ class Control:
 
 
 @dataclass
+class IdentityControl:
+    """A training-free identity condition (easyphoto.identity_modes): the reference face, turned into the method's
+    ControlNet/IP-Adapter unit(s) by the backend with the host's own face preprocessors."""
+
+    method: str  # "instantid" | "faceid" | "pulid"
+    face: Image.Image  # the identity's reference face photo (RGB), as the host's face embedder wants it
+    weight: float = 0.8
+    start: float = 0.0
+    end: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.method not in ("instantid", "faceid", "pulid"):
+            raise GenerationError(f"Unknown identity method {self.method!r}.",
+                                  hint="Use one of instantid, faceid, pulid.")
+        if not (0.0 <= self.weight <= 2.0 and 0.0 <= self.start <= self.end <= 1.0):
+            raise GenerationError(f"Identity {self.method}: weight {self.weight} must be in 0..2 and 0 ≤ start "
+                                  f"{self.start} ≤ end {self.end} ≤ 1.")
+
+
+@dataclass
 class LoraRef:
     """A LoRA by the name the WebUI knows it (file stem in the Lora folder) and, for file-loading backends, its path."""
 
@@ -114,6 +134,7 @@ class Txt2ImgRequest:
     width: int = 512
     height: int = 512
     label: str = ""  # the pass name ("pass 1", "pass 2") for progress text and evaluation counts
+    identity: IdentityControl | None = None  # training-free identity units, after `controls`
 
 
 @dataclass
@@ -149,14 +170,26 @@ class Capabilities:
     max_controls: int  # ControlNet units per generation
     samplers: tuple[str, ...] = ()
     family: str = "sd15"  # the loaded base model's family (MODEL_FAMILIES): which ControlNets and LoRAs fit it
+    identity: dict[str, str] = field(default_factory=dict)  # training-free method -> its resolved model names
+    identity_missing: dict[str, str] = field(default_factory=dict)  # method -> why it cannot run, with what to do
 
     def require(self, kinds: list[str] | set[str]) -> None:
         """Raise before any generation when a needed control model is missing (the host would only log it)."""
         absent = [k for k in sorted(set(kinds)) if k not in self.controls]
         if absent:
             reasons = "; ".join(f"{k}: {self.missing.get(k, 'not available')}" for k in absent)
+            group = "controlnet_sdxl" if self.family == "sdxl" else "controlnet"
             raise GenerationError(f"Missing ControlNet models for {', '.join(absent)} ({reasons}).",
-                                  hint="Download them in EasyPhoto → Models (group “controlnet”).")
+                                  hint=f"Download them in EasyPhoto → Models (group “{group}”).")
+
+    def require_identity(self, method: str) -> None:
+        """Raise before any generation when a training-free identity method cannot run here (its models missing, the
+        host's ControlNet without it, a base family it has no models for)."""
+        if method not in self.identity:
+            why = self.identity_missing.get(method, f"{self.backend} does not support it")
+            raise GenerationError(f"Training-free identity ({method}) cannot run: {why}.",
+                                  hint="Download its models in EasyPhoto → Models (group “identity”), or use the "
+                                       "identity LoRA (identity mode “lora”).")
 
 
 @dataclass

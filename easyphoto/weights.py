@@ -55,8 +55,8 @@ __all__ = [
     "NONCOMMERCIAL_SETTING", "NONCOMMERCIAL_OPT_IN", "to_download", "licence_lines",
 ]
 
-Destination = Literal["checkpoints", "easyphoto", "controlnet", "package"]
-DESTINATIONS = ("checkpoints", "easyphoto", "controlnet", "package")
+Destination = Literal["checkpoints", "easyphoto", "controlnet", "lora", "package"]
+DESTINATIONS = ("checkpoints", "easyphoto", "controlnet", "lora", "package")  # lora: LoRAs a method applies (FaceID)
 SOURCE_KINDS = ("huggingface", "modelscope", "url", "zip", "pip")
 # Formats whose loading runs Python's unpickler: a file of these kinds is only installed when its bytes are checked.
 PICKLED_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin", ".pkl", ".pickle")
@@ -140,7 +140,7 @@ class WeightFile:
     def path(self, paths: Paths) -> Path | None:
         if self.destination == "package":
             return None
-        roots = {"checkpoints": paths.checkpoints_dir, "controlnet": paths.controlnet_dir}
+        roots = {"checkpoints": paths.checkpoints_dir, "controlnet": paths.controlnet_dir, "lora": paths.lora_dir}
         return roots.get(self.destination, paths.models_root) / self.subdir / self.filename
 
     @property
@@ -191,7 +191,7 @@ class _EntrySpec(ConfigModel):
     features: list[StrictStr]
     required: StrictBool
     licence: StrictStr
-    destination: Literal["checkpoints", "easyphoto", "controlnet", "package"]
+    destination: Literal["checkpoints", "easyphoto", "controlnet", "lora", "package"]
     sources: list[_SourceSpec]
     subdir: StrictStr = ""
     package: StrictStr = ""

@@ -108,8 +108,12 @@ def test_no_entries_for_features_this_version_does_not_have():
     assert {e.group for e in weights.MANIFEST} == set(weights.GROUPS)  # no empty group in the Models tab dropdown
     for entry in weights.MANIFEST:
         text = f"{entry.id} {entry.filename} {entry.purpose}".lower()
-        for word in ("sdxl", "ip-adapter", "instantid", "antelopev2", "gfpgan"):
+        for word in ("antelopev2", "gfpgan"):  # the WebUI's ControlNet fetches antelopev2 itself
             assert word not in text, (entry.id, word)
+        # SDXL and training-free identity files (issue 17) live in their own groups, for their own features only
+        if any(word in text for word in ("sdxl", "instantid", "instant_id", "faceid", "pulid")):
+            assert entry.group in ("controlnet_sdxl", "identity"), entry.id
+            assert set(entry.features) <= {"sdxl portraits", "training-free portraits"}, entry.id
     for group in ("controlnet-sdxl", "ip-adapter", "instantid"):
         with pytest.raises(KeyError):
             weights.select(None, group)
@@ -139,7 +143,7 @@ PACKAGE = Path(weights.__file__).parent
 # a reviewed decision. The zero-shot try-on pickles (issue 15): no independent published hash; the hub's LFS sha256
 # checks the download and the backend converts each to safetensors once, recording both hashes.
 UNPINNED_PICKLES: set[str] = {"leffa-viton-hd", "leffa-dress-code", "ootd-vae-weights", "ootd-text-weights",
-                              "controlnet-seg"}
+                              "controlnet-seg", "instantid-ip-adapter", "faceid-plusv2-sd15", "faceid-plusv2-sdxl"}
 
 
 def manifest_document() -> dict:
@@ -201,6 +205,13 @@ def test_every_entry_is_read_by_code():
     assert {e.package for e in by_group["face"] if e.destination == "package"} == {"face_recognition_models",
                                                                                    "mediapipe"}
     assert {e.subdir for e in by_group["templates"]} == {"training_templates"}
+    from easyphoto.generation import CONTROLNET_MODELS_SDXL
+    from easyphoto.identity_modes import IDENTITY_MODELS
+
+    assert {Path(e.filename).stem for e in by_group["controlnet_sdxl"]} == set(CONTROLNET_MODELS_SDXL.values())
+    identity_files = {name for spec in IDENTITY_MODELS.values() for models in spec.values()
+                      for name in (*models.units, models.lora) if name}
+    assert {Path(e.filename).stem for e in by_group["identity"]} == identity_files
     from easyphoto.segment import PARSER_IDS, SEGMENTER_IDS
     from easyphoto.segment.ort_web import ORT_WEB_ID
     from easyphoto.tryon.depth import DEPTH_IDS
@@ -236,7 +247,7 @@ def _drop(entry_id, key):
     (_set("sd15-base", "required", "yes"), "sd15-base", "required: "),
     (_set("sd15-base", "size", True), "sd15-base", "size: "),
     (_set("sd15-base", "sha265", "x"), "sd15-base", "sha265: unknown field"),
-    (_set("template-training-1", "destination", "lora"), "template-training-1", "destination: "),
+    (_set("template-training-1", "destination", "vae"), "template-training-1", "destination: "),
     (_drop("dlib-face-models", "package"), "dlib-face-models", "'package' goes with"),
     (_set("controlnet-color", "sources", [{"kind": "ftp", "location": "x"}]), "controlnet-color", "sources.0.kind: "),
     (_set("controlnet-color", "sources", [{"kind": "huggingface", "location": "a/b"}]), "controlnet-color",

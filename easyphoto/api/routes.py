@@ -334,12 +334,13 @@ def _generation_routes(router: APIRouter, ctx: AppContext, jobs: Callable[[], An
 
         if not body.identity_ids:
             raise InvalidRequest("identity_ids: name at least one identity.")
-        from easyphoto.portrait.run import require_trained
+        from easyphoto.portrait.run import require_ready
 
         if not body.templates and not body.template_names:
             raise InvalidRequest("Send templates (images) or template_names (from GET /templates).")
         for identity_id in body.identity_ids:
-            require_trained(ctx, identity_id)  # 404 unknown, 409 not trained: before any upload is written
+            # 404 unknown, 409 not trained (or, training-free, no checked photos): before any upload is written
+            require_ready(ctx, identity_id, body.config.identity_mode)
         for name in body.template_names:
             gallery.resolve(ctx.paths, name)  # 404 before any upload is written
         queue = jobs()

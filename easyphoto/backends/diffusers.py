@@ -64,15 +64,23 @@ from easyphoto.generation import (
     Progress,
     ShouldStop,
     Txt2ImgRequest,
+    controlnet_models,
     never_stop,
     no_progress,
 )
 
 NAME = "diffusers"
 SHIPPED_CONTROLNET_CONFIG = Path(__file__).resolve().parents[1] / "sd" / "sd15" / "controlnet"
+SHIPPED_SDXL_CONTROLNET_CONFIG = Path(__file__).resolve().parents[1] / "sd" / "sdxl" / "controlnet"
 CONTROLNET_SUFFIXES = (".safetensors", ".pth")
 LATENT_FACTOR = 8  # SD's VAE scale factor: pipeline sizes must be multiples of it
 LORA_CACHE_SIZE = 4
+_NO_SDXL_MODEL = "no SDXL ControlNet is published for {kind}: SDXL portraits go without it"
+# Why the standalone backend has no training-free identity mode: InstantID, IP-Adapter-FaceID and PuLID all condition on
+# an insightface (ArcFace) embedding, and insightface with its face models is neither installed nor downloadable offline.
+TRAINING_FREE_REFUSAL = ("the standalone (diffusers) backend has no training-free identity mode: InstantID, "
+                         "IP-Adapter-FaceID and PuLID need insightface face embeddings, which it does not have; use "
+                         "the identity LoRA here, or run inside the WebUI with its ControlNet extension")
 
 
 @dataclass(frozen=True)
@@ -293,7 +301,11 @@ class DiffusersGenerator:
         self.device = device
         self._dtype_spec = dtype
         self.base_config_dir = Path(base_config_dir) if base_config_dir is not None else None
-        self.controlnet_config_dir = Path(controlnet_config_dir or SHIPPED_CONTROLNET_CONFIG)
+        from easyphoto.sd.family import model_family
+
+        self.family = model_family(self.base)  # from the header: SDXL picks SDXL ControlNets and pipelines
+        shipped = SHIPPED_SDXL_CONTROLNET_CONFIG if self.family == "sdxl" else SHIPPED_CONTROLNET_CONFIG
+        self.controlnet_config_dir = Path(controlnet_config_dir or shipped)
         self.counter = EvalCounter()
         self._lock = threading.Lock()  # LoRA merging mutates shared weights: one request at a time
         self._label: str | None = None  # the running request's label; hooks count only while it is set
@@ -310,14 +322,16 @@ class DiffusersGenerator:
 
     def capabilities(self) -> Capabilities:
         controls, missing = {}, {}
-        for kind, stem in CONTROLNET_MODELS.items():
-            path, reason = self._controlnet_path(kind, stem)
+        for kind in CONTROLNET_MODELS:
+            stem = controlnet_models(self.family).get(kind)
+            path, reason = self._controlnet_path(kind, stem) if stem else (None, _NO_SDXL_MODEL.format(kind=kind))
             if path is not None:
                 controls[kind] = path.name
             else:
                 missing[kind] = reason
         return Capabilities(backend=NAME, controls=controls, missing=missing,
-                            max_controls=len(CONTROLNET_MODELS), samplers=tuple(SAMPLERS))
+                            max_controls=len(CONTROLNET_MODELS), samplers=tuple(SAMPLERS), family=self.family,
+                            identity_missing={m: TRAINING_FREE_REFUSAL for m in ("instantid", "faceid", "pulid")})
 
     def inpaint(self, req: InpaintRequest, progress: Progress = no_progress,
                 should_stop: ShouldStop = never_stop) -> list[Image.Image]:
@@ -372,6 +386,8 @@ class DiffusersGenerator:
     def _validate(self, req: Txt2ImgRequest) -> None:
         """Everything that can be refused without loading a model: a bad request fails at once, not after loading."""
         resolve_sampler(req.sampler, req.scheduler)
+        if req.identity is not None:
+            self.capabilities().require_identity(req.identity.method)
         self.capabilities().require([c.kind for c in req.controls])
         if req.steps < 1 or req.width < LATENT_FACTOR or req.height < LATENT_FACTOR:
             raise GenerationError(f"{req.steps} steps at {req.width}x{req.height}: need ≥ 1 step and ≥ 8 px.")
@@ -417,18 +433,21 @@ class DiffusersGenerator:
 
             try:
                 base = load_base(self.base, config_dir=self.base_config_dir, dtype=self._dtype(), device=self.device,
-                                 allow_inpaint=True)
+                                 allow_inpaint=True, allow_sdxl=True)
             except EasyPhotoError as exc:
                 raise GenerationError(exc.message, hint=exc.hint) from exc
             self._hooks.append(base.unet.register_forward_hook(self._count_hook("unet")))
             # The module keys decode kohya names of LoRA files written by other trainers (no easyphoto metadata).
-            self._lora_keys = (module_keys(base.unet, "unet", UNET_TARGETS)
-                               + module_keys(base.text_encoder, "text_encoder", TEXT_TARGETS))
+            self._lora_keys = module_keys(base.unet, "unet", UNET_TARGETS)
+            for prefix, encoder in _lora_models(base).items():
+                if prefix != "unet":
+                    self._lora_keys += module_keys(encoder, prefix, TEXT_TARGETS)
             self._base_model = base
         return self._base_model
 
     def _controlnet(self, kind: str):
-        path, reason = self._controlnet_path(kind, CONTROLNET_MODELS[kind])
+        stem = controlnet_models(self.family).get(kind, "")
+        path, reason = self._controlnet_path(kind, stem)
         if path is None:  # deleted since _validate
             raise GenerationError(f"Missing ControlNet model for {kind} ({reason}).")
         if path not in self._controlnets:
@@ -482,7 +501,7 @@ class DiffusersGenerator:
         self._release_loras()
         if not loras:
             return
-        models = {"unet": base.unet, "text_encoder": base.text_encoder}
+        models = _lora_models(base)
         pairs = [(weights, multiplier) for _, weights, multiplier in loras]
         # Recorded before the first change: a failure halfway through is restored from these copies too.
         self._merged = MergedLoras(key, _backup_weights(models, pairs))
@@ -553,18 +572,33 @@ class DiffusersGenerator:
 # ---------------------------------------------------------------------------------------------- pipeline pieces
 
 
+def _lora_models(base) -> dict:
+    """LoRA key prefix -> the model its modules live in (SDXL adds the second text encoder)."""
+    models = {"unet": base.unet, "text_encoder": base.text_encoder}
+    if getattr(base, "text_encoder_2", None) is not None:
+        models["text_encoder_2"] = base.text_encoder_2
+    return models
+
+
 def _pipeline(base, scheduler, nets: list, *, inpaint: bool):
     """The diffusers pipeline for this request, built around the cached models (construction is cheap)."""
     import diffusers
 
     parts = {"vae": base.vae, "text_encoder": base.text_encoder, "tokenizer": base.tokenizer, "unet": base.unet,
-             "scheduler": scheduler, "safety_checker": None, "feature_extractor": None,
-             "requires_safety_checker": False}
+             "scheduler": scheduler}
+    sdxl = getattr(base, "family", "sd15") == "sdxl"
+    if sdxl:  # the second encoder and tokenizer; the 4-channel UNet inpaints by blending, as SD 1.5's does
+        parts.update(text_encoder_2=base.text_encoder_2, tokenizer_2=base.tokenizer_2)
+        if inpaint:
+            parts["requires_aesthetics_score"] = False
+    else:
+        parts.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    family = "StableDiffusionXL" if sdxl else "StableDiffusion"
     if nets:
-        name = "StableDiffusionControlNetInpaintPipeline" if inpaint else "StableDiffusionControlNetPipeline"
+        name = f"{family}ControlNetInpaintPipeline" if inpaint else f"{family}ControlNetPipeline"
         parts["controlnet"] = nets[0] if len(nets) == 1 else _multi_controlnet(nets)
     else:
-        name = "StableDiffusionInpaintPipeline" if inpaint else "StableDiffusionPipeline"
+        name = f"{family}InpaintPipeline" if inpaint else f"{family}Pipeline"
     pipe = getattr(diffusers, name)(**parts)
     pipe.set_progress_bar_config(disable=True)
     return pipe
@@ -652,7 +686,7 @@ def merged_loras(base, loras: list[tuple[dict, float]]) -> Iterator[None]:
 
     from easyphoto.sd.lora import apply_webui_style, unapply_webui_style
 
-    models = {"unet": base.unet, "text_encoder": base.text_encoder}
+    models = _lora_models(base)
     exact = all(next(m.parameters()).dtype in (torch.float32, torch.float64) for m in models.values())
     backups = [] if exact else _backup_weights(models, loras)
     applied: list[tuple[str, dict, float]] = []
@@ -687,14 +721,15 @@ def _check_lora_fits(base, weights: dict, name: str) -> None:
     apply_webui_style checks that the layers exist but meets a wrong shape only halfway through its loop, after
     changing earlier layers; here every ΔW shape (out, in, kh, kw) is compared to its weight first.
     """
-    models = {"unet": base.unet, "text_encoder": base.text_encoder}
+    models = _lora_models(base)
     for key, module in weights.items():
         weight = _target_weight(models, key)
         shape = (int(module.up.shape[0]), *(int(d) for d in module.down.shape[1:]))
         if weight is None or tuple(weight.shape) != shape:
             found = "no such layer" if weight is None else f"the layer is {tuple(weight.shape)}"
             raise GenerationError(f"LoRA {name!r} does not fit the base model: {key} changes a {shape} weight, "
-                                  f"{found}.", hint="Use a LoRA trained on this SD 1.5 base (or a fine-tune of it).")
+                                  f"{found}.", hint="Use a LoRA trained on this base model's family (SD 1.5 LoRAs "
+                                  "on SD 1.5 bases, SDXL LoRAs on SDXL bases).")
 
 
 def _touched_weights(models: dict, loras: list[tuple[dict, float]]) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from PIL import Image, PngImagePlugin
 
 from easyphoto import __version__
 from easyphoto.config import PortraitConfig
+from easyphoto.identity_modes import IDENTITY_LICENCES, is_training_free
 from easyphoto.portrait.pipeline import PortraitResult
 from easyphoto.store import atomic_write_bytes
 
@@ -45,9 +46,14 @@ def infotext(result: PortraitResult, config: PortraitConfig, size: tuple[int, in
             f"{f.identity_id}={'none' if f.likeness is None else f'{f.likeness:.3f}'}" for f in result.faces),
         "Version": f"EasyPhoto {__version__}",
     }
-    loras = " ".join(f"<lora:{f.identity_id}:{config.lora_weight:g}>" for f in result.faces)
+    if is_training_free(config.identity_mode):  # no identity LoRA: say what rendered the face, and its licence
+        pairs["EasyPhoto identity mode"] = f"{config.identity_mode} ({config.identity_weight:g})"
+        pairs["EasyPhoto face model licence"] = IDENTITY_LICENCES[config.identity_mode]
+        loras = ""
+    else:
+        loras = ", " + " ".join(f"<lora:{f.identity_id}:{config.lora_weight:g}>" for f in result.faces)
     params = ", ".join(f"{key}: {_quote(value)}" for key, value in pairs.items())
-    return f"{result.prompt}, {loras}\nNegative prompt: {result.negative_prompt}\n{params}"
+    return f"{result.prompt}{loras}\nNegative prompt: {result.negative_prompt}\n{params}"
 
 
 def metadata(result: PortraitResult, config: PortraitConfig) -> dict:
@@ -59,6 +65,9 @@ def metadata(result: PortraitResult, config: PortraitConfig) -> dict:
         "faces": [{"index": f.index, "identity_id": f.identity_id, "box": [round(v, 1) for v in f.box],
                    "likeness": f.likeness, "others": f.others} for f in result.faces],
         "config": config.to_dict(),
+        "identity_mode": config.identity_mode,
+        # the licence of the face models a training-free portrait was rendered with travels with the image
+        "face_model_licence": IDENTITY_LICENCES.get(config.identity_mode),
     }
 
 

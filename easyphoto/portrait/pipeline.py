@@ -23,15 +23,19 @@ from easyphoto.face.stacks import FaceStack
 from easyphoto.face.types import Face, cosine
 from easyphoto.generation import (
     Control,
+    GenerationError,
     GenerationInterrupted,
     Generator,
+    IdentityControl,
     InpaintRequest,
     LoraRef,
     Progress,
     ShouldStop,
+    controlnet_models,
     never_stop,
     no_progress,
 )
+from easyphoto.identity_modes import identity_models, is_training_free
 from easyphoto.imageops import blend, color_transfer, dilate, erode, smooth_skin, soft_mask, to_array
 from easyphoto.portrait import controls
 from easyphoto.portrait.fusion import ClassicalFuser, FaceFuser, FaceImage, face_masks
@@ -47,7 +51,7 @@ class IdentityAssets:
     """What rendering one identity needs: its LoRA, reference face and the embeddings its likeness is scored against."""
 
     identity_id: str
-    lora: LoraRef
+    lora: LoraRef | None  # None for an identity rendered training-free (no LoRA trained yet)
     reference: FaceImage
     embeddings: np.ndarray  # (n, dim) unit vectors of the identity's photos
     trigger: str = DEFAULT_CAPTION  # the caption the LoRA was trained with
@@ -98,18 +102,38 @@ class PortraitPipeline:
         self.upscaler = upscaler  # callable(image, side) -> image, for super-resolution
 
     # ------------------------------------------------------------------------------------------ public
-    def required_controls(self) -> set[str]:
-        cfg = self.config
-        kinds = {k for k, w in (("canny", cfg.canny_weight), ("openpose", cfg.openpose_weight),
-                                ("color", cfg.color_weight)) if w > 0}
+    family = "sd15"  # the backend's base model family, read by check(): SDXL passes carry only SDXL-published kinds
+
+    def required_controls(self, family: str | None = None) -> set[str]:
+        return set().union(*self._pass_kinds(family or self.family))
+
+    def _pass_kinds(self, family: str) -> list[set[str]]:
+        """The control kinds each pass sends: weight > 0 and, on SDXL, a published SDXL ControlNet (reference §3.6
+        "SDXL differences": canny; pose where its SDXL model is installed; no colour or tile)."""
+        cfg, available = self.config, controlnet_models(family)
+        passes = [{k for k, w in (("canny", cfg.canny_weight), ("openpose", cfg.openpose_weight),
+                                  ("color", cfg.color_weight)) if w > 0}]
         if cfg.second_pass:
-            kinds |= {k for k, w in (("canny", cfg.second_canny_weight), ("tile", cfg.tile_weight)) if w > 0}
-        return kinds
+            passes.append({k for k, w in (("canny", cfg.second_canny_weight), ("tile", cfg.tile_weight)) if w > 0})
+        return [{k for k in kinds if k in available} for kinds in passes]
 
     def check(self) -> None:
-        """Fail before any work when the backend lacks a ControlNet model or enough units."""
+        """Fail before any work when the backend lacks a ControlNet model, a training-free identity method's models,
+        or enough units for a pass."""
         caps = self.generator.capabilities()
+        self.family = caps.family
         caps.require(self.required_controls())
+        mode, extra = self.config.identity_mode, 0
+        if is_training_free(mode):
+            extra = len(identity_models(mode, caps.family).units)  # refuses a family the method has no models for
+            caps.require_identity(mode)
+        most = max((len(kinds) + extra for kinds in self._pass_kinds(caps.family)), default=0)
+        if caps.max_controls and most > caps.max_controls:
+            raise GenerationError(
+                f"A portrait pass needs {most} ControlNet units here, but {caps.backend} runs with "
+                f"{caps.max_controls}.",
+                hint="Set “Multi-ControlNet: ControlNet unit number” to at least that in Settings → ControlNet and "
+                     "restart the WebUI, or set the weight of a control to 0.")
 
     def render(self, template: TemplateAnalysis, identities: list[IdentityAssets], face_indices: list[int] | None,
                seed: int, progress: Progress = no_progress, should_stop: ShouldStop = never_stop) -> PortraitResult:
@@ -161,7 +185,8 @@ class PortraitPipeline:
         target = FaceImage(work, local, masks)
         px = min(size) / 512  # the reference's pixel sizes are for a 512 px crop
         prompt, negative = prompt_pair
-        lora = LoraRef(identity.lora.name, cfg.lora_weight, identity.lora.path)
+        lora = None if identity.lora is None else LoraRef(identity.lora.name, cfg.lora_weight, identity.lora.path)
+        face_units = self._identity_control(identity)
 
         fused = self.fuser.fuse(target, identity.reference, cfg.face_fusion_before) if cfg.fusion_before else work
         inpaint_mask = dilate(masks.face, max(int(local.width / 10), 1))
@@ -169,7 +194,8 @@ class PortraitPipeline:
                  Control("openpose", controls.openpose(work, local), cfg.openpose_weight, mode=cfg.control_mode),
                  Control("color", controls.color(fused), cfg.color_weight, mode=cfg.control_mode)]
         first = self._inpaint(fused, inpaint_mask, prompt, negative, lora, pass1, cfg.first_steps,
-                              cfg.first_denoising_strength, seed, "pass 1", _scaled(progress, 0.0, 0.7), should_stop)
+                              cfg.first_denoising_strength, seed, "pass 1", _scaled(progress, 0.0, 0.7), should_stop,
+                              face_units)
         if cfg.color_shift_middle:
             first = blend(first, color_transfer(first, work, masks.face), soft_mask(masks.skin, 32 * px))
         if cfg.fusion_after:
@@ -182,17 +208,27 @@ class PortraitPipeline:
                      Control("tile", controls.tile(first), cfg.tile_weight, mode=cfg.control_mode)]
             result = self._inpaint(first, ring, prompt, negative, lora, pass2, cfg.second_steps,
                                    cfg.second_denoising_strength, seed + 7, "pass 2", _scaled(progress, 0.7, 0.95),
-                                   should_stop)
+                                   should_stop, face_units)
         if cfg.color_shift_last:
             result = blend(result, color_transfer(result, work, masks.skin), soft_mask(masks.skin, 32 * px))
         result = self._finish(result, masks, size)
         return paste_back(canvas, box, result, np.maximum(inpaint_mask, ring), px)
 
+    def _identity_control(self, identity: IdentityAssets) -> IdentityControl | None:
+        """The training-free identity condition of this face (its own reference face only: identities never mix),
+        None in LoRA mode."""
+        mode = self.config.identity_mode
+        if not is_training_free(mode):
+            return None
+        return IdentityControl(mode, Image.fromarray(identity.reference.pixels, "RGB"), self.config.identity_weight)
+
     def _inpaint(self, image, mask, prompt, negative, lora, controls_, steps, strength, seed, label, progress,
-                 should_stop) -> np.ndarray:
-        kept = [c for c in controls_ if c.weight > 0]
+                 should_stop, identity_control: IdentityControl | None = None) -> np.ndarray:
+        available = controlnet_models(self.family)
+        kept = [c for c in controls_ if c.weight > 0 and c.kind in available]
         request = InpaintRequest(
-            prompt=prompt, negative_prompt=negative, loras=[lora], controls=kept, steps=steps,
+            prompt=prompt, negative_prompt=negative, loras=[lora] if lora else [], controls=kept, steps=steps,
+            identity=identity_control,
             cfg_scale=self.config.cfg_scale, seed=seed, sampler=self.config.sampler, scheduler=self.config.scheduler,
             label=label, image=Image.fromarray(image, "RGB"), mask=Image.fromarray(mask, "L"),
             denoising_strength=strength, mask_blur=self.config.mask_blur, inpainting_fill="original",

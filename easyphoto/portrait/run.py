@@ -19,6 +19,7 @@ from easyphoto.face import stacks
 from easyphoto.face.stacks import FaceStack
 from easyphoto.face.types import largest_first
 from easyphoto.generation import GenerationInterrupted, LoraRef
+from easyphoto.identity_modes import is_training_free
 from easyphoto.imageops import load_photo, to_array
 from easyphoto.job_params import PortraitParams
 from easyphoto.jobs import JobContext
@@ -52,12 +53,33 @@ def require_trained(ctx: AppContext, identity_id: str) -> tuple[dict, Path]:
     return info, lora_path
 
 
-def load_identity(ctx: AppContext, identity_id: str, stack: FaceStack) -> IdentityAssets:
+def require_ready(ctx: AppContext, identity_id: str, identity_mode: str = "lora") -> dict:
+    """identity.json ({} before training) of an identity that can be rendered in `identity_mode`: trained (LoRA
+    mode), or with checked photos and so a reference face (training-free modes). IdentityNotReady (409) before any
+    job otherwise; cheap, like require_trained."""
+    if not is_training_free(identity_mode):
+        return require_trained(ctx, identity_id)[0]
+    layout = ctx.identities.get(identity_id)  # InvalidIdentityId / IdentityNotFound
+    info = read_json(layout.identity_json) if layout.identity_json.is_file() else {}
+    path = layout.root / str(info.get("reference_face") or "reference.jpg")
+    if not path.is_file():
+        raise IdentityNotReady(
+            f"Identity {identity_id!r} has no reference face yet ({path.name}): training-free mode "
+            f"({identity_mode}) renders from it.",
+            hint="Upload its photos and run “Check photos” in EasyPhoto → Train (no training needed).")
+    return info
+
+
+def load_identity(ctx: AppContext, identity_id: str, stack: FaceStack, identity_mode: str = "lora") -> IdentityAssets:
+    """What rendering needs; in a training-free mode no LoRA (the reference face of the checked photos is enough)."""
     layout = ctx.identities.get(identity_id)
-    info, lora_path = require_trained(ctx, identity_id)
+    info = require_ready(ctx, identity_id, identity_mode)
     reference = _reference_face(layout.root / str(info.get("reference_face") or "reference.jpg"), identity_id, stack)
-    trigger = str((info.get("config") or {}).get("caption") or DEFAULT_CAPTION)
     embeddings = _embeddings(info, layout, stack, reference)
+    if is_training_free(identity_mode):
+        return IdentityAssets(identity_id, None, reference, embeddings, trigger="")  # no LoRA: no trigger word
+    lora_path = require_trained(ctx, identity_id)[1]
+    trigger = str((info.get("config") or {}).get("caption") or DEFAULT_CAPTION)
     return IdentityAssets(identity_id, LoraRef(lora_path.stem, 1.0, lora_path), reference, embeddings, trigger)
 
 
@@ -111,7 +133,7 @@ def portrait_operation(ctx: AppContext, params: PortraitParams, job: JobContext)
         raise InvalidRequest("Choose at least one template photo.", phase="portrait")
     job.progress(phase="loading", fraction=0.0, message="face models and identities")
     stack = stacks.load(ctx.settings.face_stack, ctx.paths)
-    identities = [load_identity(ctx, i, stack) for i in params.identity_ids]
+    identities = [load_identity(ctx, i, stack, params.config.identity_mode) for i in params.identity_ids]
     files = [template_path(ctx, t) for t in params.templates]
     generator = make_generator(ctx, params)
     upscaler = _upscaler(ctx, params.config)

@@ -121,6 +121,32 @@ class ControlNetAdapter:
         }
         return cn.external_code.ControlNetUnit(**fields)
 
+    # The host's face preprocessors per training-free method, in unit order (easyphoto.identity_modes.IDENTITY_MODELS
+    # lists the models in the same order); None where the host's ControlNet has no such method.
+    identity_modules: dict[str, tuple[str, ...] | None] = {}
+    identity_refusal = ""  # why a method with no preprocessors cannot run on this host
+
+    def identity_unit(self, cn: HostControlNet, identity, module: str, model: str, image):
+        """One unit of a training-free identity method: the host's face preprocessor on `image` (the reference face;
+        for InstantID's keypoints unit, the picture whose face position and pose are kept)."""
+        import numpy as np
+
+        fields = {
+            "enabled": True,
+            "module": module,
+            "model": model,
+            "image": np.ascontiguousarray(np.asarray(image.convert("RGB"), dtype=np.uint8)),
+            "weight": float(identity.weight),
+            "guidance_start": float(identity.start),
+            "guidance_end": float(identity.end),
+            "control_mode": CONTROL_MODE_LABELS["balanced"],
+            "resize_mode": CONTROL_RESIZE_MODE,
+            "processor_res": 512,
+            "pixel_perfect": False,
+            "save_detected_map": False,
+        }
+        return cn.external_code.ControlNetUnit(**fields)
+
     @staticmethod
     def models_dir() -> Path:
         """Where the host's ControlNet looks for models (--controlnet-dir, else models/ControlNet)."""
@@ -147,6 +173,15 @@ class MikubillControlNet(ControlNetAdapter):
                 continue
         return None
 
+    # scripts/preprocessor/legacy/preprocessor_compiled.py (instant_id_*, ip-adapter_face_id_plus) and
+    # scripts/preprocessor/pulid.py (ip-adapter_pulid) of sd-webui-controlnet 1.1.455; InstantID's IP-Adapter unit
+    # must come right before its ControlNet unit (scripts/controlnet.py asserts it).
+    identity_modules = {
+        "instantid": ("instant_id_face_embedding", "instant_id_face_keypoints"),
+        "faceid": ("ip-adapter_face_id_plus",),
+        "pulid": ("ip-adapter_pulid",),
+    }
+
     def model_names(self, cn):
         return list(cn.external_code.get_models(update=True))
 
@@ -171,6 +206,17 @@ class ForgeControlNet(ControlNetAdapter):
         except ImportError:
             return None
         return external_code, global_state
+
+    # extensions-builtin/sd_forge_ipadapter/scripts/forge_ipadapter.py registers "InsightFace (InstantID)" and
+    # "InsightFace+CLIP-H (IPAdapter)"; forge_legacy_preprocessors keeps "instant_id_face_keypoints" (its
+    # instant_id_face_embedding and plain ip-adapter_face_id are commented out). Forge has no PuLID at all.
+    identity_modules = {
+        "instantid": ("InsightFace (InstantID)", "instant_id_face_keypoints"),
+        "faceid": ("InsightFace+CLIP-H (IPAdapter)",),
+        "pulid": None,
+    }
+    identity_refusal = ("PuLID needs A1111's ControlNet extension (sd-webui-controlnet ≥ 1.1.441); Forge's built-in "
+                        "ControlNet has no PuLID preprocessor")
 
     def model_names(self, cn):
         cn.global_state.update_controlnet_filenames()

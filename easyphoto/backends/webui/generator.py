@@ -12,22 +12,30 @@ from easyphoto.backends.webui.controlnet import (
     controlnet_adapter,
     controlnet_script,
 )
-from easyphoto.backends.webui.host import detect_flavour, host_queue_lock, on_host_thread
+from easyphoto.backends.webui.host import (
+    detect_flavour,
+    host_family,
+    host_queue_lock,
+    lora_present,
+    on_host_thread,
+)
 from easyphoto.backends.webui.sampling import MIN_HOST_STEPS, HostSampling, host_samplers, host_sampling
 from easyphoto.generation import (
-    CONTROLNET_MODELS,
     INPAINT_FILLS,
     Capabilities,
     EvalCounter,
     GenerationError,
     GenerationInterrupted,
     InpaintRequest,
+    LoraRef,
     Progress,
     ShouldStop,
     Txt2ImgRequest,
+    controlnet_models,
     never_stop,
     no_progress,
 )
+from easyphoto.identity_modes import METHOD_NAMES, TRAINING_FREE, identity_models
 
 JOB_NAME = "easyphoto"
 UNIT_COUNT_SETTING = "Multi-ControlNet: ControlNet unit number"
@@ -93,19 +101,28 @@ class WebUIGenerator:
         from modules import scripts
 
         samplers = host_samplers()
+        family = host_family()
+        stems = controlnet_models(family)
         cn, why = self.controlnet.usable(scripts.scripts_img2img)
         if why is not None:
-            return Capabilities(self.name, {}, {kind: why for kind in CONTROLNET_MODELS}, 0, samplers)
+            return Capabilities(self.name, {}, {kind: why for kind in stems}, 0, samplers, family,
+                                identity_missing={method: why for method in TRAINING_FREE})
         names = self.controlnet.model_names(cn)
         controls, missing = {}, {}
-        for kind, stem in CONTROLNET_MODELS.items():
+        for kind, stem in stems.items():
             resolved = self.controlnet.resolve_model(names, stem)
             if resolved is None:
                 missing[kind] = f"{stem} is not installed: put it in {self.controlnet.models_dir()} or download it " \
                                 f"in EasyPhoto → Models"
             else:
                 controls[kind] = resolved
-        return Capabilities(self.name, controls, missing, cn.slots, samplers)
+        identity, identity_missing = {}, {}
+        for method in TRAINING_FREE:
+            try:
+                identity[method] = ", ".join(self._identity_models(names, method, family)[0])
+            except GenerationError as exc:
+                identity_missing[method] = exc.message
+        return Capabilities(self.name, controls, missing, cn.slots, samplers, family, identity, identity_missing)
 
     # ------------------------------------------------------------------ requests
 
@@ -116,9 +133,9 @@ class WebUIGenerator:
         runner = scripts.scripts_img2img
         self._check_stop(should_stop, req.label)
         sampling = self._sampling(req, req.denoising_strength)  # a schedule the host cannot run fails first
-        units = self._plan_units(req, runner)
+        units, loras = self._plan_units(req, runner)
         opts = shared.opts
-        fields = self._common_fields(req, processing.StableDiffusionProcessingImg2Img)
+        fields = self._common_fields(req, processing.StableDiffusionProcessingImg2Img, loras)
         fields.update(
             outpath_samples=opts.outdir_samples or opts.outdir_img2img_samples,
             outpath_grids=opts.outdir_grids or opts.outdir_img2img_grids,
@@ -139,9 +156,9 @@ class WebUIGenerator:
         runner = scripts.scripts_txt2img
         self._check_stop(should_stop, req.label)
         sampling = self._sampling(req, None)
-        units = self._plan_units(req, runner)
+        units, loras = self._plan_units(req, runner)
         opts = shared.opts
-        fields = self._common_fields(req, processing.StableDiffusionProcessingTxt2Img)
+        fields = self._common_fields(req, processing.StableDiffusionProcessingTxt2Img, loras)
         fields.update(
             outpath_samples=opts.outdir_samples or opts.outdir_txt2img_samples,
             outpath_grids=opts.outdir_grids or opts.outdir_txt2img_grids,
@@ -181,9 +198,9 @@ class WebUIGenerator:
             raise GenerationInterrupted(f"Stopped before {label or 'the generation'} started.")
 
     @staticmethod
-    def _common_fields(req: Txt2ImgRequest, cls) -> dict:
+    def _common_fields(req: Txt2ImgRequest, cls, loras: list) -> dict:
         fields = {
-            "prompt": _lora_prompt(req.prompt, req.loras),
+            "prompt": _lora_prompt(req.prompt, loras),
             "negative_prompt": req.negative_prompt,
             "seed": int(req.seed),
             "sampler_name": req.sampler,
@@ -201,42 +218,91 @@ class WebUIGenerator:
             fields["scheduler"] = req.scheduler  # A1111 >= 1.9 and Forge; older hosts have no such field
         return fields
 
-    def _plan_units(self, req: Txt2ImgRequest, runner) -> list:
-        """Validate the request's controls against the host and build its ControlNet units, before anything runs."""
-        if not req.controls:
-            return []
-        kinds = ", ".join(c.kind for c in req.controls)
+    def _plan_units(self, req: Txt2ImgRequest, runner) -> tuple[list, list]:
+        """Validate the request's controls (and training-free identity) against the host and build its ControlNet
+        units and the LoRAs of its prompt, before anything runs."""
+        if not req.controls and req.identity is None:
+            return [], list(req.loras)
+        wanted = [c.kind for c in req.controls] + ([req.identity.method] if req.identity is not None else [])
+        kinds = ", ".join(wanted)
         cn, why = self.controlnet.usable(runner)
         if why is not None:
             raise GenerationError(f"This generation needs ControlNet ({kinds}), but {why}.", hint=self.controlnet.hint)
-        self._check_slots(req, cn, kinds)
+        family = host_family()
         names = self.controlnet.model_names(cn)
+        identity_units, loras = [], list(req.loras)
+        if req.identity is not None:
+            models, lora = self._identity_models(names, req.identity.method, family)
+            identity_units = self._identity_units(cn, req, models)
+            loras += [LoraRef(lora, 1.0)] if lora else []
+        self._check_slots(len(req.controls) + len(identity_units), cn, kinds)
+        units = self._control_units(req, cn, names, family)
+        return units + identity_units, loras
+
+    def _identity_models(self, names: list[str], method: str, family: str) -> tuple[list[str], str | None]:
+        """The host's names of the models `method` needs on `family`, and its companion LoRA; GenerationError naming
+        whatever is missing (the host would only log a missing model and render without the unit)."""
+        if self.controlnet.identity_modules.get(method) is None:
+            raise GenerationError(f"{METHOD_NAMES[method]} is not available in this WebUI: "
+                                  f"{self.controlnet.identity_refusal}.",
+                                  hint="Run it in AUTOMATIC1111 with sd-webui-controlnet, or choose InstantID or "
+                                       "FaceID.")
+        spec = identity_models(method, family)
+        resolved = [self.controlnet.resolve_model(names, stem) for stem in spec.units]
+        absent = [f"{stem} (ControlNet folder {self.controlnet.models_dir()})"
+                  for stem, name in zip(spec.units, resolved, strict=True) if name is None]
+        if spec.lora and not lora_present(spec.lora):
+            absent.append(f"{spec.lora} (Lora folder)")
+        if absent:
+            raise GenerationError(
+                f"{METHOD_NAMES[method]} needs model(s) that are not installed: {'; '.join(absent)}.",
+                hint="Download them in EasyPhoto → Models (group “identity”; their licences are shown there), or "
+                     "use the identity LoRA.")
+        return resolved, spec.lora
+
+    def _identity_units(self, cn: HostControlNet, req: Txt2ImgRequest, models: list[str]) -> list:
+        identity = req.identity
+        modules = self.controlnet.identity_modules[identity.method]
+        # InstantID's second unit places the face: its keypoints come from the picture being repainted
+        keypoints = getattr(req, "image", None)
+        keypoints = identity.face if keypoints is None else keypoints
+        images = [identity.face, keypoints][:len(modules)]
+        return [self.controlnet.identity_unit(cn, identity, module, model, image)
+                for module, model, image in zip(modules, models, images, strict=True)]
+
+    def _control_units(self, req: Txt2ImgRequest, cn: HostControlNet, names: list[str], family: str) -> list:
+        stems = controlnet_models(family)
         resolved, missing = [], []
         for control in req.controls:
-            stem = CONTROLNET_MODELS[control.kind]
+            stem = stems.get(control.kind)
+            if stem is None:
+                raise GenerationError(f"No SDXL ControlNet is published for the control {control.kind!r}, and the "
+                                      f"selected checkpoint is SDXL.",
+                                      hint="Leave that control out (weight 0) for SDXL checkpoints.")
             name = self.controlnet.resolve_model(names, stem)
             resolved.append(name)
             if name is None and stem not in missing:
                 missing.append(stem)
         if missing:
-            files = ", ".join(f"{stem}.pth" for stem in missing)
+            files = ", ".join(f"{stem}.{'safetensors' if family == 'sdxl' else 'pth'}" for stem in missing)
+            group = "controlnet_sdxl" if family == "sdxl" else "controlnet"
             raise GenerationError(
                 f"ControlNet model(s) missing for this generation: {files} (not found by the WebUI's ControlNet).",
                 hint=f"Put the file(s) in {self.controlnet.models_dir()} (models/ControlNet), or download them in "
-                     f"EasyPhoto → Models (group “controlnet”).")
+                     f"EasyPhoto → Models (group “{group}”).")
         return [self.controlnet.unit(cn, control, name) for control, name in zip(req.controls, resolved, strict=True)]
 
     @staticmethod
-    def _check_slots(req: Txt2ImgRequest, cn: HostControlNet, kinds: str) -> None:
-        if len(req.controls) <= cn.slots:
+    def _check_slots(count: int, cn: HostControlNet, kinds: str) -> None:
+        if count <= cn.slots:
             return
         from modules import shared
 
         setting = shared.opts.data.get("control_net_unit_count", 3)
         raise GenerationError(
-            f"This generation needs {len(req.controls)} ControlNet units ({kinds}), but the WebUI runs with "
+            f"This generation needs {count} ControlNet units ({kinds}), but the WebUI runs with "
             f"{cn.slots} (setting: {setting}).",
-            hint=f"Set “{UNIT_COUNT_SETTING}” to at least {len(req.controls)} in Settings → ControlNet, apply, "
+            hint=f"Set “{UNIT_COUNT_SETTING}” to at least {count} in Settings → ControlNet, apply, "
                  f"and restart the WebUI.")
 
     def _script_args(self, runner, units: list) -> list:

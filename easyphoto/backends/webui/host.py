@@ -235,3 +235,49 @@ def selected_checkpoint() -> Path:
         raise EasyPhotoError("The WebUI has no checkpoint installed to train on.", phase="train",
                              hint="Put an SD 1.5 .safetensors checkpoint in models/Stable-diffusion.") from None
     return Path(info.filename)
+
+
+# ---------------------------------------------------------------------------------------------- the base model family
+
+def checkpoint_family(path: Path) -> str:
+    """What the host's loader makes of a checkpoint file: "sdxl" when its state dict has SDXL's conditioner
+    (A1111's sd_models_config picks an SDXL config for 'conditioner.embedders.*' keys and sets is_sdxl =
+    hasattr(model, "conditioner"); Forge's model guess reads the same keys), else "sd15". Read from the safetensors
+    header alone; a pickle (.ckpt) is never opened here and counts as SD 1.5."""
+    from easyphoto.store import safetensors_header
+
+    if path.suffix.lower() != ".safetensors":
+        return "sd15"
+    try:
+        header = safetensors_header(path)
+    except (OSError, ValueError):
+        return "sd15"
+    return "sdxl" if any(key.startswith("conditioner.embedders.") for key in header) else "sd15"
+
+
+def host_family() -> str:
+    """The family ("sd15" / "sdxl") of the checkpoint the next generation runs on: the selected one (both hosts
+    load it at the start of process_images). The loaded model's own flag (A1111's sd_model.is_sdxl; Forge's
+    diffusion engine sets is_sdxl too, its placeholder before the first generation has none) when it is that
+    checkpoint, else the file's header; nothing is loaded to find out."""
+    from modules import sd_models
+
+    try:
+        selected = sd_models.select_checkpoint()
+    except FileNotFoundError:
+        return "sd15"
+    model = sd_models.model_data.sd_model
+    info = getattr(model, "sd_checkpoint_info", None)
+    if info is not None and getattr(info, "filename", None) == selected.filename and hasattr(model, "is_sdxl"):
+        return "sdxl" if model.is_sdxl else "sd15"
+    return checkpoint_family(Path(selected.filename))
+
+
+def lora_present(stem: str) -> bool:
+    """Whether the host's Lora folder (--lora-dir, else models/Lora, searched recursively like the built-in Lora
+    extension does) has a LoRA file named `stem`."""
+    from modules import paths_internal
+
+    folder = Path(cmd_opt("lora_dir") or Path(paths_internal.models_path) / "Lora")
+    return folder.is_dir() and any(p.stem == stem and p.suffix.lower() in (".safetensors", ".pt", ".ckpt")
+                                   for p in folder.rglob(f"{stem}.*"))

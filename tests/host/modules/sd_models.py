@@ -225,10 +225,31 @@ def get_checkpoint_state_dict(checkpoint_info: CheckpointInfo, timer):
     raise NotImplementedError("the host double does not load weights")
 
 
+_SDXL_CONDITIONER_KEYS = {"conditioner.embedders.1.model.ln_final.weight",
+                          "conditioner.embedders.0.model.ln_final.weight"}
+
+
+def _tensor_names(checkpoint_info) -> list:
+    """The tensor names of a .safetensors checkpoint from its header ([] for other files or unreadable ones)."""
+    if not checkpoint_info.is_safetensors:
+        return []
+    try:
+        with open(checkpoint_info.filename, mode="rb") as file:
+            length = int.from_bytes(file.read(8), "little")
+            header = json.loads(file.read(length))
+    except (OSError, ValueError):
+        return []
+    return [key for key in header if key != "__metadata__"] if isinstance(header, dict) else []
+
+
 class FakeSdModel:
     """Stands for the loaded model (modules/sd_models_types.WebuiSdModel): attributes only, no weights.
 
-    ``is_sdxl`` is guessed from the safetensors metadata (modelspec.architecture) or an "xl" in the file name.
+    ``is_sdxl`` is what the real load makes of the state dict: sd_models_config.guess_model_config_from_state_dict
+    picks an SDXL config when 'conditioner.embedders.1.model.ln_final.weight' (base, inpainting) or
+    'conditioner.embedders.0.model.ln_final.weight' (refiner) is present, and load_model sets
+    ``is_sdxl = hasattr(sd_model, "conditioner")``. The double reads the tensor names from the safetensors header
+    (no tensor is loaded); a .ckpt is SD 1.x here.
     """
 
     cond_stage_key = "txt"
@@ -242,8 +263,7 @@ class FakeSdModel:
         self.sd_checkpoint_info = checkpoint_info
         self.sd_model_checkpoint = checkpoint_info.filename
         self.sd_model_hash = checkpoint_info.shorthash
-        arch = str(checkpoint_info.metadata.get("modelspec.architecture", ""))
-        self.is_sdxl = "xl" in arch.lower() or "xl" in checkpoint_info.name_for_extra.lower()
+        self.is_sdxl = bool(_SDXL_CONDITIONER_KEYS & set(_tensor_names(checkpoint_info)))
         self.is_sd1 = not self.is_sdxl
         self.device = devices.device
         self.used_config = None

@@ -211,11 +211,27 @@ class Script(scripts.Script):
         detected_map = images.resize_image(resize_mode.int_value(), Image.fromarray(detected), w, h)
         return detected_map
 
+    @staticmethod
+    def control_model_type(model_name: str) -> str:
+        """What build_control_model would make of the file (controlnet_model_guess.py): the double has no state
+        dict, so the kind is read from the name the way users must name these files ("ip-adapter" / "ip_adapter"
+        = IP-Adapter incl. FaceID, PuLID and InstantID's adapter; a ControlNet with "instant_id" = InstantID)."""
+        name = model_name.lower()
+        if "ip-adapter" in name or "ip_adapter" in name:
+            return "IPAdapter"
+        return "InstantID" if "instant_id" in name else "ControlNet"
+
     def controlnet_main_entry(self, p):
         self.enabled_units = Script.get_enabled_units(p)
         self.detected_map = []
+        types = []
         for i, unit in enumerate(self.enabled_units):
             detected_map = self._process_unit(p, unit)
+            types.append(Script.control_model_type(unit.model))
+            if types[-1] == "InstantID":
+                # the real hook takes the face embedding of the IP-Adapter unit right before it
+                assert i > 0, "InstantID control model should follow ipadapter model."
+                assert types[i - 1] == "IPAdapter", "InstantID control model should follow ipadapter model."
             p.extra_generation_params[f"ControlNet {i}"] = unit.serialize()
             if unit.save_detected_map:
                 self.detected_map.append((detected_map, unit.module))

@@ -45,3 +45,10 @@ _p("ip-adapter_clip_sdxl", label="ip-adapter_clip_g", tags=["IP-Adapter"], retur
 for _name in ("ip-adapter_clip_sdxl_plus_vith", "ip-adapter_face_id", "ip-adapter_face_id_plus", "ip-adapter-auto"):
     _p(_name, tags=["IP-Adapter"], returns_image=False, resolution=False)
 _p("reference_only", tags=["Reference"], model_free=True)
+# InstantID (legacy/preprocessor_compiled.py): the embedding returns no image, the keypoints one draws them
+_p("instant_id_face_embedding", tags=["Instant-ID"], returns_image=False, resolution=False)
+_p("instant_id_face_keypoints", tags=["Instant-ID"], resolution=False)
+# PuLID (preprocessor/pulid.py): "facexlib" is one of its dependencies, registered without tags
+_p("facexlib", tags=[], resolution=False)
+_p("ip-adapter_pulid", tags=["IP-Adapter"], returns_image=False, resolution=False,
+   preprocessor_deps=["facexlib", "instant_id_face_embedding", "EVA02-CLIP-L-14-336"])

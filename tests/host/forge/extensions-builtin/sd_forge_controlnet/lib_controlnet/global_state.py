@@ -40,6 +40,9 @@ for _name, _tags in [
     ("tile_colorfix+sharp", ["Tile"]), ("inpaint_global_harmonious", ["Inpaint"]), ("inpaint_only", ["Inpaint"]),
     ("inpaint_only+lama", ["Inpaint"]), ("CLIP-ViT-H (IPAdapter)", ["IP-Adapter"]),
     ("CLIP-ViT-bigG (IPAdapter)", ["IP-Adapter"]), ("InsightFace (InstantID)", ["Instant-ID"]),
+    # sd_forge_ipadapter's FaceID Plus preprocessor, and forge_legacy_preprocessors' InstantID keypoints (its
+    # instant_id_face_embedding, ip-adapter_face_id and ip-adapter_face_id_plus are commented out; no PuLID anywhere)
+    ("InsightFace+CLIP-H (IPAdapter)", ["IP-Adapter"]), ("instant_id_face_keypoints", ["Instant-ID"]),
 ]:
     supported_preprocessors[_name] = _FakePreprocessor(_name, _tags, sorting_priority=100 if _name == "None" else 0)
 
