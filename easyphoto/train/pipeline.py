@@ -246,10 +246,10 @@ def _load_weights(base, weights) -> None:
     from easyphoto.train import lora
 
     lora.load_into_peft(base.unet, "unet", {k: v for k, v in weights.items() if k.startswith("unet.")})
-    for prefix, encoder in (("text_encoder", base.text_encoder), ("text_encoder_2", base.text_encoder_2)):
+    for prefix in ("text_encoder", "text_encoder_2"):  # SD 1.5 has the first only; SDXL both
         text = {k: v for k, v in weights.items() if k.startswith(prefix + ".")}
         if text:
-            lora.load_into_peft(encoder, prefix, text)
+            lora.load_into_peft(getattr(base, prefix), prefix, text)
 
 
 def _write_identity_json(spec: TrainSpec, config: TrainConfig, base, summary: dict, validator) -> None:
