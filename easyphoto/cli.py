@@ -88,6 +88,21 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_options(portrait, "PortraitConfig", "--set seed=42 --set second_pass=false")
     portrait.set_defaults(run=_portrait)
 
+    compare = commands.add_parser("portrait-compare", help="one template rendered with an identity's LoRA and "
+                                                           "training-free, both likeness scores side by side")
+    compare.add_argument("--id", required=True, dest="identity_id", help="a trained identity")
+    compare.add_argument("template", metavar="TEMPLATE", help="a template photo file, or a gallery name")
+    compare.add_argument("--face", type=int, dest="face_index", metavar="N",
+                         help="template face number (left to right, from 0; default: the largest)")
+    compare.add_argument("--mode", dest="training_free_mode", default="faceid", choices=("faceid", "instantid", "pulid"),
+                         help="the training-free method (CompareConfig.training_free_mode; default faceid)")
+    compare.add_argument("--identity-weight", type=float, default=0.8, help="weight of its unit(s) (default 0.8)")
+    compare.add_argument("--out", required=True, help="folder for both portraits")
+    compare.add_argument("--base", help="the base model the identity was trained on (standalone)")
+    compare.add_argument("--config-dir", help="diffusers config folder for a single-file base")
+    add_config_options(compare, "PortraitConfig", "--set seed=42")
+    compare.set_defaults(run=_portrait_compare)
+
     models = commands.add_parser("models", help="model files: what is present and where missing ones go")
     models_commands = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
     listing = models_commands.add_parser("list", help="list every model file: the feature that needs it, its state")
@@ -275,6 +290,28 @@ def _portrait(ctx: AppContext, args: argparse.Namespace) -> int:
               "base": str(resolve_base(ctx, args.base, "portrait")),
               "config_dir": str(Path(args.config_dir).resolve()) if args.config_dir else None}  # PortraitParams
     print(json.dumps(run_job(ctx, "portrait", params), indent=2))
+    return 0
+
+
+def _portrait_compare(ctx: AppContext, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from easyphoto.config import CompareConfig, PortraitConfig
+    from easyphoto.job_params import ComparePortraitParams
+    from easyphoto.portrait.compare import check_request
+
+    config = _command_config(PortraitConfig, args)
+    template = args.template if not Path(args.template).exists() and "/" in args.template \
+        and not Path(args.template).is_absolute() else str(Path(args.template).resolve())  # a gallery name stays
+    compare = CompareConfig.from_dict({"training_free_mode": args.training_free_mode,
+                                       "identity_weight": args.identity_weight})
+    params = ComparePortraitParams.checked({
+        "identity_id": args.identity_id, "template": template, "face_index": args.face_index,
+        "config": config.to_dict(), "compare": compare.to_dict(), "out": str(Path(args.out).resolve()),
+        "base": str(resolve_base(ctx, args.base, "portrait")),
+        "config_dir": str(Path(args.config_dir).resolve()) if args.config_dir else None}, "portrait_compare")
+    check_request(ctx, params)  # untrained identity, no reference face, unknown template: before any job
+    print(json.dumps(run_job(ctx, "portrait_compare", params.to_dict()), indent=2))
     return 0
 
 

@@ -539,6 +539,18 @@ class PortraitConfig(ConfigModel):
         "check_second_pass_steps", lambda v: v["second_pass"] and _check_denoising_steps(v, "second", "Pass 2"))
 
 
+class CompareConfig(ConfigModel):
+    """The portrait "compare" action (issue 17): one template rendered twice with the same seed and PortraitConfig,
+    once with the identity's LoRA and once training-free, so the two likeness scores (same face stack, same gate)
+    can be read side by side."""
+
+    training_free_mode: Literal["instantid", "faceid", "pulid"] = Field(
+        "faceid", description="The training-free method compared with the LoRA: faceid (SD 1.5/SDXL), instantid "
+                              "(SDXL) or pulid (SDXL, A1111 only).", **in_group(_IDENTITY))
+    identity_weight: float = Field(0.8, ge=0.0, le=2.0, description="Weight of the training-free identity unit(s).",
+                                   **in_group(_IDENTITY, advanced=True))
+
+
 # Try-on groups (`in_group`)
 _GARMENT, _MASK = "Garment and prompt", "Mask"
 # The keys of easyphoto.segment.types.GARMENT_CATEGORIES, spelled out: config is the bottom layer and imports no

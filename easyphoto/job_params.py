@@ -20,6 +20,7 @@ from pydantic import Field
 from easyphoto.config import (
     PYDANTIC_V2,
     AnyGarmentConfig,
+    CompareConfig,
     ConfigModel,
     DesignConfig,
     DigitalModelConfig,
@@ -114,6 +115,21 @@ class PortraitParams(JobParams):
     config_dir: str | None = Field(None, description="Diffusers config folder for a single-file base.")
 
     _config_version = config_field_validator()
+
+
+class ComparePortraitParams(JobParams):
+    """portrait_compare: one identity on one template, rendered with its LoRA and training-free, scores side by side."""
+
+    identity_id: str = Field(..., description="The identity to render (trained, for its LoRA).")
+    template: str = Field(..., description="A gallery name (user/x.png) or a template file path.")
+    face_index: int | None = Field(None, description="Template face number; empty: the largest.")
+    config: PortraitConfig = Field(default_factory=PortraitConfig)
+    compare: CompareConfig = Field(default_factory=CompareConfig)
+    out: str | None = Field(None, description="Folder for both portraits; empty: the outputs folder.")
+    base: str | None = Field(None, description="Standalone: the base model; empty: the context's default.")
+    config_dir: str | None = Field(None, description="Diffusers config folder for a single-file base.")
+
+    _config_version = config_field_validator("config", "compare")
 
 
 class GarmentDatasetParams(JobParams):
@@ -268,6 +284,7 @@ MODELS: dict[str, type[JobParams]] = {
     "fetch_models": FetchModelsParams,
     "train": TrainParams,
     "portrait": PortraitParams,
+    "portrait_compare": ComparePortraitParams,
     "garment_dataset": GarmentDatasetParams,
     "garment_train": GarmentTrainParams,
     "tryon": TryOnParams,

@@ -16,6 +16,7 @@ from easyphoto.context import AppContext
 from easyphoto.job_params import (
     AnyGarmentParams,
     CheckPhotosParams,
+    ComparePortraitParams,
     DesignParams,
     DesignTrainParams,
     DigitalModelParams,
@@ -102,6 +103,7 @@ NEEDS_GPU: dict[str, bool] = {
     "fetch_models": False,
     "train": True,  # the child process trains on the GPU, and the WebUI's checkpoint is moved off it meanwhile
     "portrait": True,  # the WebUI's img2img (or diffusers) pipeline
+    "portrait_compare": True,  # as "portrait", twice
     "garment_dataset": False,  # a small parsing / point model on photos, like the photo check
     "garment_train": True,  # as "train"
     "tryon": True,  # as "portrait"
@@ -124,6 +126,8 @@ def register_operations(queue: JobQueue, ctx: AppContext) -> None:
 
     add("train", lambda p, job: train_operation(ctx, p, job), lambda p: f"train {p.identity_id}")
     add("portrait", lambda p, job: portrait(ctx, p, job), lambda p: f"portrait of {', '.join(p.identity_ids)}")
+    add("portrait_compare", lambda p, job: portrait_compare(ctx, p, job),
+        lambda p: f"LoRA vs {p.compare.training_free_mode}: {p.identity_id}")
     add("garment_dataset", lambda p, job: garment_dataset(ctx, p, job), lambda p: f"dataset of garment {p.garment_id}")
     add("garment_train", lambda p, job: garment_train(ctx, p, job), lambda p: f"train garment {p.garment_id}")
     add("tryon", lambda p, job: tryon(ctx, p, job), lambda p: f"try-on of {p.garment_id}")
@@ -140,6 +144,12 @@ def portrait(ctx: AppContext, params: PortraitParams, job: JobContext) -> dict:
     from easyphoto.portrait.run import portrait_operation
 
     return portrait_operation(ctx, params, job)
+
+
+def portrait_compare(ctx: AppContext, params: ComparePortraitParams, job: JobContext) -> dict:
+    from easyphoto.portrait.compare import compare_operation
+
+    return compare_operation(ctx, params, job)
 
 
 def garment_dataset(ctx: AppContext, params: GarmentDatasetParams, job: JobContext) -> dict:

@@ -31,7 +31,7 @@ from easyphoto.api.model_routes import add_model_routes
 from easyphoto.api.payloads import MAX_IMAGE_MB, MAX_IMAGES, decode_base64, decode_images, read_upload, write_uploads
 from easyphoto.api.schemas import JobModel, RequestModel
 from easyphoto.api.tryon_routes import add_tryon_routes
-from easyphoto.config import PortraitConfig, TrainConfig
+from easyphoto.config import CompareConfig, PortraitConfig, TrainConfig
 from easyphoto.context import AppContext
 from easyphoto.errors import Conflict, EasyPhotoError, InvalidRequest, NotFound
 from easyphoto.job_params import CheckPhotosParams, FetchModelsParams, PortraitParams, PrepareDatasetParams, TrainParams
@@ -152,6 +152,15 @@ class PortraitRequest(RequestModel):
     config: PortraitConfig = Field(default_factory=PortraitConfig)
     base: str | None = Field(None, description="Standalone only: the SD 1.5 base model (.safetensors or diffusers "
                                                "folder) the identities were trained on.")
+
+
+class CompareRequest(RequestModel):
+    identity_id: str = Field(..., description="A trained identity (its LoRA is one side, its reference face the other).")
+    template_name: str = Field(..., description="A gallery template (GET /templates; POST /templates adds one).")
+    face_index: int | None = Field(None, description="Template face number (left to right, from 0); default: largest.")
+    config: PortraitConfig = Field(default_factory=PortraitConfig)
+    compare: CompareConfig = Field(default_factory=CompareConfig)
+    base: str | None = Field(None, description="Standalone only: the base model the identity was trained on.")
 
 
 class TemplateUpload(RequestModel):
@@ -350,6 +359,22 @@ def _generation_routes(router: APIRouter, ctx: AppContext, jobs: Callable[[], An
                                          "face_indices": body.face_indices, "config": _dump(body.config),
                                          "base": body.base or None})
         return _submit_with_uploads(ctx, queue, params, images).to_dict()
+
+    @router.post("/portraits/compare", response_model=JobModel, status_code=202)
+    def compare_portraits(body: CompareRequest) -> dict:
+        """Render one gallery template with the identity's LoRA and training-free (same seed and settings); the
+        result holds both portraits with their likeness scores, GET /jobs/{id}/result returns both images."""
+        from easyphoto.job_params import ComparePortraitParams
+        from easyphoto.operations import require
+        from easyphoto.portrait.compare import check_request
+
+        params = ComparePortraitParams.checked({
+            "identity_id": body.identity_id, "template": body.template_name, "face_index": body.face_index,
+            "config": _dump(body.config), "compare": _dump(body.compare), "base": body.base or None})
+        check_request(ctx, params)  # 404 unknown identity or template, 409 untrained or no reference face
+        queue = jobs()
+        require(queue, "portrait_compare")
+        return queue.submit("portrait_compare", params).to_dict()
 
 
 def _template_routes(router: APIRouter, ctx: AppContext, jobs: Callable[[], Any]) -> None:

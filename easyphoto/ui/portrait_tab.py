@@ -13,7 +13,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from easyphoto.config import PortraitConfig
+from easyphoto.config import CompareConfig, PortraitConfig
 from easyphoto.context import AppContext
 from easyphoto.errors import EasyPhotoError
 from easyphoto.ui.config_controls import ConfigForm, field_names, values_to_config
@@ -21,11 +21,14 @@ from easyphoto.ui.job_updates import cancel, failure_text, follow
 
 PREFIX = "easyphoto_portrait"
 PORTRAIT_FIELDS = field_names(PortraitConfig)  # every field: the form's components and portrait_flow's values
+COMPARE_FIELDS = field_names(CompareConfig)
 
 
 def trained_identities(ctx: AppContext) -> list[str]:
-    """Identities that have an identity.json (a finished training); the portrait job re-checks the LoRA file."""
-    return [i for i in ctx.identities.list() if ctx.identities.layout(i).identity_json.is_file()]
+    """Identities that have an identity.json (a finished training) or a reference face from “Check photos” (enough
+    for the training-free identity modes); the portrait job re-checks what its mode needs."""
+    return [i for i in ctx.identities.list() if ctx.identities.layout(i).identity_json.is_file()
+            or (ctx.identities.layout(i).root / "reference.jpg").is_file()]
 
 
 def gallery_items(ctx: AppContext) -> list[tuple[str, str]]:
@@ -114,6 +117,62 @@ def portrait_flow(ctx: AppContext, identity_ids: Sequence[str], face_text: str, 
     yield result_text(record.result or {}), result_gallery(record.result or {}), ""
 
 
+def compare_flow(ctx: AppContext, identity_ids: Sequence[str], face_text: str, template_names: Sequence[str],
+                 uploads, base: str, compare_values: Sequence, values: Sequence) -> Iterator[tuple]:
+    """The "Compare LoRA vs training-free" button: the first chosen identity on the first template, both renders
+    with their likeness side by side. Yields (status, gallery items, job id)."""
+    from easyphoto.operations import submit
+    from easyphoto.portrait.compare import check_request
+    from easyphoto.ui.train_tab import upload_paths
+
+    try:
+        identity_ids = [i for i in (identity_ids or []) if i]
+        templates = [*(template_names or []), *(str(p) for p in upload_paths(uploads))]
+        if len(identity_ids) != 1 or not templates:
+            raise EasyPhotoError("Compare renders one identity on one template.",
+                                 hint="Choose exactly one identity and a template (the first one is used).")
+        faces = parse_face_numbers(face_text)
+        params = {"identity_id": identity_ids[0], "template": templates[0], "face_index": faces[0] if faces else None,
+                  "config": values_to_config(PortraitConfig, PORTRAIT_FIELDS, values).to_dict(),
+                  "compare": values_to_config(CompareConfig, COMPARE_FIELDS, compare_values).to_dict()}
+        if base and base.strip():
+            params["base"] = base.strip()
+        from easyphoto.job_params import ComparePortraitParams
+
+        check_request(ctx, ComparePortraitParams.checked(params, "portrait_compare"))
+        job = submit(ctx, "portrait_compare", params)
+    except EasyPhotoError as exc:
+        yield f"**Cannot compare:** {exc.message} {exc.hint}".strip(), [], ""
+        return
+    except ValueError as exc:
+        yield f"**Invalid settings:** {exc}", [], ""
+        return
+    for record in follow(ctx, job.id):
+        if record.is_final:
+            break
+        p = record.progress
+        yield f"{p.phase or record.state.value}: {p.message}".strip(), [], job.id
+    if record.state.value != "succeeded":
+        yield failure_text("Compare", record), [], ""
+        return
+    yield compare_text(record.result or {}), compare_gallery(record.result or {}), ""
+
+
+def compare_gallery(result: dict) -> list[tuple[str, str]]:
+    """Both portraits, LoRA first, each captioned with its mode and likeness (the same scorer for both)."""
+    return [(result[side]["file"], f"{result[side]['identity_mode']} · likeness "
+                                   f"{_score_text(result[side]['likeness'])}")
+            for side in ("lora", "training_free") if side in result]
+
+
+def compare_text(result: dict) -> str:
+    lora, free = result.get("lora") or {}, result.get("training_free") or {}
+    text = (f"**LoRA** {_score_text(lora.get('likeness'))} · **{result.get('training_free_mode')}** "
+            f"{_score_text(free.get('likeness'))} (FaceID likeness, same template, seed {result.get('seed')})")
+    licence = free.get("face_model_licence")
+    return f"{text}\n\nFace models: {licence}" if licence else text
+
+
 def likeness_caption(portrait: dict) -> str:
     scores = ", ".join(f"{f['identity_id']} {_score_text(f['likeness'])}" for f in portrait.get("faces") or [])
     return f"{Path(portrait['file']).name} · FaceID {scores}"
@@ -162,8 +221,12 @@ def build_portrait_tab(gr, ctx: AppContext) -> None:
     form = ConfigForm(PortraitConfig, PREFIX)
     with gr.Accordion("Portrait settings", open=False, elem_id="easyphoto_portrait_settings"):
         form.render(gr)
+    compare_form = ConfigForm(CompareConfig, f"{PREFIX}_compare")
+    with gr.Accordion("Compare LoRA vs training-free", open=False, elem_id="easyphoto_portrait_compare_settings"):
+        compare_form.render(gr)
     with gr.Row():
         start = gr.Button("Generate", variant="primary", elem_id="easyphoto_portrait_start")
+        compare = gr.Button("Compare LoRA vs training-free", elem_id="easyphoto_portrait_compare")
         stop = gr.Button("Cancel", elem_id="easyphoto_portrait_stop")
     job_id = gr.State("")
     status = gr.Markdown(elem_id="easyphoto_portrait_status")
@@ -181,6 +244,14 @@ def build_portrait_tab(gr, ctx: AppContext) -> None:
 
     start.click(fn=run, inputs=[identities, faces, chosen, uploads, base, *form.components],
                 outputs=[status, results, job_id])
+    count = len(COMPARE_FIELDS)
+
+    def run_compare(ids, face_text, names, files, base_path, *values):
+        yield from compare_flow(ctx, ids, face_text, names, files, base_path, values[:count], values[count:])
+
+    compare.click(fn=run_compare,
+                  inputs=[identities, faces, chosen, uploads, base, *compare_form.components, *form.components],
+                  outputs=[status, results, job_id])
     stop.click(fn=lambda j: cancel(ctx, j, idle="Nothing is running."), inputs=[job_id], outputs=[status])
     if ctx.paste_buttons is not None:
         _send_to_webui(gr, ctx, results)
