@@ -88,3 +88,23 @@ def test_an_sd15_lora_on_an_sdxl_base_is_refused_before_any_weight_changes(gener
         generator.inpaint(_request(loras=[LoraRef("sd15-person", 0.9, path)]))
     after = generator._base().unet.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_an_sdxl_controlnet_file_in_diffusers_names_loads_with_its_own_depth(tiny_sdxl_controlnet_dir, tmp_path):
+    """sd_control_collection's diffusers_xl_* files are single files with diffusers' names; the transformer depth
+    of each level is read from the tensors (the "mid" model has fewer blocks than the shipped full config)."""
+    from safetensors.torch import save_file
+
+    from easyphoto.backends.diffusers import load_controlnet
+
+    net = load_controlnet(tiny_sdxl_controlnet_dir, tiny_sdxl_controlnet_dir, torch.float32)
+    single = tmp_path / "diffusers_xl_canny_tiny.safetensors"
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(single))
+    config_dir = tmp_path / "config"
+    config_dir.mkdir()
+    config = {**dict(net.config), "transformer_layers_per_block": [5, 5]}  # deeper than the file: read from it
+    (config_dir / "config.json").write_text(__import__("json").dumps({k: v for k, v in config.items()
+                                                                      if not k.startswith("_")}))
+    again = load_controlnet(single, config_dir, torch.float32)
+    assert list(again.config.transformer_layers_per_block) == list(net.config.transformer_layers_per_block)
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), again.state_dict().values(), strict=True))

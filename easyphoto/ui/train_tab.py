@@ -142,7 +142,11 @@ def train_flow(ctx: AppContext, identity_id: str, base: str, resume: bool, value
         identity_id = (identity_id or "").strip()
         ctx.identities.get(identity_id)
         config = values_to_config(TrainConfig, TRAIN_FIELDS, values)
-        params = {"identity_id": identity_id, "config": config.to_dict(), "resume": bool(resume)}
+        # Only what differs from the defaults: an SDXL base then gets the SDXL defaults (1024 px, rank 32, ...) for
+        # every setting the form left alone (easyphoto.config.train_config_for_family).
+        defaults = TrainConfig().to_dict()
+        params = {"identity_id": identity_id, "resume": bool(resume),
+                  "config": {k: v for k, v in config.to_dict().items() if v != defaults.get(k)}}
         if base and base.strip():
             params["base"] = base.strip()
         job = submit(ctx, "train", params)
