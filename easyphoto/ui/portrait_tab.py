@@ -244,17 +244,21 @@ def build_portrait_tab(gr, ctx: AppContext) -> None:
 
     start.click(fn=run, inputs=[identities, faces, chosen, uploads, base, *form.components],
                 outputs=[status, results, job_id])
+    _wire_compare(ctx, compare, [identities, faces, chosen, uploads, base], compare_form, form,
+                  [status, results, job_id])
+    stop.click(fn=lambda j: cancel(ctx, j, idle="Nothing is running."), inputs=[job_id], outputs=[status])
+    if ctx.paste_buttons is not None:
+        _send_to_webui(gr, ctx, results)
+
+
+def _wire_compare(ctx, button, choices: list, compare_form, form, outputs: list) -> None:
+    """The Compare button: the choices (identities, faces, templates, uploads, base), then both forms' values."""
     count = len(COMPARE_FIELDS)
 
     def run_compare(ids, face_text, names, files, base_path, *values):
         yield from compare_flow(ctx, ids, face_text, names, files, base_path, values[:count], values[count:])
 
-    compare.click(fn=run_compare,
-                  inputs=[identities, faces, chosen, uploads, base, *compare_form.components, *form.components],
-                  outputs=[status, results, job_id])
-    stop.click(fn=lambda j: cancel(ctx, j, idle="Nothing is running."), inputs=[job_id], outputs=[status])
-    if ctx.paste_buttons is not None:
-        _send_to_webui(gr, ctx, results)
+    button.click(fn=run_compare, inputs=[*choices, *compare_form.components, *form.components], outputs=outputs)
 
 
 def _wire_selection(gr, ctx, gallery, chosen, preview, boxes, faces) -> None:
