@@ -792,6 +792,10 @@ class DigitalModelConfig(ConfigModel):
                                         "identity is the model.", **in_group(_MODEL))
     face_pass: bool = Field(True, description="With an identity: repaint the face with the portrait's two passes "
                             "and face fusion.", **in_group(_MODEL))
+    identity_mode: IdentityMode = Field(
+        "lora", description="How the identity's face is made: lora (its trained LoRA), or training-free from its "
+                            "reference face: instantid (SDXL), faceid, pulid (SDXL, A1111 only); the body then runs "
+                            "without an identity LoRA.", **in_group(_MODEL))
     # --- pose
     complete_pose: bool = Field(True, description="Place missing head, neck and limbs from body proportions (visible "
                                 "joints are never moved).", **in_group(_POSE))

@@ -349,3 +349,55 @@ def test_compare_renders_lora_and_training_free_side_by_side(host, monkeypatch, 
         assert result[side]["identity_mode"] == mode and "likeness" in result[side]
         assert outputs.read_metadata(result[side]["file"])["identity_mode"] == mode
     assert result["lora"]["face_model_licence"] is None and "InstantID" in result["training_free"]["face_model_licence"]
+
+
+# ---------------------------------------------------------------------------------------------- front ends' refusals
+
+
+@pytest.fixture
+def standalone(tmp_path, photos_same_man):
+    """A standalone data folder with "fresh": checked photos (a reference face), no LoRA."""
+    from easyphoto import operations
+    from easyphoto.context import standalone_context
+    from easyphoto.face import stacks
+    from tests.test_portrait import make_identity
+
+    ctx = standalone_context(tmp_path / "data")
+    make_identity(ctx.paths, "fresh", photos_same_man[0], stacks.load("dlib", ctx.paths), lora=False)
+    yield ctx
+    operations.shutdown_all()
+
+
+def test_compare_route_and_cli_refuse_before_submitting(standalone, photo_astronaut, capsys):
+    """Compare needs the LoRA side: an identity without one is a 409 / exit 2 naming it, no job; a method that does
+    not exist is a 422."""
+    from fastapi.testclient import TestClient
+
+    from easyphoto import cli, operations
+    from easyphoto.app import create_app
+    from tests.kit.api import API
+
+    client = TestClient(create_app(standalone, with_ui=False))
+    body = {"identity_id": "fresh", "template_name": "preset/none.jpg"}
+    answer = client.post(f"{API}/portraits/compare", json=body)
+    assert answer.status_code == 409 and "no trained LoRA" in answer.json()["message"]
+    assert client.post(f"{API}/portraits/compare", json={**body, "identity_id": "nobody"}).status_code == 404
+    bad = client.post(f"{API}/portraits/compare", json={**body, "compare": {"training_free_mode": "roop"}})
+    assert bad.status_code == 422 and "training_free_mode" in bad.text
+    assert operations.job_queue(standalone).list() == []
+    code = cli.main(["--data-dir", str(standalone.paths.data_root.parent), "portrait-compare", "--id", "fresh",
+                     str(photo_astronaut), "--out", str(standalone.paths.data_root / "out"), "--mode", "faceid",
+                     "--base", str(photo_astronaut)])
+    assert code == 2 and "no trained LoRA" in capsys.readouterr().err
+
+
+def test_the_digital_models_face_can_be_training_free(standalone, photo_astronaut):
+    from easyphoto.job_params import DigitalModelParams
+    from easyphoto.portrait.run import IdentityNotReady
+    from easyphoto.tryon.model_run import check_request
+
+    params = {"identity_id": "fresh", "person": str(photo_astronaut), "config": {"mode": "model"}}
+    with pytest.raises(IdentityNotReady):  # the LoRA mode needs a trained identity
+        check_request(standalone, DigitalModelParams.checked(params))
+    check_request(standalone, DigitalModelParams.checked({**params, "config": {"mode": "model",
+                                                                              "identity_mode": "faceid"}}))

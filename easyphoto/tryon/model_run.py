@@ -33,7 +33,7 @@ DEFAULT_POSE_SIZE = (512, 768)  # a pose swap without a photo: portrait 2:3
 def check_request(ctx: AppContext, params: DigitalModelParams) -> None:
     """Cheap checks the API and the CLI run before submitting: trained garments and identity, the photo a mode
     needs, a parsable skeleton. No model loads."""
-    from easyphoto.portrait.run import require_trained
+    from easyphoto.portrait.run import require_ready
     from easyphoto.pose.skeleton import skeleton_from_json
     from easyphoto.tryon.run import require_trained_garment
 
@@ -43,7 +43,7 @@ def check_request(ctx: AppContext, params: DigitalModelParams) -> None:
         if garment_id:
             require_trained_garment(ctx, garment_id)
     if params.identity_id:
-        require_trained(ctx, params.identity_id)
+        require_ready(ctx, params.identity_id, config.identity_mode)  # LoRA, or a reference face (training-free)
     if config.mode != "pose" and not params.person:
         raise InvalidRequest(f"Mode {config.mode!r} needs the photo of the garment (person).", phase="digital_model")
     if zero_shot_outfit:
@@ -97,8 +97,9 @@ def face_pass_for(ctx: AppContext, params: DigitalModelParams, generator):
     from easyphoto.portrait.template import analyse
 
     stack = stacks.load(ctx.settings.face_stack, ctx.paths)
-    identity = load_identity(ctx, params.identity_id, stack)
-    portrait = PortraitPipeline(generator, stack, PortraitConfig())
+    mode = params.config.identity_mode
+    identity = load_identity(ctx, params.identity_id, stack, mode)  # training-free: no LoRA, no trigger
+    portrait = PortraitPipeline(generator, stack, PortraitConfig(identity_mode=mode))
 
     def repaint(pixels: np.ndarray, seed: int) -> tuple[np.ndarray, str]:
         analysis = analyse(Image.fromarray(pixels), "digital model", stack.detector)
