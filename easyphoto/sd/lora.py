@@ -9,11 +9,22 @@ layers into :data:`LoraWeights`), the exported file, the WebUI's built-in Lora (
 inference), the standalone diffusers backend (:func:`apply_webui_style`) and the checkpoint merge
 (easyphoto.train.merge) all agree on it.
 
-Module keys are ``"unet.<diffusers module path>"`` and ``"text_encoder.<module path>"``. In the file they become
-kohya names (``lora_unet_down_blocks_0_attentions_0_proj_in``, ``lora_te_text_model_encoder_layers_0_self_attn_q_proj``),
-the only naming the WebUI's Lora extension understands. Dots become underscores, so the name alone is ambiguous
-("proj_in" vs "proj.in"); the exact module keys are therefore also stored in the file's metadata
-(``easyphoto_modules``), and files without them (other trainers) are decoded with a vocabulary of SD 1.5 names.
+Module keys are ``"unet.<diffusers module path>"`` and ``"text_encoder.<module path>"``, plus
+``"text_encoder_2.<module path>"`` for SDXL's second text encoder (OpenCLIP bigG as transformers'
+CLIPTextModelWithProjection). In the file they become kohya names, the only naming the WebUI's Lora extension
+understands, and the prefixes depend on the model family (kohya sd-scripts' convention, which A1111, Forge and
+diffusers all read):
+
+    family  unet          text_encoder   text_encoder_2   ss_base_model_version
+    sd15    lora_unet_    lora_te_       (none)           sd_v1
+    sdxl    lora_unet_    lora_te1_      lora_te2_        sdxl_base_v1-0
+
+(``lora_unet_down_blocks_0_attentions_0_proj_in``, ``lora_te_text_model_encoder_layers_0_self_attn_q_proj``). UNet
+names keep the diffusers module path for SDXL too: A1111 converts them to its SGM layer names
+(convert_diffusers_name_to_compvis) and diffusers reads them directly. Dots become underscores, so the name alone is
+ambiguous ("proj_in" vs "proj.in"); the exact module keys are therefore also stored in the file's metadata
+(``easyphoto_modules``), and files without them (other trainers) are decoded with a vocabulary of SD 1.5 / SDXL
+names (SGM-style SDXL UNet names, "lora_unet_input_blocks_4_1_…" as kohya's SDXL trainer writes them, included).
 
 Files are written atomically (easyphoto.store.atomic_path): an interrupted export leaves the previous file or
 none, never half of one. safetensors only; metadata values are strings (a safetensors rule).
@@ -22,6 +33,7 @@ none, never half of one. safetensors only; metadata values are strings (a safete
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,15 +47,37 @@ UNET_TARGETS = ["to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.n
 TEXT_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"]
 
 MODULES_METADATA_KEY = "easyphoto_modules"
+LORA_FAMILIES = ("sd15", "sdxl")  # the same names as easyphoto.generation.MODEL_FAMILIES
+# kohya sd-scripts' ss_base_model_version: model_util.get_model_version_str_for_sd1_sd2 ("sd_v1") and
+# sdxl_model_util.MODEL_VERSION_SDXL_BASE_V1_0; A1111's NetworkOnDisk.detect_version tests startswith("sdxl_")
+BASE_MODEL_VERSIONS = {"sd15": "sd_v1", "sdxl": "sdxl_base_v1-0"}
 _KOHYA_PREFIXES = {"unet": "lora_unet_", "text_encoder": "lora_te_"}
+_SDXL_KOHYA_PREFIXES = {"unet": "lora_unet_", "text_encoder": "lora_te1_", "text_encoder_2": "lora_te2_"}
+_FAMILY_PREFIXES = {"sd15": _KOHYA_PREFIXES, "sdxl": _SDXL_KOHYA_PREFIXES}
+# kohya prefix -> module-key prefix, for decoding; none is a prefix of another ("lora_te_" is not one of "lora_te1_")
+_DECODE_PREFIXES = (
+    ("lora_te1_", "text_encoder"),
+    ("lora_te2_", "text_encoder_2"),
+    ("lora_te_", "text_encoder"),
+    ("lora_unet_", "unet"),
+)
 _KOHYA_SUFFIXES = (".lora_down.weight", ".lora_up.weight", ".alpha")
-# Module-path segments of SD 1.5's UNet and CLIP text encoder that contain an underscore. Used to decode kohya
-# names of files we did not write (no easyphoto_modules metadata): "..._transformer_blocks_0_attn1_to_out_0".
+# Module-path segments of the SD 1.5 / SDXL diffusers UNet and the CLIP text encoders that contain an underscore.
+# Used to decode kohya names of files we did not write (no easyphoto_modules metadata):
+# "..._transformer_blocks_0_attn1_to_out_0".
 _TWO_WORD_SEGMENTS = {
     "down_blocks", "up_blocks", "mid_block", "transformer_blocks", "to_q", "to_k", "to_v", "to_out", "proj_in",
     "proj_out", "text_model", "self_attn", "q_proj", "k_proj", "v_proj", "out_proj", "final_layer_norm",
     "layer_norm1", "layer_norm2", "time_embedding", "conv_in", "conv_out", "conv_shortcut", "time_emb_proj",
+    # SDXL (and parts of SD 1.5 outside the LoRA targets)
+    "add_embedding", "linear_1", "linear_2", "text_projection", "token_embedding", "position_embedding",
+    "conv_norm_out",
 }  # fmt: skip
+# SGM (ldm) names of the UNet's transformer blocks, as kohya's SDXL trainer writes them ("lora_unet_input_blocks_4_1_
+# transformer_blocks_0_attn1_to_q"): input_blocks.{3i+j+1}.1 / middle_block.1 / output_blocks.{3i+j}.1 are
+# down_blocks.i.attentions.j / mid_block.attentions.0 / up_blocks.i.attentions.j for two layers per block (SD 1.5 and
+# SDXL both have two)
+_SGM_ATTENTION = re.compile(r"^(input_blocks|output_blocks)_(\d+)_1_|^middle_block_1_")
 
 
 class LoraFormatError(EasyPhotoError):
@@ -85,20 +119,74 @@ LoraWeights = dict[str, LoraModule]
 # ---------------------------------------------------------------------------------------------- names
 
 
-def kohya_name(module_key: str) -> str:
-    """``"unet.down_blocks.0.attentions.0.proj_in"`` -> ``"lora_unet_down_blocks_0_attentions_0_proj_in"``."""
+def _check_family(family: str) -> str:
+    if family not in LORA_FAMILIES:
+        raise LoraFormatError(
+            f"Unknown LoRA model family {family!r}.", hint=f"Use one of {LORA_FAMILIES} (the base model's family)."
+        )
+    return family
+
+
+def kohya_name(module_key: str, family: str = "sd15") -> str:
+    """``"unet.down_blocks.0.attentions.0.proj_in"`` -> ``"lora_unet_down_blocks_0_attentions_0_proj_in"``.
+
+    `family` picks the text encoders' prefixes: "sd15" ``lora_te_``; "sdxl" ``lora_te1_`` / ``lora_te2_``."""
+    prefixes = _FAMILY_PREFIXES[_check_family(family)]
     prefix, _, path = module_key.partition(".")
-    if prefix not in _KOHYA_PREFIXES or not path:
-        raise LoraFormatError(f"LoRA module key {module_key!r} must start with 'unet.' or 'text_encoder.'.")
-    return _KOHYA_PREFIXES[prefix] + path.replace(".", "_")
+    if prefix not in prefixes or not path:
+        allowed = " or ".join(f"'{p}.'" for p in prefixes)
+        raise LoraFormatError(
+            f"LoRA module key {module_key!r} must start with {allowed} for a {family} LoRA.",
+            hint="Module keys are '<model>.<module path>', as module_keys(model, prefix, targets) gives them.",
+        )
+    return prefixes[prefix] + path.replace(".", "_")
+
+
+def lora_family(keys: Iterable[str], family: str | None = None, metadata: dict[str, str] | None = None) -> str:
+    """The family ("sd15" or "sdxl") of a LoRA with module `keys`: the explicit `family`, else the metadata's kohya
+    ``ss_base_model_version`` ("sdxl_…" is SDXL), else "sdxl" when a key is under ``text_encoder_2.``, else "sd15".
+
+    A LoRA of the SDXL UNet alone has no key that tells; its trainer passes ``family="sdxl"``."""
+    keys = list(keys)
+    has_te2 = any(key.startswith("text_encoder_2.") for key in keys)
+    if family is None:
+        version = str((metadata or {}).get("ss_base_model_version", ""))
+        family = "sdxl" if version.startswith("sdxl_") or has_te2 else "sd15"
+    _check_family(family)
+    if family == "sd15" and has_te2:
+        raise LoraFormatError(
+            "An SD 1.5 LoRA cannot hold text_encoder_2 modules (SDXL's second text encoder).",
+            hint="Save it with family='sdxl'.",
+        )
+    return family
+
+
+def _sgm_to_diffusers(words: str) -> str:
+    """``input_blocks_4_1_transformer…`` -> ``down_blocks_1_attentions_0_transformer…`` (see _SGM_ATTENTION)."""
+    match = _SGM_ATTENTION.match(words)
+    if match is None:
+        return words
+    rest = words[match.end() :]
+    if match.group(1) is None:
+        return "mid_block_attentions_0_" + rest
+    index = int(match.group(2))
+    if match.group(1) == "input_blocks":
+        return f"down_blocks_{(index - 1) // 3}_attentions_{(index - 1) % 3}_" + rest
+    return f"up_blocks_{index // 3}_attentions_{index % 3}_" + rest
 
 
 def guess_module_key(name: str) -> str:
-    """Best-effort inverse of :func:`kohya_name` for SD 1.5 modules (files written without easyphoto_modules)."""
-    prefix = next((p for p, kohya_prefix in _KOHYA_PREFIXES.items() if name.startswith(kohya_prefix)), None)
-    if prefix is None:
-        raise LoraFormatError(f"{name!r} is not a kohya LoRA name for SD 1.5 ('lora_unet_…' or 'lora_te_…').")
-    words = name[len(_KOHYA_PREFIXES[prefix]) :].split("_")
+    """Best-effort inverse of :func:`kohya_name` for SD 1.5 and SDXL modules (files without easyphoto_modules)."""
+    found = next(((kohya, prefix) for kohya, prefix in _DECODE_PREFIXES if name.startswith(kohya)), None)
+    if found is None:
+        raise LoraFormatError(
+            f"{name!r} is not a kohya LoRA name ('lora_unet_…', 'lora_te_…', 'lora_te1_…' or 'lora_te2_…')."
+        )
+    kohya, prefix = found
+    rest = name[len(kohya) :]
+    if prefix == "unet":
+        rest = _sgm_to_diffusers(rest)
+    words = rest.split("_")
     segments: list[str] = []
     i = 0
     while i < len(words):
@@ -114,6 +202,19 @@ def guess_module_key(name: str) -> str:
             segments.append(words[i])
             i += 1
     return f"{prefix}." + ".".join(segments)
+
+
+def _all_kohya_names(key: str) -> list[str]:
+    """Every name `key` has in some family's files (decoding needs no family: the prefixes never collide)."""
+    names = []
+    for family in LORA_FAMILIES:
+        try:
+            names.append(kohya_name(key, family))
+        except LoraFormatError:
+            continue
+    if not names:
+        raise LoraFormatError(f"LoRA module key {key!r} must start with 'unet.', 'text_encoder.' or 'text_encoder_2.'.")
+    return names
 
 
 def strip_peft_wrapper(name: str) -> str:
@@ -161,14 +262,20 @@ def _ranks_label(values: list[float]) -> str:
     return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
-def lora_metadata(weights: LoraWeights, output_name: str, extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The metadata :func:`save_lora` writes: kohya ss_* keys, our module list, then the caller's keys."""
+def lora_metadata(
+    weights: LoraWeights, output_name: str, extra: dict[str, str] | None = None, *, family: str | None = None
+) -> dict[str, str]:
+    """The metadata :func:`save_lora` writes: kohya ss_* keys, our module list, then the caller's keys.
+
+    ``ss_base_model_version`` is kohya's value for the family (:data:`BASE_MODEL_VERSIONS`); the WebUI reads it to
+    tell SD 1.5 from SDXL LoRAs. The family is resolved by :func:`lora_family` (`family`, `extra`, the keys)."""
+    family = lora_family(weights, family, extra)
     modules = list(weights.values())
     metadata = {
         "ss_network_module": "networks.lora",
         "ss_network_dim": _ranks_label([m.rank for m in modules]),
         "ss_network_alpha": _ranks_label([m.alpha for m in modules]),
-        "ss_base_model_version": "sd_v1",
+        "ss_base_model_version": BASE_MODEL_VERSIONS[family],
         "ss_output_name": output_name,
         "easyphoto_version": __version__,
         MODULES_METADATA_KEY: json.dumps(sorted(weights), separators=(",", ":")),
@@ -177,15 +284,49 @@ def lora_metadata(weights: LoraWeights, output_name: str, extra: dict[str, str] 
         if not isinstance(key, str) or not isinstance(value, str):
             raise LoraFormatError(f"LoRA metadata must map str to str (safetensors); got {key!r}: {value!r}.")
         metadata[key] = value
+    if lora_family(weights, None, metadata) != family:  # an extra ss_base_model_version contradicting `family`
+        raise LoraFormatError(
+            f"LoRA metadata ss_base_model_version={metadata['ss_base_model_version']!r} contradicts family {family!r}."
+        )
     return metadata
 
 
-def lora_state_dict(weights: LoraWeights, dtype: torch.dtype = torch.float16) -> dict[str, torch.Tensor]:
-    """kohya/WebUI tensors: ``<name>.lora_down.weight``, ``<name>.lora_up.weight``, ``<name>.alpha`` (0-d)."""
+_ATTENTION_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "out_proj")
+
+
+def check_te2_attention(weights: LoraWeights) -> None:
+    """Each text_encoder_2 attention must have LoRAs on all of q/k/v/out_proj or on none of them.
+
+    In SDXL checkpoints the second encoder's attention is one torch MultiheadAttention (q, k, v stacked in
+    in_proj_weight). A1111 attaches q/k/v LoRAs to it only when all four are present and otherwise drops them
+    without a message, so a partial set would train one thing and render another."""
+    attentions: dict[str, set[str]] = {}
+    for key in weights:
+        head, _, last = key.rpartition(".")
+        if key.startswith("text_encoder_2.") and head.endswith(".self_attn") and last in _ATTENTION_PROJECTIONS:
+            attentions.setdefault(head, set()).add(last)
+    for head, found in sorted(attentions.items()):
+        if len(found) != len(_ATTENTION_PROJECTIONS):
+            missing = ", ".join(p for p in _ATTENTION_PROJECTIONS if p not in found)
+            raise LoraFormatError(
+                f"LoRA {head} lacks {missing}: the WebUI applies SDXL text_encoder_2 attention LoRAs only with all "
+                "of q_proj, k_proj, v_proj and out_proj.",
+                hint="Target all four projections of text_encoder_2 (TEXT_TARGETS does) or none of them.",
+            )
+
+
+def lora_state_dict(
+    weights: LoraWeights, dtype: torch.dtype = torch.float16, *, family: str | None = None
+) -> dict[str, torch.Tensor]:
+    """kohya/WebUI tensors: ``<name>.lora_down.weight``, ``<name>.lora_up.weight``, ``<name>.alpha`` (0-d).
+
+    Names per :func:`kohya_name` for the family that :func:`lora_family` resolves from `family` and the keys."""
+    family = lora_family(weights, family)
+    check_te2_attention(weights)
     tensors: dict[str, torch.Tensor] = {}
     for key in sorted(weights):
         module = weights[key]
-        name = kohya_name(key)
+        name = kohya_name(key, family)
         if name + ".lora_down.weight" in tensors:
             raise LoraFormatError(f"Two LoRA modules map to the same kohya name {name!r}.")
         tensors[name + ".lora_down.weight"] = module.down.detach().to("cpu", dtype).contiguous()
@@ -200,8 +341,12 @@ def save_lora(
     metadata: dict[str, str] | None = None,
     *,
     dtype: torch.dtype = torch.float16,
+    family: str | None = None,
 ) -> Path:
     """Write `weights` as a kohya/WebUI LoRA .safetensors, atomically; float16 for exports, float32 for checkpoints.
+
+    `family` ("sd15" or "sdxl"; default: "sdxl" when the keys include ``text_encoder_2.`` or `metadata` says
+    ``ss_base_model_version`` "sdxl_…", else "sd15") picks the kohya names and ``ss_base_model_version``.
 
     An existing file at `path` is replaced only when EasyPhoto wrote it (store.ForeignLoraFile otherwise): the
     Lora folder is shared with the user's own LoRAs, and an identity may be named like one of them."""
@@ -213,8 +358,9 @@ def save_lora(
         raise LoraFormatError("There are no LoRA weights to save.")
     path = Path(path)
     check_lora_target(path)
-    tensors = lora_state_dict(weights, dtype)
-    meta = lora_metadata(weights, path.stem, metadata)
+    family = lora_family(weights, family, metadata)
+    tensors = lora_state_dict(weights, dtype, family=family)
+    meta = lora_metadata(weights, path.stem, metadata, family=family)
     with atomic_path(path) as tmp:
         safetensors.torch.save_file(tensors, str(tmp), metadata=meta)
     return path
@@ -232,8 +378,10 @@ def load_lora(path: Path | str, *, keys: Iterable[str] | None = None) -> tuple[L
     """Inverse of :func:`save_lora`: float32 weights keyed by module key, and the file's metadata.
 
     Kohya names are mapped back through, in order: the file's ``easyphoto_modules`` metadata, the given `keys`
-    (e.g. ``module_keys(unet, "unet", UNET_TARGETS) + module_keys(text_encoder, ...)``), then the SD 1.5 name
-    vocabulary (:func:`guess_module_key`). A module without an ``.alpha`` tensor gets alpha = rank (scale 1).
+    (e.g. ``module_keys(unet, "unet", UNET_TARGETS) + module_keys(text_encoder, ...)``), then the SD 1.5 / SDXL
+    name vocabulary (:func:`guess_module_key`). Both families' prefixes are understood (``lora_te_`` and
+    ``lora_te1_`` are ``text_encoder.``, ``lora_te2_`` is ``text_encoder_2.``); the family itself is
+    ``lora_family(weights, metadata=metadata)``. A module without an ``.alpha`` tensor gets alpha = rank (scale 1).
     """
     import safetensors
     from safetensors import safe_open
@@ -250,11 +398,13 @@ def load_lora(path: Path | str, *, keys: Iterable[str] | None = None) -> tuple[L
     known: dict[str, str] = {}
     if MODULES_METADATA_KEY in metadata:
         try:
-            known.update({kohya_name(k): k for k in json.loads(metadata[MODULES_METADATA_KEY])})
-        except (json.JSONDecodeError, TypeError) as exc:
+            stored = json.loads(metadata[MODULES_METADATA_KEY])
+            known.update({name: k for k in stored for name in _all_kohya_names(k)})
+        except (json.JSONDecodeError, TypeError, AttributeError, LoraFormatError) as exc:
             raise LoraFormatError(f"{path}: damaged {MODULES_METADATA_KEY} metadata ({exc}).") from exc
     for key in keys or ():
-        known.setdefault(kohya_name(key), key)
+        for name in _all_kohya_names(key):
+            known.setdefault(name, key)
 
     parts: dict[str, dict[str, torch.Tensor]] = {}
     for name, tensor in tensors.items():

@@ -28,7 +28,7 @@ FLAVOURS = ("a1111", "forge")
 
 # top-level names the double (or a loaded extension) puts in sys.modules
 _DOUBLE_MODULE_NAMES = ("modules", "launch", "scripts", "internal_controlnet", "lib_controlnet", "networks", "network",
-                        "extra_networks_lora", "lora_script", "modules_forge", "preload", "webui")
+                        "network_lora", "extra_networks_lora", "lora_script", "modules_forge", "preload", "webui")
 _KEEP_PREFIXES = ("tests", "conftest")
 _ENV_KEYS = ("HOST_FLAVOR", "WEBUI_HOST_DATA_DIR", "WEBUI_HOST_BUILTIN_DIR", "WEBUI_HOST_ARGV",
              "IGNORE_CMD_ARGS_ERRORS", "COMMANDLINE_ARGS")

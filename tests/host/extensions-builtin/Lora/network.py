@@ -3,8 +3,11 @@
 Importable by its bare name (``import network``) once the Lora built-in's scripts have been loaded.
 """
 
+from __future__ import annotations
+
 import enum
 import os
+from collections import namedtuple
 
 from modules import errors, hashes, sd_models, shared
 
@@ -65,7 +68,8 @@ class NetworkOnDisk:
 
 
 class Network:
-    """A network "loaded" for a generation (double: just the multipliers that would be applied)."""
+    """A network loaded for a generation: the multipliers, and (after networks.load_network) ``modules``, the
+    network's modules keyed by the layer name they matched (sd_key)."""
 
     def __init__(self, name, network_on_disk: NetworkOnDisk):
         self.name = name
@@ -73,5 +77,68 @@ class Network:
         self.te_multiplier = 1.0
         self.unet_multiplier = 1.0
         self.dyn_dim = None
+        self.modules = {}
+        self.bundle_embeddings = {}
         self.mtime = None
         self.mentioned_name = None
+
+
+# the tensors of one network module: ``w`` maps the part after the first dot ("lora_up.weight", "alpha") to the
+# tensor; ``sd_module`` is the layer the name matched (a networks.HostLayer in the double)
+NetworkWeights = namedtuple("NetworkWeights", ["network_key", "sd_key", "w", "sd_module"])
+
+
+class ModuleType:
+    def create_module(self, net: Network, weights: NetworkWeights) -> Network | None:
+        return None
+
+
+class NetworkModule:
+    """What every network module type shares: alpha/scale, which multiplier applies, and reshaping the update."""
+
+    def __init__(self, net: Network, weights: NetworkWeights):
+        self.network = net
+        self.network_key = weights.network_key
+        self.sd_key = weights.sd_key
+        self.sd_module = weights.sd_module
+        shapes = getattr(self.sd_module, "shapes", {})
+        if "weight" in shapes:
+            self.shape = shapes["weight"]
+        elif "out_proj.weight" in shapes:  # MultiheadAttention: the real host assumes q/k/v/out are all this shape
+            self.shape = shapes["out_proj.weight"]
+        self.dim = None
+        self.bias = weights.w.get("bias")
+        self.alpha = weights.w["alpha"].item() if "alpha" in weights.w else None
+        self.scale = weights.w["scale"].item() if "scale" in weights.w else None
+
+    def multiplier(self):
+        # text-encoder layer names start "transformer_", "0_transformer_" or "1_model_transformer_" (20 characters)
+        if "transformer" in self.sd_key[:20]:
+            return self.network.te_multiplier
+        return self.network.unet_multiplier
+
+    def calc_scale(self):
+        if self.scale is not None:
+            return self.scale
+        if self.dim is not None and self.alpha is not None:
+            return self.alpha / self.dim
+        return 1.0
+
+    def finalize_updown(self, updown, orig_weight, output_shape, ex_bias=None):
+        if self.bias is not None:
+            updown = updown.reshape(self.bias.shape)
+            updown += self.bias.to(orig_weight.device, dtype=orig_weight.dtype)
+            updown = updown.reshape(output_shape)
+        if len(output_shape) == 4:
+            updown = updown.reshape(output_shape)
+        if orig_weight.size().numel() == updown.size().numel():
+            updown = updown.reshape(orig_weight.shape)
+        if ex_bias is not None:
+            ex_bias = ex_bias * self.multiplier()
+        return updown * self.calc_scale() * self.multiplier(), ex_bias
+
+    def calc_updown(self, target):
+        raise NotImplementedError()
+
+    def forward(self, x, y):
+        raise NotImplementedError()
