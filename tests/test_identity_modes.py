@@ -183,6 +183,7 @@ def test_identity_units_carry_the_hosts_names_and_the_reference_face(host, monke
     if method == "instantid":  # the keypoints unit places the face where the repainted picture has it
         assert np.array_equal(units[1].image, np.asarray(req.image))
     assert all((u.weight, u.guidance_start, u.guidance_end) == (0.7, 0.0, 1.0) for u in units)
+    assert {getattr(u.control_mode, "value", u.control_mode) for u in units} == {"ControlNet is more important"}
     check_used_by_host(host, call, 1 + len(units))
     lora = f"<lora:{spec.lora}:1>" if spec.lora else None
     assert (lora in call.fields["prompt"]) if lora else "<lora:" not in call.fields["prompt"]

@@ -139,7 +139,9 @@ class ControlNetAdapter:
             "weight": float(identity.weight),
             "guidance_start": float(identity.start),
             "guidance_end": float(identity.end),
-            "control_mode": CONTROL_MODE_LABELS["balanced"],
+            # the reference's SDXL InstantID units run with control mode 2 (reference §3.6 "SDXL differences");
+            # the IP-Adapter preprocessors ignore the mode (no_control_mode)
+            "control_mode": CONTROL_MODE_LABELS["control"],
             "resize_mode": CONTROL_RESIZE_MODE,
             "processor_res": 512,
             "pixel_perfect": False,
