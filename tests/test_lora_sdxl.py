@@ -136,6 +136,32 @@ def test_module_keys_cover_the_sdxl_targets(sdxl):
         assert isinstance(sdxl["models"][prefix].get_submodule(path), torch.nn.Linear), key
 
 
+def test_peft_trained_te2_exports_and_bakes_like_peft(tiny_sdxl_dir, tmp_path):
+    """The trainer's path for the second encoder: peft on TEXT_TARGETS -> from_peft("text_encoder_2") -> the file
+    -> apply_webui_style reproduces the peft model's output."""
+    require_module("peft")
+    from peft import LoraConfig, inject_adapter_in_model
+
+    from easyphoto.train.lora import from_peft
+
+    te2 = _sdxl_models(tiny_sdxl_dir)["text_encoder_2"]
+    expected_keys = L.module_keys(te2, "text_encoder_2", L.TEXT_TARGETS)
+    config = LoraConfig(r=RANK, lora_alpha=ALPHA, target_modules=list(L.TEXT_TARGETS), init_lora_weights=True)
+    peft_te2 = inject_adapter_in_model(config, _sdxl_models(tiny_sdxl_dir)["text_encoder_2"])
+    generator = torch.Generator().manual_seed(11)
+    with torch.no_grad():
+        for name, param in peft_te2.named_parameters():
+            if "lora_A" in name or "lora_B" in name:
+                param.copy_(torch.randn(param.shape, generator=generator) * 0.1)
+    weights = from_peft(peft_te2.eval(), "text_encoder_2", alpha=ALPHA)
+    assert sorted(weights) == sorted(expected_keys) and L.lora_family(weights) == "sdxl"
+    path = L.save_lora(tmp_path / "te2.safetensors", weights, dtype=torch.float32)
+    assert all(name.startswith("lora_te2_text_model_encoder_layers_") for name in load_file(str(path)))
+    loaded, _ = L.load_lora(path)
+    L.apply_webui_style(te2, "text_encoder_2", loaded)
+    torch.testing.assert_close(_text_out(te2), _text_out(peft_te2), rtol=0, atol=1e-5)
+
+
 # ---------------------------------------------------------------------------------------------- files
 
 
