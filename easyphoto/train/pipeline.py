@@ -134,15 +134,13 @@ def run(spec: TrainSpec | dict, emit: Emit, should_stop: Callable[[], bool]) -> 
 def _export(spec: TrainSpec, base, steps: int, chosen: str, weights) -> Path:
     """Write the chosen LoRA (atomic) with the metadata the WebUI shows and EasyPhoto recognises its files by."""
     from easyphoto.sd import lora
-    from easyphoto.train.trainer import BASE_MODEL_VERSIONS
 
     metadata = {"ss_output_name": spec.identity_id, "ss_steps": str(steps),
-                "ss_base_model_version": BASE_MODEL_VERSIONS[base.family],
                 "ss_sd_model_hash": base.model_hash or "", "ss_sd_model_name": spec.base_path().name,
                 "easyphoto_version": __version__, "easyphoto_source": chosen, "easyphoto_subject": spec.subject}
     if spec.category:
         metadata["easyphoto_garment_category"] = spec.category
-    return lora.save_lora(spec.lora_file, weights, metadata)
+    return lora.save_lora(spec.lora_file, weights, metadata, family=getattr(base, "family", "sd15"))
 
 
 def current_dataset(spec: TrainSpec | dict, config: TrainConfig, emit: Emit) -> int | None:

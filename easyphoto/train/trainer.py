@@ -251,7 +251,6 @@ def load_bucketed(path: Path, resolution: int) -> tuple[torch.Tensor, SampleSize
 # ---------------------------------------------------------------------------------------------- models
 
 TextState = tuple[torch.Tensor, "torch.Tensor | None"]  # (hidden states, SDXL's pooled embedding or None)
-BASE_MODEL_VERSIONS = {"sd15": "sd_v1", "sdxl": "sdxl_base_v1-0"}  # kohya's ss_base_model_version values
 
 
 def _cat_states(states: list[TextState]) -> TextState:
@@ -826,10 +825,9 @@ class _Trainer:
             "ss_sd_model_hash": self.base.model_hash or "",
             "ss_sd_model_name": Path(self.base.source).name,
             "easyphoto_step": str(step),
-            "ss_base_model_version": BASE_MODEL_VERSIONS[self.base.family],
         }
         with _disk_errors("LoRA checkpoint", step, path):
-            lora.save_lora(path, self.lora_weights(), metadata, dtype=torch.float32)
+            lora.save_lora(path, self.lora_weights(), metadata, dtype=torch.float32, family=self.base.family)
         optim = self.out_dir / f"{name}.optim.safetensors"
         with _disk_errors("optimizer state", step, optim):
             _save_optimizer(optim, self.optimizer, self.param_names, self.scaler)
