@@ -177,6 +177,43 @@ def read_state_dict(path: Path) -> dict:
     return state
 
 
+DIFFUSERS_CONTROLNET_KEY = "controlnet_cond_embedding.conv_in.weight"
+
+
+def controlnet_config_for(state: Mapping[str, Any], config: dict) -> dict:
+    """The ControlNet config of a diffusers-format state dict: the family's shipped config with the transformer
+    depth of each level read from the tensors, so the "mid" and "small" SDXL ControlNets (fewer transformer
+    blocks than the full one) load against the same shipped file."""
+    import re
+
+    depth: dict[str, int] = {}
+    for key in state:
+        found = re.match(r"(down_blocks\.\d+|mid_block)\.attentions\.0\.transformer_blocks\.(\d+)\.", key)
+        if found:
+            depth[found[1]] = max(depth.get(found[1], 0), int(found[2]) + 1)
+    levels = len(config["block_out_channels"])
+    per_level = [depth.get(f"down_blocks.{i}", 0) for i in range(levels)]
+    if not any(per_level):
+        return config
+    kinds = ["CrossAttnDownBlock2D" if n else "DownBlock2D" for n in per_level]
+    return {**config, "down_block_types": kinds, "transformer_layers_per_block": [max(n, 1) for n in per_level]}
+
+
+def _controlnet_from_diffusers_state(state: dict, config_dir: Path, dtype):
+    import json
+
+    from diffusers import ControlNetModel
+
+    shipped = json.loads((Path(config_dir) / "config.json").read_text(encoding="utf-8"))
+    config = controlnet_config_for(state, {k: v for k, v in shipped.items() if not k.startswith("_")})
+    net = ControlNetModel.from_config(config)
+    missing, unexpected = net.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(f"{len(missing)} tensors missing (e.g. {missing[:2]}), {len(unexpected)} unexpected "
+                         f"(e.g. {unexpected[:2]}) for the {config_dir.parent.name} ControlNet layout")
+    return net.to(dtype)
+
+
 def load_controlnet(path: Path, config_dir: Path, dtype):
     """A ControlNetModel from a diffusers folder, or from a WebUI single file against a local config (offline)."""
     from diffusers import ControlNetModel
@@ -192,7 +229,10 @@ def load_controlnet(path: Path, config_dir: Path, dtype):
         if path.is_dir():
             return ControlNetModel.from_pretrained(str(path), torch_dtype=dtype, local_files_only=True,
                                                    use_safetensors=True)
-        return ControlNetModel.from_single_file(read_state_dict(path), config=str(config_dir), torch_dtype=dtype,
+        state = read_state_dict(path)
+        if DIFFUSERS_CONTROLNET_KEY in state:  # a single file with diffusers' own names (SDXL "diffusers_xl_*")
+            return _controlnet_from_diffusers_state(state, config_dir, dtype)
+        return ControlNetModel.from_single_file(state, config=str(config_dir), torch_dtype=dtype,
                                                 local_files_only=True)
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         raise GenerationError(f"The ControlNet {path.name} could not be loaded: {type(exc).__name__}: {exc}",
