@@ -231,7 +231,8 @@ class Settings(ConfigModel):
         False,
         title="Allow non-commercial try-on models",
         description="CatVTON and OOTDiffusion weights are CC BY-NC-SA 4.0 (non-commercial use only): EasyPhoto "
-                    "downloads and runs them only with this on. Leffa (MIT) needs no opt-in.",
+                    "downloads and runs them only with this on. Leffa (MIT) needs no opt-in. The same opt-in covers "
+                    "the IP-Adapter-FaceID files of the training-free faceid mode (non-commercial research only).",
     )
     max_upload_megapixels: float = Field(
         64.0,

@@ -337,11 +337,15 @@ def test_zero_shot_files_land_where_the_backends_look(paths):
 
 
 def test_exactly_the_non_commercial_weights_are_marked():
-    """CatVTON's attention weights and everything from levihsu/OOTDiffusion are CC BY-NC-SA; the SD-inpainting base,
-    the VAE, CLIP and Leffa are not, and neither is anything outside the zero-shot groups."""
+    """CatVTON's attention weights and everything from levihsu/OOTDiffusion are CC BY-NC-SA, and h94's
+    IP-Adapter-FaceID files are for non-commercial research only; the SD-inpainting base, the VAE, CLIP, Leffa,
+    InstantID and PuLID (Apache-2.0) are not."""
     marked = {e.id for e in weights.MANIFEST if e.noncommercial}
     ootd_repo = {e.id for e in weights.MANIFEST if any(s.location == "levihsu/OOTDiffusion" for s in e.sources)}
-    assert marked == {"catvton-attention-mix", "catvton-attention-vitonhd", "catvton-attention-dresscode", *ootd_repo}
+    faceid = {e.id for e in weights.MANIFEST if any(s.location == "h94/IP-Adapter-FaceID" for s in e.sources)}
+    assert len(faceid) == 4 and all("non-commercial" in weights.get(i).licence for i in faceid)
+    assert marked == {"catvton-attention-mix", "catvton-attention-vitonhd", "catvton-attention-dresscode", *ootd_repo,
+                      *faceid}
     assert len(ootd_repo) == 17
     for entry in weights.MANIFEST:
         if entry.group in ("tryon-leffa", "tryon-catvton", "tryon-ootd"):
