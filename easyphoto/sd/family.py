@@ -29,3 +29,26 @@ def model_family(path: Path | str) -> str:
     except (OSError, ValueError):
         return "sd15"
     return "sdxl" if any(key.startswith("conditioner.embedders.") for key in header) else "sd15"
+
+
+FAMILY_LABELS = {"sd15": "SD 1.5", "sdxl": "SDXL"}
+
+
+def lora_file_family(path: Path | str) -> str | None:
+    """The family a LoRA file was trained for: kohya's ss_base_model_version ("sd_v1…", "sdxl_…"), else its
+    text-encoder names (lora_te_ = SD 1.5, lora_te1_/lora_te2_ = SDXL); None when nothing tells (a UNet-only file
+    without metadata) or the file is unreadable."""
+    try:
+        header = safetensors_header(Path(path))
+    except (OSError, ValueError):
+        return None
+    version = str((header.get("__metadata__") or {}).get("ss_base_model_version", ""))
+    if version.startswith("sdxl"):
+        return "sdxl"
+    if version.startswith(("sd_v1", "sd_v1.5")):
+        return "sd15"
+    if any(key.startswith(("lora_te1_", "lora_te2_")) for key in header):
+        return "sdxl"
+    if any(key.startswith("lora_te_") for key in header):
+        return "sd15"
+    return None

@@ -54,6 +54,25 @@ def _default_script_args(runner) -> list:
     return args
 
 
+def _check_lora_families(loras: list[LoraRef], family_of_host) -> None:
+    """Refuse a LoRA trained for the other family than the checkpoint's: the host's Lora would match none of its
+    keys, log it, and render without the identity (host-api.md: the real host only logs unmatched keys)."""
+    from easyphoto.sd.family import FAMILY_LABELS, lora_file_family
+
+    files = [(ref, lora_file_family(ref.path)) for ref in loras if ref.path is not None]
+    if not any(theirs for _, theirs in files):
+        return
+    family = family_of_host()
+    for ref, theirs in files:
+        if theirs is not None and theirs != family:
+            raise GenerationError(
+                f"The LoRA {ref.name!r} was trained for {FAMILY_LABELS[theirs]} checkpoints, but the selected "
+                f"checkpoint is {FAMILY_LABELS.get(family, family)}: the WebUI would skip its weights and render "
+                "without it.",
+                hint="Select the checkpoint the LoRA was trained on (or one of its family), or train it again on "
+                     "this checkpoint.")
+
+
 def _lora_prompt(prompt: str, loras) -> str:
     tags = " ".join(f"<lora:{lora.name}:{lora.weight:g}>" for lora in loras)
     return f"{prompt} {tags}".strip() if tags else prompt
@@ -221,6 +240,7 @@ class WebUIGenerator:
     def _plan_units(self, req: Txt2ImgRequest, runner) -> tuple[list, list]:
         """Validate the request's controls (and training-free identity) against the host and build its ControlNet
         units and the LoRAs of its prompt, before anything runs."""
+        _check_lora_families(req.loras, host_family)
         if not req.controls and req.identity is None:
             return [], list(req.loras)
         wanted = [c.kind for c in req.controls] + ([req.identity.method] if req.identity is not None else [])
