@@ -265,3 +265,17 @@ def _extended(pixels: np.ndarray, padding) -> np.ndarray:
     out = np.zeros((pixels.shape[0] + top + bottom, pixels.shape[1] + left + right, 3), np.uint8)
     out[top:top + pixels.shape[0], left:left + pixels.shape[1]] = pixels
     return out
+
+
+def test_a_training_free_face_pass_records_its_method_and_the_face_models_licence(gen, half_body):
+    pixels, _, parsing = half_body
+
+    def face_pass(canvas, seed):
+        return canvas, "face repainted as ada"
+
+    inputs = DigitalModelInputs(parsing=parsing, face_pass=face_pass)
+    free = pipeline(gen, identity_mode="instantid").render(pixels, inputs)
+    assert free.face_mode == "instantid"
+    assert "EasyPhoto identity mode: instantid" in free.infotext and "non-commercial" in free.infotext
+    with_lora = pipeline(gen).render(pixels, inputs)
+    assert with_lora.face_mode == "" and "face model licence" not in with_lora.infotext

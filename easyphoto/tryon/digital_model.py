@@ -51,6 +51,7 @@ from easyphoto.generation import (
     never_stop,
     no_progress,
 )
+from easyphoto.identity_modes import IDENTITY_LICENCES, is_training_free
 from easyphoto.imageops import blend, dilate, to_array
 from easyphoto.portrait import controls
 from easyphoto.portrait.pipeline import resolve_seed, working_size
@@ -108,6 +109,7 @@ class DigitalModelResult:
     notes: list[str] = field(default_factory=list)
     controls: list[str] = field(default_factory=list)
     infotext: str = ""
+    face_mode: str = ""  # the training-free identity method that repainted the face ("" = LoRA, or no face pass)
 
 
 @dataclass
@@ -226,6 +228,8 @@ class DigitalModelPipeline:
         result = DigitalModelResult(Image.fromarray(pixels, "RGB"), self.config.mode, seed, scene.regenerate,
                                     scene.keep, fidelity, scene.pose, scene.completed, scene.padding, prompt,
                                     negative, notes, sent)
+        if inputs.face_pass is not None and self.config.face_pass and is_training_free(self.config.identity_mode):
+            result.face_mode = self.config.identity_mode
         result.infotext = infotext(result, self.config, loras)
         return result
 
@@ -488,6 +492,9 @@ def infotext(result: DigitalModelResult, config: DigitalModelConfig, loras: list
         "EasyPhoto garment kept": result.fidelity.describe() if result.fidelity else "none",
         "Version": f"EasyPhoto {__version__}",
     }
+    if result.face_mode:  # the face came from a training-free method: say which, and its face models' licence
+        pairs["EasyPhoto identity mode"] = result.face_mode
+        pairs["EasyPhoto face model licence"] = IDENTITY_LICENCES[result.face_mode]
     params = ", ".join(f"{key}: {_quote(value)}" for key, value in pairs.items())
     tags = "".join(f", <lora:{lora.name}:{lora.weight:g}>" for lora in loras)
     return f"{result.prompt}{tags}\nNegative prompt: {result.negative_prompt}\n{params}"
