@@ -54,6 +54,16 @@ def studio(tmp_path_factory, tiny_sd_dir, tiny_controlnet_dirs, photos_same_man,
     operations.shutdown_all()
 
 
+def assert_only_the_face_changed(out: np.ndarray, template: np.ndarray, box) -> None:
+    """Pixels changed around the face (box widened by its width on each side), and none anywhere else."""
+    x0, y0, x1, y1 = box
+    width = x1 - x0
+    changed = np.abs(out.astype(int) - template).max(axis=-1) > 0
+    inside = np.zeros_like(changed)
+    inside[max(int(y0 - width), 0):int(y1 + width), max(int(x0 - width), 0):int(x1 + width)] = True
+    assert changed[inside].mean() > 0.05 and not changed[~inside].any()
+
+
 def portrait(ctx, tiny_sd_dir, template, ids, faces=None, **config):
     queue = operations.job_queue(ctx)
     job = operations.submit(ctx, "portrait", {"identity_ids": ids, "templates": [str(template)], "face_indices": faces,
@@ -71,12 +81,7 @@ def test_a_full_portrait_changes_only_the_face_and_is_seed_deterministic(studio,
     out = to_array(Image.open(made["file"]))
     assert out.shape == template.shape
     assert np.array_equal(out, to_array(Image.open(remade["file"])))  # same seed, same pixels
-    x0, y0, x1, y1 = made["faces"][0]["box"]
-    width = x1 - x0
-    changed = np.abs(out.astype(int) - template).max(axis=-1) > 0
-    inside = np.zeros_like(changed)
-    inside[max(int(y0 - width), 0):int(y1 + width), max(int(x0 - width), 0):int(x1 + width)] = True
-    assert changed[inside].mean() > 0.05 and not changed[~inside].any()
+    assert_only_the_face_changed(out, template, made["faces"][0]["box"])
     # 5 × 0.45 → 2 sampling steps × (UNet + 3 ControlNets), then 4 × 0.3 → 1 step × (UNet + 2 ControlNets)
     assert first["evaluations"] == again["evaluations"] == {"unet": 2 + 1, "controlnet": 2 * 3 + 1 * 2}
     assert first["backend"] == "diffusers" and outputs.read_metadata(made["file"])["seed"] == 42

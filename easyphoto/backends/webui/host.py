@@ -244,15 +244,9 @@ def checkpoint_family(path: Path) -> str:
     (A1111's sd_models_config picks an SDXL config for 'conditioner.embedders.*' keys and sets is_sdxl =
     hasattr(model, "conditioner"); Forge's model guess reads the same keys), else "sd15". Read from the safetensors
     header alone; a pickle (.ckpt) is never opened here and counts as SD 1.5."""
-    from easyphoto.store import safetensors_header
+    from easyphoto.sd.family import model_family
 
-    if path.suffix.lower() != ".safetensors":
-        return "sd15"
-    try:
-        header = safetensors_header(path)
-    except (OSError, ValueError):
-        return "sd15"
-    return "sdxl" if any(key.startswith("conditioner.embedders.") for key in header) else "sd15"
+    return model_family(path)
 
 
 def host_family() -> str:
