@@ -397,3 +397,17 @@ def test_a_webui_started_with_the_worker_flag_runs_jobs_on_its_own_backend(studi
         assert record.result["distributed"]["worker"] == started.name and record.result["kept"] >= 3
     finally:
         webui_worker.stop_worker()
+
+
+def test_jobs_are_routed_by_what_they_need(tiny_single_file, tiny_sdxl_single_file, tiny_sdxl_dir):
+    from easyphoto.distributed import celery_app
+
+    route = celery_app.route
+    assert route("check_photos", {"identity_id": "x"}, False) == "easyphoto.cpu"
+    assert route("train", {"base": str(tiny_single_file)}, True) == "easyphoto.gpu"
+    assert route("portrait", {}, True) == "easyphoto.gpu"  # the worker's default base
+    for sdxl in (tiny_sdxl_single_file, tiny_sdxl_dir):  # the header (file) or model_index.json (folder) says SDXL
+        assert route("train", {"base": str(sdxl)}, True) == "easyphoto.gpu.sdxl"
+    assert route("tryon_any", {"backend": "leffa", "base": str(tiny_sdxl_single_file)}, True) == "easyphoto.gpu.leffa"
+    assert {"easyphoto.cpu", "easyphoto.gpu", "easyphoto.gpu.sdxl", "easyphoto.gpu.leffa"} <= set(
+        celery_app.all_queues())

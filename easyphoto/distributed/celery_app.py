@@ -4,6 +4,7 @@ Routing by what a job needs, so a worker only takes what its machine can run:
 
     easyphoto.cpu              photo checks, datasets, downloads (no GPU)
     easyphoto.gpu              training, portraits, try-on with a trained garment, ...
+    easyphoto.gpu.sdxl         the same on an SDXL base (a `base` whose header is SDXL's): big GPUs only
     easyphoto.gpu.<backend>    zero-shot try-on with that backend (leffa, catvton, ootd): its weights are large
 
 A worker listens on all of them unless told otherwise (`worker --queues`). Settings that matter for GPU jobs:
@@ -17,20 +18,30 @@ from typing import Any
 
 TASK = "easyphoto.run_job"
 CPU_QUEUE, GPU_QUEUE = "easyphoto.cpu", "easyphoto.gpu"
+SDXL_QUEUE = f"{GPU_QUEUE}.sdxl"
 ZERO_SHOT_KINDS = {"tryon_any"}
 
 
 def route(kind: str, params: dict, gpu: bool) -> str:
-    """The Celery queue of a job."""
+    """The Celery queue of a job. A GPU job on an SDXL base (its `base` file or folder says so) goes to
+    easyphoto.gpu.sdxl: SDXL needs about three times the VRAM, so only the big cards listen there."""
     if kind in ZERO_SHOT_KINDS and params.get("backend"):
         return f"{GPU_QUEUE}.{params['backend']}"
-    return GPU_QUEUE if gpu else CPU_QUEUE
+    if not gpu:
+        return CPU_QUEUE
+    base = params.get("base")
+    if isinstance(base, str) and base:
+        from easyphoto.sd.family import model_family
+
+        if model_family(base) == "sdxl":
+            return SDXL_QUEUE
+    return GPU_QUEUE
 
 
 def all_queues() -> list[str]:
     from easyphoto.tryon.zeroshot.registry import BACKENDS
 
-    return [CPU_QUEUE, GPU_QUEUE, *(f"{GPU_QUEUE}.{name}" for name in sorted(BACKENDS))]
+    return [CPU_QUEUE, GPU_QUEUE, SDXL_QUEUE, *(f"{GPU_QUEUE}.{name}" for name in sorted(BACKENDS))]
 
 
 def make_app(broker: str, run_job: Any = None):
