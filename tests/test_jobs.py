@@ -642,7 +642,7 @@ def test_every_operation_declares_whether_it_needs_the_gpu(make_queue, tmp_path)
     assert {kind: queue.needs_gpu(kind) for kind in queue.kinds()} == {
         "check_photos": False, "prepare_dataset": False, "fetch_models": False, "train": True, "portrait": True,
         "garment_dataset": False, "garment_train": True, "tryon": True, "tryon_any": True, "design": True, "design_train": True,
-        "digital_model": True, "generate": True,
+        "digital_model": True, "generate": True, "portrait_compare": True,
     }
 
 
