@@ -187,3 +187,16 @@ def test_the_training_pipeline_validates_with_sdxl_renders_and_exports_an_sdxl_l
     assert metadata["ss_base_model_version"] == "sdxl_base_v1-0" and metadata["ss_output_name"] == "xena"
     assert {key.partition(".")[0] for key in weights} == {"unet", "text_encoder", "text_encoder_2"}
     assert read_json(identity / "identity.json")["base_model"]["family"] == "sdxl"
+
+
+def test_a_half_precision_sdxl_vae_encodes_in_float32_and_stays_half(tiny_sdxl_dir, dataset, tmp_path):
+    """SDXL's VAE overflows float16 (force_upcast in its config): latents are cached from a float32 pass, and the
+    VAE is half again afterwards, as the validation pipeline expects it."""
+    half = load_base(tiny_sdxl_dir, allow_sdxl=True)
+    half.vae.to(torch.float16)
+    assert half.vae.config.force_upcast
+    seen = []
+    hook = half.vae.encoder.register_forward_pre_hook(lambda module, args: seen.append(args[0].dtype))
+    train_lora(half, dataset, tmp_path / "half", _config(), steps=1)
+    hook.remove()
+    assert seen and set(seen) == {torch.float32} and half.vae.dtype == torch.float16

@@ -253,6 +253,22 @@ def load_bucketed(path: Path, resolution: int) -> tuple[torch.Tensor, SampleSize
 TextState = tuple[torch.Tensor, "torch.Tensor | None"]  # (hidden states, SDXL's pooled embedding or None)
 
 
+@contextlib.contextmanager
+def _vae_upcast(vae, sdxl: bool):
+    """Encode in float32 when SDXL's VAE asks for it (config force_upcast: its activations overflow float16 and the
+    latents come out NaN); the VAE goes back to half precision afterwards (the pipelines expect it). SD 1.5's VAE
+    runs in float16 as before (diffusers' force_upcast default is on for every VAE, so the family decides)."""
+    dtype = vae.dtype
+    upcast = sdxl and dtype == torch.float16 and bool(getattr(vae.config, "force_upcast", False))
+    if upcast:
+        vae.to(torch.float32)
+    try:
+        yield
+    finally:
+        if upcast:
+            vae.to(dtype)
+
+
 def _cat_states(states: list[TextState]) -> TextState:
     hidden = torch.cat([h for h, _ in states])
     pooled = [p for _, p in states]
@@ -649,7 +665,8 @@ class _Trainer:
 
     def _encode(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         vae = self.base.vae
-        dist = vae.encode(pixels.to(self.device, vae.dtype)).latent_dist
+        with _vae_upcast(vae, self.sdxl):
+            dist = vae.encode(pixels.to(self.device, vae.dtype)).latent_dist
         return dist.mean.float(), dist.std.float()
 
     def _embed_frozen(self, caption: str) -> TextState:
