@@ -1,4 +1,5 @@
-"""The LoRA trainer core (SD 1.5): peft LoRA on the UNet (and the text encoder), AdamW, constant LR, exact resume.
+"""The LoRA trainer core (SD 1.5 and SDXL): peft LoRA on the UNet (and the text encoders), AdamW, constant LR, exact
+resume.
 
     train_lora(base, dataset_dir, out_dir, config, steps=N, progress=, should_stop=, on_checkpoint=, resume=)
 
@@ -8,6 +9,12 @@ distribution, times the VAE scaling factor), noised at a uniform random timestep
 the loss is the MSE between the UNet's prediction and the noise (or the velocity for v-prediction models). Then
 gradient clipping at norm 1.0 and one AdamW step (β 0.9/0.999, weight decay 1e-2, ε 1e-8), UNet LoRA at
 `learning_rate`, text encoder LoRA at `text_encoder_learning_rate`. `steps` counts optimizer steps.
+
+SDXL (``base.family == "sdxl"``): the UNet's text condition is the penultimate hidden states of both text
+encoders side by side, plus the second encoder's pooled projection and six size numbers (the photo's size, the
+crop's corner, the bucket's size); photos are resized into aspect-ratio buckets of about resolution² pixels
+(`load_bucketed`) instead of a centre square, and micro-steps of different bucket sizes run as one forward per
+size. LoRA keys are "text_encoder." and "text_encoder_2." for the two encoders (kohya lora_te1_/lora_te2_).
 
 Determinism, which is what makes resume exact: nothing depends on a global RNG or on how many steps ran before
 in this process. The LoRA initialisation comes from a generator seeded by (seed, "init"); the order of samples
@@ -612,7 +619,7 @@ class _Trainer:
         if config.compile_unet:
             self.unet_forward = _compiled(base.unet)
         self._tf32 = _set_tf32(config.tf32) if self.cuda else None
-        self.step_text: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.step_text: dict[str, tuple[TextState, TextState]] = {}  # caption -> (outputs, the leaves handed out)
 
     def encoders(self) -> dict[str, torch.nn.Module]:
         """The text encoders by LoRA key prefix: SD 1.5's one, SDXL's two."""
@@ -636,7 +643,7 @@ class _Trainer:
         self.token_ids = _token_ids(base.tokenizer, captions)
         self.token_ids_2 = _token_ids(base.tokenizer_2, captions) if self.sdxl else {}
         self.latent_cache: list[tuple[torch.Tensor, torch.Tensor]] | None = None
-        self.embedding_cache: dict[str, torch.Tensor] | None = None
+        self.embedding_cache: dict[str, TextState] | None = None
         if not config.cache_latents:
             return
         with torch.no_grad():
