@@ -75,6 +75,11 @@ def in_group(group: str, *, advanced: bool = False) -> dict[str, Any]:
     return {"json_schema_extra": extra} if PYDANTIC_V2 else extra
 
 
+def explicit_fields(config) -> set[str]:
+    """The fields a config was given explicitly (the rest are defaults)."""
+    return set(getattr(config, "model_fields_set", None) or getattr(config, "__fields_set__", set()))
+
+
 class ConfigModel(BaseModel):
     """Base for every config: unknown keys are errors (a typo must not be silently ignored)."""
 
@@ -111,8 +116,19 @@ class ConfigModel(BaseModel):
         return {"config_version": CONFIG_VERSION, **data}
 
     def updated(self, **changes: Any):
-        """A validated copy with some fields changed (model_copy/copy skip validation on both versions)."""
-        return type(self).from_dict({**self.to_dict(), **changes})
+        """A validated copy with some fields changed (model_copy/copy skip validation on both versions). The copy
+        remembers which fields were given explicitly (this config's, plus the changed ones), so family defaults
+        (`with_family_defaults`) still apply only to the rest."""
+        copy = type(self).from_dict({**self.to_dict(), **changes})
+        given = explicit_fields(self) | set(changes)
+        object.__setattr__(copy, "__pydantic_fields_set__" if PYDANTIC_V2 else "__fields_set__", given)
+        return copy
+
+    def non_default(self) -> dict[str, Any]:
+        """to_dict() without the fields at their default: what a form sends, so that defaults chosen later (an SDXL
+        base's) can still apply to the rest."""
+        defaults = type(self)().to_dict()
+        return {k: v for k, v in self.to_dict().items() if v != defaults.get(k)}
 
     @classmethod
     def json_schema(cls) -> dict[str, Any]:
@@ -427,20 +443,25 @@ SDXL_TRAIN_DEFAULTS: dict[str, Any] = {"resolution": 1024, "rank": 32, "network_
                                        "cache_latents": True}
 
 
-def explicit_fields(config: ConfigModel) -> set[str]:
-    """The fields a config was given explicitly (the rest are defaults)."""
-    return set(getattr(config, "model_fields_set", None) or getattr(config, "__fields_set__", set()))
-
-
-def train_config_for_family(config: TrainConfig, family: str) -> TrainConfig:
-    """`config` with the SDXL defaults for the fields it was not given, when the base model is SDXL."""
+def with_family_defaults(config, family: str, sdxl_defaults: dict[str, Any]):
+    """`config` with `sdxl_defaults` for the fields it was not given explicitly, when the base model is SDXL."""
     if family != "sdxl":
         return config
     given = explicit_fields(config)
-    changes = {k: v for k, v in SDXL_TRAIN_DEFAULTS.items() if k not in given}
+    changes = {k: v for k, v in sdxl_defaults.items() if k not in given}
     if "network_alpha" in changes:  # alpha ≤ rank also for a rank the request chose
         changes["network_alpha"] = min(changes["network_alpha"], changes.get("rank", config.rank))
     return config.updated(**changes) if changes else config
+
+
+def train_config_for_family(config: TrainConfig, family: str) -> TrainConfig:
+    """`config` with the SDXL training defaults for the fields it was not given, when the base model is SDXL."""
+    return with_family_defaults(config, family, SDXL_TRAIN_DEFAULTS)
+
+
+# What an SDXL base changes in PortraitConfig's defaults: the crop is rendered at SDXL's native size (reference
+# §3.6: SDXL scales the crop to about 1024² pixels); SD 1.5's 512 makes SDXL draw a blurred, distorted face.
+SDXL_PORTRAIT_DEFAULTS: dict[str, Any] = {"short_side": 1024}
 
 
 class PortraitConfig(ConfigModel):

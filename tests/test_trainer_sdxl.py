@@ -200,3 +200,16 @@ def test_a_half_precision_sdxl_vae_encodes_in_float32_and_stays_half(tiny_sdxl_d
     train_lora(half, dataset, tmp_path / "half", _config(), steps=1)
     hook.remove()
     assert seen and set(seen) == {torch.float32} and half.vae.dtype == torch.float16
+
+
+def test_family_defaults_apply_only_to_what_was_not_given_also_through_updated():
+    from easyphoto.config import SDXL_PORTRAIT_DEFAULTS, PortraitConfig, explicit_fields, with_family_defaults
+
+    config = PortraitConfig.from_dict({"seed": 3}).updated(cfg_scale=5.0)
+    assert explicit_fields(config) == {"seed", "cfg_scale"}
+    sdxl = with_family_defaults(config, "sdxl", SDXL_PORTRAIT_DEFAULTS)
+    assert (sdxl.short_side, sdxl.seed, sdxl.cfg_scale) == (1024, 3, 5.0)
+    assert with_family_defaults(config, "sd15", SDXL_PORTRAIT_DEFAULTS).short_side == 512
+    kept = PortraitConfig.from_dict({"short_side": 512})
+    assert with_family_defaults(kept, "sdxl", SDXL_PORTRAIT_DEFAULTS).short_side == 512  # asked for: kept
+    assert PortraitConfig.from_dict({"seed": 3, "short_side": 768}).non_default() == {"seed": 3, "short_side": 768}

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from easyphoto.config import DEFAULT_CAPTION, PortraitConfig
+from easyphoto.config import DEFAULT_CAPTION, SDXL_PORTRAIT_DEFAULTS, PortraitConfig, with_family_defaults
 from easyphoto.face.stacks import FaceStack
 from easyphoto.face.types import Face, cosine
 from easyphoto.generation import (
@@ -122,6 +122,7 @@ class PortraitPipeline:
         or enough units for a pass."""
         caps = self.generator.capabilities()
         self.family = caps.family
+        self.config = with_family_defaults(self.config, caps.family, SDXL_PORTRAIT_DEFAULTS)  # SDXL: 1024 px crop
         caps.require(self.required_controls())
         mode, extra = self.config.identity_mode, 0
         if is_training_free(mode):

@@ -163,7 +163,7 @@ class _Batch:
     def __init__(self, ctx: AppContext, job: JobContext, pipeline: PortraitPipeline, identities: list,
                  params: PortraitParams, templates: int):
         self.ctx, self.job, self.pipeline, self.identities = ctx, job, pipeline, identities
-        self.config, self.face_indices = params.config, params.face_indices or None
+        self.config, self.face_indices = pipeline.config, params.face_indices or None  # family defaults applied
         self.out_dir = Path(params.out) if params.out else ctx.paths.outputs_dir
         self.single = templates == 1
         self.seed = resolve_seed(self.config.seed)

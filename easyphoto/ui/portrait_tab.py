@@ -95,7 +95,7 @@ def portrait_flow(ctx: AppContext, identity_ids: Sequence[str], face_text: str, 
             raise EasyPhotoError("Choose a template from the gallery or upload one.")
         config = values_to_config(PortraitConfig, PORTRAIT_FIELDS, values)
         params = {"identity_ids": identity_ids, "templates": templates, "face_indices": parse_face_numbers(face_text),
-                  "config": config.to_dict()}
+                  "config": config.non_default()}  # an SDXL checkpoint's defaults apply to the rest
         if base and base.strip():
             params["base"] = base.strip()
         job = submit(ctx, "portrait", params)
@@ -133,7 +133,7 @@ def compare_flow(ctx: AppContext, identity_ids: Sequence[str], face_text: str, t
                                  hint="Choose exactly one identity and a template (the first one is used).")
         faces = parse_face_numbers(face_text)
         params = {"identity_id": identity_ids[0], "template": templates[0], "face_index": faces[0] if faces else None,
-                  "config": values_to_config(PortraitConfig, PORTRAIT_FIELDS, values).to_dict(),
+                  "config": values_to_config(PortraitConfig, PORTRAIT_FIELDS, values).non_default(),
                   "compare": values_to_config(CompareConfig, COMPARE_FIELDS, compare_values).to_dict()}
         if base and base.strip():
             params["base"] = base.strip()

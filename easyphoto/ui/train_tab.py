@@ -144,9 +144,7 @@ def train_flow(ctx: AppContext, identity_id: str, base: str, resume: bool, value
         config = values_to_config(TrainConfig, TRAIN_FIELDS, values)
         # Only what differs from the defaults: an SDXL base then gets the SDXL defaults (1024 px, rank 32, ...) for
         # every setting the form left alone (easyphoto.config.train_config_for_family).
-        defaults = TrainConfig().to_dict()
-        params = {"identity_id": identity_id, "resume": bool(resume),
-                  "config": {k: v for k, v in config.to_dict().items() if v != defaults.get(k)}}
+        params = {"identity_id": identity_id, "resume": bool(resume), "config": config.non_default()}
         if base and base.strip():
             params["base"] = base.strip()
         job = submit(ctx, "train", params)
