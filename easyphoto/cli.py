@@ -22,6 +22,7 @@ from easyphoto.cli_common import (  # shared with cli_tryon (garments, try-on)
 )
 from easyphoto.context import AppContext, standalone_context
 from easyphoto.errors import EasyPhotoError
+from easyphoto.identity_modes import TRAINING_FREE
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -94,9 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("template", metavar="TEMPLATE", help="a template photo file, or a gallery name")
     compare.add_argument("--face", type=int, dest="face_index", metavar="N",
                          help="template face number (left to right, from 0; default: the largest)")
-    compare.add_argument("--mode", dest="training_free_mode", default="faceid", choices=("faceid", "instantid", "pulid"),
+    compare.add_argument("--mode", dest="training_free_mode", choices=TRAINING_FREE,
                          help="the training-free method (CompareConfig.training_free_mode; default faceid)")
-    compare.add_argument("--identity-weight", type=float, default=0.8, help="weight of its unit(s) (default 0.8)")
+    compare.add_argument("--identity-weight", type=float, help="weight of its unit(s) (default 0.8)")
     compare.add_argument("--out", required=True, help="folder for both portraits")
     compare.add_argument("--base", help="the base model the identity was trained on (standalone)")
     compare.add_argument("--config-dir", help="diffusers config folder for a single-file base")
@@ -303,8 +304,8 @@ def _portrait_compare(ctx: AppContext, args: argparse.Namespace) -> int:
     config = _command_config(PortraitConfig, args)
     template = args.template if not Path(args.template).exists() and "/" in args.template \
         and not Path(args.template).is_absolute() else str(Path(args.template).resolve())  # a gallery name stays
-    compare = CompareConfig.from_dict({"training_free_mode": args.training_free_mode,
-                                       "identity_weight": args.identity_weight})
+    given = {"training_free_mode": args.training_free_mode, "identity_weight": args.identity_weight}
+    compare = CompareConfig.from_dict({k: v for k, v in given.items() if v is not None})  # its defaults otherwise
     params = ComparePortraitParams.checked({
         "identity_id": args.identity_id, "template": template, "face_index": args.face_index,
         "config": config.to_dict(), "compare": compare.to_dict(), "out": str(Path(args.out).resolve()),

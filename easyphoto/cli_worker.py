@@ -11,7 +11,8 @@ from easyphoto.errors import EasyPhotoError
 def add_worker_command(commands) -> None:
     worker = commands.add_parser("worker", help="run jobs from the distributed queue (needs --broker)")
     worker.add_argument("--queues", help="comma-separated Celery queues to take jobs from (default: all: "
-                                         "easyphoto.cpu, easyphoto.gpu and easyphoto.gpu.<try-on backend>)")
+                                         "easyphoto.cpu, easyphoto.gpu, easyphoto.gpu.sdxl and "
+                                         "easyphoto.gpu.<try-on backend>)")
     worker.add_argument("--name", help="this worker's name in job records (default: host-pid)")
     worker.add_argument("--wait-for-broker", type=float, default=300.0, metavar="SECONDS",
                         help="how long to wait for Redis when it does not answer at start (default: 300; 0: fail at "
@@ -24,7 +25,7 @@ def _worker(ctx: AppContext, args: argparse.Namespace) -> int:
     from easyphoto.distributed import celery_app
     from easyphoto.distributed.worker import Worker, check_data_root, wait_for_broker
 
-    broker = ctx.broker or ctx.settings.broker_url.strip()
+    broker = ctx.broker_url
     if not broker:
         raise EasyPhotoError("A worker takes its jobs from a broker, and none is set.", phase="worker",
                              hint="Pass --broker redis://HOST:6379/0 (or set EASYPHOTO_BROKER), the server's own.")

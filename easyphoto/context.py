@@ -75,6 +75,11 @@ class AppContext:
         return self.force_offline or self.settings.offline
 
     @property
+    def broker_url(self) -> str:
+        """The distributed queue's broker: the flag / env var (`broker`), else the setting; "" = in-process queue."""
+        return self.broker or self.settings.broker_url.strip()
+
+    @property
     def identities(self) -> IdentityStore:
         return IdentityStore(self.paths)
 

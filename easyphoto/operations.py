@@ -50,7 +50,7 @@ def job_queue(ctx: AppContext) -> JobQueue:
 
 
 def _new_queue(ctx: AppContext):
-    broker = ctx.broker or ctx.settings.broker_url.strip()  # the flag / env var, else the setting
+    broker = ctx.broker_url
     if not broker:
         return JobQueue(ctx.paths.jobs_dir, gpu_lock=ctx.gpu_lock, host=ctx.host)
     from easyphoto.distributed.queue import DistributedQueue

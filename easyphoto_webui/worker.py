@@ -27,7 +27,7 @@ def start_worker(ctx: AppContext):
 
     if "worker" in _started:
         return _started["worker"]
-    broker = ctx.broker or ctx.settings.broker_url.strip()
+    broker = ctx.broker_url
     if not broker:
         log.error("EasyPhoto: --easyphoto-worker needs a broker: add --easyphoto-broker redis://HOST:6379/0 "
                   "(or set EASYPHOTO_BROKER, or Settings → EasyPhoto → Distributed job queue)")

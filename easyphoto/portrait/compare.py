@@ -63,7 +63,8 @@ def compare_operation(ctx: AppContext, params: ComparePortraitParams, job: JobCo
         out_dir = Path(params.out) if params.out else ctx.paths.outputs_dir
         result = {"identity_id": params.identity_id, "template": path.name, "seed": seed,
                   "training_free_mode": params.compare.training_free_mode, "backend": generator.name, "images": []}
-        for number, (name, cfg) in enumerate(sides):
+        for number, (name, _) in enumerate(sides):
+            cfg = pipelines[name].config  # with the checkpoint family's defaults (check() applied them)
             share = (number / 2, (number + 1) / 2)
 
             def progress(fraction: float, message: str, share=share, name=name) -> None:

@@ -73,12 +73,13 @@ def require_ready(ctx: AppContext, identity_id: str, identity_mode: str = "lora"
 def load_identity(ctx: AppContext, identity_id: str, stack: FaceStack, identity_mode: str = "lora") -> IdentityAssets:
     """What rendering needs; in a training-free mode no LoRA (the reference face of the checked photos is enough)."""
     layout = ctx.identities.get(identity_id)
-    info = require_ready(ctx, identity_id, identity_mode)
+    free = is_training_free(identity_mode)
+    info, lora_path = (require_ready(ctx, identity_id, identity_mode), None) if free else \
+        require_trained(ctx, identity_id)
     reference = _reference_face(layout.root / str(info.get("reference_face") or "reference.jpg"), identity_id, stack)
     embeddings = _embeddings(info, layout, stack, reference)
-    if is_training_free(identity_mode):
+    if lora_path is None:
         return IdentityAssets(identity_id, None, reference, embeddings, trigger="")  # no LoRA: no trigger word
-    lora_path = require_trained(ctx, identity_id)[1]
     trigger = str((info.get("config") or {}).get("caption") or DEFAULT_CAPTION)
     return IdentityAssets(identity_id, LoraRef(lora_path.stem, 1.0, lora_path), reference, embeddings, trigger)
 

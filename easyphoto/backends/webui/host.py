@@ -239,22 +239,16 @@ def selected_checkpoint() -> Path:
 
 # ---------------------------------------------------------------------------------------------- the base model family
 
-def checkpoint_family(path: Path) -> str:
-    """What the host's loader makes of a checkpoint file: "sdxl" when its state dict has SDXL's conditioner
-    (A1111's sd_models_config picks an SDXL config for 'conditioner.embedders.*' keys and sets is_sdxl =
-    hasattr(model, "conditioner"); Forge's model guess reads the same keys), else "sd15". Read from the safetensors
-    header alone; a pickle (.ckpt) is never opened here and counts as SD 1.5."""
-    from easyphoto.sd.family import model_family
-
-    return model_family(path)
-
-
 def host_family() -> str:
     """The family ("sd15" / "sdxl") of the checkpoint the next generation runs on: the selected one (both hosts
     load it at the start of process_images). The loaded model's own flag (A1111's sd_model.is_sdxl; Forge's
     diffusion engine sets is_sdxl too, its placeholder before the first generation has none) when it is that
-    checkpoint, else the file's header; nothing is loaded to find out."""
+    checkpoint, else the file's header: "sdxl" when its state dict has SDXL's conditioner, as A1111's
+    sd_models_config and Forge's model guess decide (easyphoto.sd.family; a .ckpt is never opened and counts as
+    SD 1.5). Nothing is loaded to find out."""
     from modules import sd_models
+
+    from easyphoto.sd.family import model_family
 
     try:
         selected = sd_models.select_checkpoint()
@@ -264,7 +258,7 @@ def host_family() -> str:
     info = getattr(model, "sd_checkpoint_info", None)
     if info is not None and getattr(info, "filename", None) == selected.filename and hasattr(model, "is_sdxl"):
         return "sdxl" if model.is_sdxl else "sd15"
-    return checkpoint_family(Path(selected.filename))
+    return model_family(Path(selected.filename))
 
 
 def lora_present(stem: str) -> bool:
