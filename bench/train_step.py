@@ -114,10 +114,13 @@ LEVER_ROWS: dict[str, dict] = {
     "no latent cache (VAE every step)": {"cache_latents": False},
     "micro-steps one by one": {"batch_micro_steps": "off"},
     "text encoder per micro-step": {"shared_text_pass": False},
+    "cross-attention keys per sample": {"shared_cross_attention": False},
+    "small maps by the convolution (CPU)": {"small_conv_matmul": False},
     "plain AdamW (not fused)": {"fused_optimizer": False},
     "no channels-last": {"channels_last": False},
     "classic attention": {"attention": "classic"},
     "every exact lever off": {"cache_latents": False, "batch_micro_steps": "off", "shared_text_pass": False,
+                              "shared_cross_attention": False, "small_conv_matmul": False,
                               "fused_optimizer": False, "channels_last": False, "attention": "classic"},
     "gradient checkpointing": {"gradient_checkpointing": True},
     "low-VRAM tier": {"low_vram": True},
@@ -135,6 +138,7 @@ class Row:
     peak_vram_mib: float | None
     levers: list[str]
     compile_seconds: float | None = None
+    timed: list[float] | None = None  # every timed step's seconds (pooled over --rounds)
 
 
 def ours(bases: dict, model_dir: Path, dataset: Path, out: Path, resolution: int, steps: int, rank: int, device: str,
@@ -162,7 +166,7 @@ def ours(bases: dict, model_dir: Path, dataset: Path, out: Path, resolution: int
     peak = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else None
     timed = result.step_seconds[1:]
     compile_seconds = result.step_seconds[0] - statistics.median(timed) if config.compile_unet else None
-    return Row(name, statistics.median(timed), peak, result.levers, compile_seconds)
+    return Row(name, statistics.median(timed), peak, result.levers, compile_seconds, list(timed))
 
 
 def at_resolution(config, resolution: int):
@@ -204,6 +208,38 @@ def check_exact(model_dir: Path, dataset: Path, work: Path, resolution: int, ran
     return worst
 
 
+def run_rows(rows: dict[str, dict], rounds: int, run) -> list[Row]:
+    """Each row `rounds` times in turn (row order alternates through the rounds, so a slow spell of the machine
+    hits every row alike), then the median over all of a row's timed steps; printed per row."""
+    import statistics
+
+    pooled: dict[str, Row] = {}
+    for round_index in range(rounds):
+        for index, (label, levers) in enumerate(rows.items()):
+            try:
+                row = run(index, label, levers)
+            except Exception as exc:  # one lever failing on a machine must not hide the others' numbers
+                print(f"{label}: FAILED {type(exc).__name__}: {exc}", flush=True)
+                continue
+            print(f"  round {round_index + 1}, {label}: {row.seconds_per_step:.3f} s/step", flush=True)
+            if label in pooled:
+                kept = pooled[label]
+                kept.timed += row.timed
+                kept.seconds_per_step = statistics.median(kept.timed)
+                if row.peak_vram_mib is not None:
+                    kept.peak_vram_mib = max(kept.peak_vram_mib or 0.0, row.peak_vram_mib)
+            else:
+                pooled[label] = row
+    results = list(pooled.values())
+    for row in results:
+        first = results[0].seconds_per_step
+        vram = f", peak VRAM {row.peak_vram_mib:.0f} MiB" if row.peak_vram_mib is not None else ""
+        compiled = f", compiled in {row.compile_seconds:.0f} s" if row.compile_seconds is not None else ""
+        print(f"{row.name}: {row.seconds_per_step:.3f} s/step, {row.seconds_per_step / first:.2f}× the first row"
+              f"{vram}{compiled}", flush=True)
+    return results
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=6, help="timed optimizer steps per row (plus one warm-up)")
@@ -211,6 +247,8 @@ def main() -> int:
     parser.add_argument("--allow-cpu", action="store_true", help="let --real-size run on a CPU")
     parser.add_argument("--resolution", type=int, help="pixels (default 512 real size, 64 tiny)")
     parser.add_argument("--only", help="comma-separated row names to run (default: all)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run the rows this many times, alternating, and pool their steps (a noisy machine)")
     parser.add_argument("--no-bare", action="store_true", help="skip the bare diffusers loop")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     parser.add_argument("--work", type=Path, help="keep the model and dataset here (default: a temp folder)")
@@ -247,20 +285,8 @@ def main() -> int:
             bare = bare_loop(model_dir, dataset, resolution, args.steps, rank, device)
             print(f"bare diffusers+peft loop (batch 1, no accumulation, fp32): {bare:.3f} s/step", flush=True)
         bases: dict = {}
-        results: list[Row] = []
-        for index, (label, levers) in enumerate(rows.items()):
-            try:
-                row = ours(bases, model_dir, dataset, work / f"out{index}", resolution, args.steps, rank, device,
-                           label, levers)
-            except Exception as exc:  # one lever failing on a machine must not hide the others' numbers
-                print(f"{label}: FAILED {type(exc).__name__}: {exc}", flush=True)
-                continue
-            results.append(row)
-            first = results[0].seconds_per_step
-            vram = f", peak VRAM {row.peak_vram_mib:.0f} MiB" if row.peak_vram_mib is not None else ""
-            compiled = f", compiled in {row.compile_seconds:.0f} s" if row.compile_seconds is not None else ""
-            print(f"{label}: {row.seconds_per_step:.3f} s/step, {row.seconds_per_step / first:.2f}× the first row"
-                  f"{vram}{compiled}", flush=True)
+        results = run_rows(rows, args.rounds, lambda index, label, levers: ours(
+            bases, model_dir, dataset, work / f"out{index}", resolution, args.steps, rank, device, label, levers))
         if args.json:
             args.json.write_text(json.dumps([row.__dict__ for row in results], indent=1))
     return 0

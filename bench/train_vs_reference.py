@@ -3,8 +3,9 @@
 Both run as child processes on the same full-size SD 1.5 architecture (the shipped configs, random weights: no
 download), the same photos and the same knobs (resolution, batch 1, gradient accumulation, rank/alpha, text
 encoder trained at its own learning rate, float32, threads), alternating, `--runs` times each. Ours runs at its
-default speed levers (cached latents, batched micro-steps, one text-encoder pass per step, fused AdamW, SDPA);
-`--ours-set cache_latents=false` etc. turns one off.
+default speed levers (cached latents, batched micro-steps, one text-encoder pass per step, shared cross-attention
+keys, small convolutions as matrix products on a CPU, fused AdamW, SDPA); `--ours-set cache_latents=false` etc.
+turns one off.
 
 The other trainer is any command line, given as a template whose placeholders are filled in per run:
 

@@ -382,6 +382,20 @@ class TrainConfig(ConfigModel):
         "gradient summed over them.",
         **in_group(_SPEED, advanced=True),
     )
+    shared_cross_attention: bool = Field(
+        True,
+        description="Exact. When every sample of a batch has the same caption (batched micro-steps), the text is "
+        "handed to the UNet once and each cross-attention projects it to keys and values once, not once per sample "
+        "(sdpa attention).",
+        **in_group(_SPEED, advanced=True),
+    )
+    small_conv_matmul: bool = Field(
+        True,
+        description="Exact. On a CPU, the UNet's 3×3 convolutions on feature maps of at most 4×4 pixels (its lowest "
+        "levels below 256 px) as one matrix product, 2-4× faster there than the CPU's convolution; ignored on a GPU "
+        "and with compile_unet.",
+        **in_group(_SPEED, advanced=True),
+    )
     fused_optimizer: bool = Field(
         True,
         description="Exact. Fused AdamW (all LoRA tensors in one kernel) where torch has it, else foreach.",

@@ -352,19 +352,24 @@ def test_retained_steps_rule():
 # Every exact lever off: the run each exact lever is compared with. Accumulation 2 gives batched micro-steps and
 # the shared text pass something to do; the text encoder is trained (TrainConfig's default).
 ALL_EXACT_OFF = dict(gradient_accumulation_steps=2, cache_latents=False, batch_micro_steps="off",
-                     shared_text_pass=False, fused_optimizer=False, channels_last=False, mixed_precision="no")
+                     shared_text_pass=False, shared_cross_attention=False, small_conv_matmul=False,
+                     fused_optimizer=False, channels_last=False, mixed_precision="no")
 EXACT_LEVERS = [
     {"cache_latents": True},
     {"batch_micro_steps": "on"},
     {"shared_text_pass": True},
+    {"batch_micro_steps": "on", "shared_cross_attention": True},  # needs a batch of several samples
+    {"small_conv_matmul": True},  # the tiny UNet's 4×4 level takes the matrix product
     {"fused_optimizer": True},
     {"channels_last": True},  # CPU: ignored (measured slower there), so this only shows it harms nothing
     {"mixed_precision": "fp16"},  # CPU: not available, training runs in float32
     {"gradient_checkpointing": True},
     {"attention": "classic"},
     {"low_vram": True},
-    # the defaults: every exact lever at once (batched, shared text pass, cached latents, fused AdamW, sdpa)
-    {"cache_latents": True, "batch_micro_steps": "auto", "shared_text_pass": True, "fused_optimizer": True},
+    # the defaults: every exact lever at once (batched, shared text pass and cross-attention, small convolutions as
+    # matrix products, cached latents, fused AdamW, sdpa)
+    {"cache_latents": True, "batch_micro_steps": "auto", "shared_text_pass": True, "shared_cross_attention": True,
+     "small_conv_matmul": True, "fused_optimizer": True},
 ]
 
 
@@ -411,6 +416,80 @@ def test_batched_micro_steps_and_the_shared_text_pass_do_less_work(base, dataset
     calls.update(unet=[], text=0)
     train_lora(base, dataset, tmp_path / "slow", _config(**ALL_EXACT_OFF), steps=2)
     assert calls == {"unet": [1, 1, 1, 1], "text": 4}
+
+
+def test_shared_cross_attention_and_small_convolutions_do_less_work(base, dataset, tmp_path, monkeypatch):
+    """The UNet gets the shared caption's text once per batch, and no 3×3 convolution of the UNet's 4×4 level runs
+    through the CPU convolution (it is one matrix product); both are undone after training."""
+    from diffusers.models.attention_processor import AttnProcessor2_0
+
+    text_batches, small_convs = [], []
+    unet_forward, conv_forward = type(base.unet).forward, torch.nn.Conv2d._conv_forward
+    unet_convs = {id(m) for m in base.unet.modules()}
+
+    def counting_unet(module, sample, timesteps, text, *args, **kwargs):
+        text_batches.append((sample.shape[0], text.shape[0]))
+        return unet_forward(module, sample, timesteps, text, *args, **kwargs)
+
+    def counting_conv(module, x, weight, bias):
+        if id(module) in unet_convs and module.kernel_size == (3, 3) and x.shape[-2] * x.shape[-1] <= 16:
+            small_convs.append(tuple(x.shape))
+        return conv_forward(module, x, weight, bias)
+
+    monkeypatch.setattr(type(base.unet), "forward", counting_unet)
+    monkeypatch.setattr(torch.nn.Conv2d, "_conv_forward", counting_conv)
+    fast = _config(gradient_accumulation_steps=4, batch_size=1)
+    assert {"shared cross-attention keys", "small convolutions as matrix products"} <= set(
+        train_lora(base, dataset, tmp_path / "fast", fast, steps=2).levers)
+    assert text_batches == [(4, 1), (4, 1)] and small_convs == []
+    assert not any("forward" in vars(m) for m in base.unet.modules())
+    assert {type(p) for p in base.unet.attn_processors.values()} == {AttnProcessor2_0}
+    text_batches.clear()
+    off = dict(ALL_EXACT_OFF, gradient_accumulation_steps=4, batch_micro_steps="on")
+    train_lora(base, dataset, tmp_path / "slow", _config(**off), steps=2)
+    assert text_batches == [(4, 4), (4, 4)] and small_convs and all(s[-2:] == (4, 4) for s in small_convs)
+
+
+def test_shared_cross_attention_matches_the_plain_attention_and_refuses_what_it_does_not_cover():
+    from diffusers.models.attention_processor import Attention, AttnProcessor2_0
+
+    from easyphoto.train.kernels import SharedTextAttention
+
+    torch.manual_seed(0)
+    attn = Attention(query_dim=8, cross_attention_dim=6, heads=2, dim_head=4)
+    pixels, text = torch.randn(3, 5, 8), torch.randn(1, 7, 6, requires_grad=True)
+    shared = SharedTextAttention(AttnProcessor2_0())
+    out = shared(attn, pixels, text)
+    copies = text.detach().expand(3, -1, -1).clone().requires_grad_(True)
+    torch.testing.assert_close(out, AttnProcessor2_0()(attn, pixels, copies))
+    out.sum().backward()
+    AttnProcessor2_0()(attn, pixels, copies).sum().backward()
+    torch.testing.assert_close(text.grad[0], copies.grad.sum(0))  # the gradient of the copies, summed
+    torch.testing.assert_close(shared(attn, pixels, copies), AttnProcessor2_0()(attn, pixels, copies))
+    with pytest.raises(ValueError, match="an attention mask.*shared_cross_attention off"):
+        shared(attn, pixels, text, attention_mask=torch.ones(1, 7))
+
+
+def test_small_convolutions_as_a_matrix_product_match_the_convolution():
+    from easyphoto.train.kernels import conv3x3_as_matmul, install_small_conv_matmul, remove_small_conv_matmul
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(6, 5, 3, padding=1), torch.nn.Conv2d(5, 4, 3, stride=2, padding=1),
+                                torch.nn.Conv2d(4, 4, 1))
+    for shape in [(2, 6, 4, 4), (2, 6, 3, 5), (1, 6, 7, 2)]:
+        x = torch.randn(shape)
+        torch.testing.assert_close(conv3x3_as_matmul(model[0], x), model[0](x))
+        torch.testing.assert_close(conv3x3_as_matmul(model[1], model[0](x)), model[1](model[0](x)))
+    installed = install_small_conv_matmul(model, max_pixels=16)
+    assert len(installed) == 2  # the 1×1 convolution is not one of them
+    x = torch.randn(2, 6, 4, 4)
+    out = model(x)
+    assert [f.calls for f in installed] == [1, 1]
+    model(torch.randn(1, 6, 8, 8))  # 64 output pixels: the convolution itself; 4×4 after the stride: the product
+    assert [f.calls for f in installed] == [1, 2]
+    remove_small_conv_matmul(installed)
+    assert not any("forward" in vars(m) for m in model.modules())
+    torch.testing.assert_close(model(x), out)
 
 
 def test_auto_batching_follows_the_device_the_resolution_and_the_vram():

@@ -39,8 +39,8 @@ called once the LoRA is exported, keeps only the `keep_checkpoints` LoRAs. Entri
 No pickle anywhere. Speed levers (TrainConfig), each described in TrainConfig and listed by `levers_in_use`:
 
 - exact (the same learned weights up to float rounding; each one tested against the lever-off run):
-  cache_latents, batch_micro_steps, shared_text_pass, fused_optimizer, channels_last, gradient_checkpointing,
-  attention, low_vram, and one host-device sync per optimizer step (the loss is read once per step, not per
+  cache_latents, batch_micro_steps, shared_text_pass, shared_cross_attention, small_conv_matmul (these two in
+  easyphoto.train.kernels), fused_optimizer, channels_last, gradient_checkpointing, attention, low_vram, and one host-device sync per optimizer step (the loss is read once per step, not per
   micro-step);
 - not exact, labelled so: mixed_precision (fp16/bf16 autocast; bf16 also on a CPU with bf16 instructions), tf32;
 - opt-in: compile_unet (torch.compile of the UNet's training pass; its compile time is reported).
@@ -77,6 +77,7 @@ from easyphoto.errors import EasyPhotoError
 from easyphoto.sd import lora
 from easyphoto.sd.base_model import BaseModel
 from easyphoto.store import atomic_path, atomic_write_json, read_json
+from easyphoto.train import kernels
 from easyphoto.train.lora import ADAPTER, from_peft, load_into_peft
 
 log = logging.getLogger(__name__)
@@ -401,6 +402,18 @@ def batches_micro_steps(config: TrainConfig, device: torch.device, gpu_gib: floa
     return batched_gpu_gib(config) + GPU_MARGIN_GIB <= gpu_gib
 
 
+def shares_cross_attention(config: TrainConfig, device: torch.device) -> bool:
+    """shared_cross_attention in effect: a batch of several samples (all of one caption in EasyPhoto's datasets),
+    with the SDPA attention the broadcast path uses."""
+    several = config.batch_size > 1 or batches_micro_steps(config, device)
+    return config.shared_cross_attention and config.attention == "sdpa" and several
+
+
+def uses_small_conv_matmul(config: TrainConfig, device: torch.device) -> bool:
+    """small_conv_matmul in effect: a CPU, and no torch.compile (which generates its own kernels)."""
+    return config.small_conv_matmul and device.type == "cpu" and not config.compile_unet
+
+
 def levers_in_use(config: TrainConfig, device: str | torch.device) -> list[str]:
     """Short names of the speed levers in effect for `config` on `device`, for the progress readout and record."""
     device = torch.device(device)
@@ -411,6 +424,8 @@ def levers_in_use(config: TrainConfig, device: str | torch.device) -> list[str]:
         "cached latents" if config.cache_latents else "",
         f"batched micro-steps ×{accumulation}" if batches_micro_steps(config, device) else "",
         "one text-encoder pass per step" if config.shared_text_pass and accumulation > 1 and text_runs else "",
+        "shared cross-attention keys" if shares_cross_attention(config, device) else "",
+        "small convolutions as matrix products" if uses_small_conv_matmul(config, device) else "",
         "fused AdamW" if config.fused_optimizer else "",
         "channels-last" if config.channels_last and device.type == "cuda" else "",
         f"{'fp16' if dtype == torch.float16 else 'bf16'} autocast" if dtype is not None else "",
@@ -457,12 +472,6 @@ def _set_tf32(enabled: bool) -> tuple[bool, bool]:
 
 def _restore_tf32(previous: tuple[bool, bool]) -> None:
     torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = previous
-
-
-def _set_attention(unet, kind: str) -> None:
-    from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
-
-    unet.set_attn_processor(AttnProcessor2_0() if kind == "sdpa" else AttnProcessor())
 
 
 # ---------------------------------------------------------------------------------------------- state files
@@ -567,6 +576,8 @@ class _Trainer:
                      config.mixed_precision, self.device.type)
         self.batched = batches_micro_steps(config, self.device)
         self.shared_text = config.shared_text_pass
+        self.shared_cross = shares_cross_attention(config, self.device)
+        self.small_convs = uses_small_conv_matmul(config, self.device)
         self.channels_last = config.channels_last and self.cuda
         self.scaler = _grad_scaler() if self.autocast_dtype == torch.float16 else None
         self.order = _SampleOrder(seed, len(items))
@@ -594,7 +605,8 @@ class _Trainer:
         if not self.train_te:
             for encoder in encoders.values():
                 _disable_lora(encoder)
-        _set_attention(base.unet, config.attention)
+        kernels.set_attention(base.unet, config.attention, shared_text=self.shared_cross)
+        self.small_conv_forwards = kernels.install_small_conv_matmul(base.unet) if self.small_convs else []
         base.unet.train()
         base.vae.eval()
         for encoder in encoders.values():
@@ -777,6 +789,11 @@ class _Trainer:
         return tensor.pin_memory().to(self.device, non_blocking=True)
 
     def _text_states(self, captions: list[str]) -> TextState:
+        """The text states of `captions` for one UNet call: one row per sample, or (shared_cross_attention) one
+        row for a batch whose samples share the caption, the pooled embedding still one per sample."""
+        if self.shared_cross and len(captions) > 1 and len(set(captions)) == 1:
+            hidden, pooled = self._text_states(captions[:1])
+            return hidden, None if pooled is None else pooled.expand(len(captions), -1)
         if self.embedding_cache is not None:
             return _cat_states([self.embedding_cache[c] for c in captions])
         if self.shared_text:
@@ -870,6 +887,8 @@ class _Trainer:
         base = self.base
         self._onload()
         self.step_text = {}
+        kernels.remove_small_conv_matmul(self.small_conv_forwards)
+        kernels.set_attention(base.unet, self.config.attention, shared_text=False)
         if self.channels_last:
             base.unet.to(memory_format=torch.contiguous_format)
         if self._tf32 is not None:
