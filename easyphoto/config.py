@@ -392,7 +392,7 @@ class TrainConfig(ConfigModel):
     small_conv_matmul: bool = Field(
         True,
         description="Exact. On a CPU, the UNet's 3×3 convolutions on feature maps of at most 4×4 pixels (its lowest "
-        "levels below 256 px) as one matrix product, 2-4× faster there than the CPU's convolution; ignored on a GPU "
+        "levels up to 256 px) as one matrix product, 2-4× faster there than the CPU's convolution; ignored on a GPU "
         "and with compile_unet.",
         **in_group(_SPEED, advanced=True),
     )

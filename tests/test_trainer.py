@@ -490,6 +490,13 @@ def test_small_convolutions_as_a_matrix_product_match_the_convolution():
     remove_small_conv_matmul(installed)
     assert not any("forward" in vars(m) for m in model.modules())
     torch.testing.assert_close(model(x), out)
+    # where it acts: a CPU, up to 256 px (no 4×4 maps above), not under torch.compile
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert trainer.uses_small_conv_matmul(_config(resolution=256), cpu)
+    assert not trainer.uses_small_conv_matmul(_config(resolution=512), cpu)
+    assert not trainer.uses_small_conv_matmul(_config(), cuda)
+    assert not trainer.uses_small_conv_matmul(_config(compile_unet=True), cpu)
+    assert not trainer.uses_small_conv_matmul(_config(small_conv_matmul=False), cpu)
 
 
 def test_auto_batching_follows_the_device_the_resolution_and_the_vram():

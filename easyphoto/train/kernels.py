@@ -96,10 +96,13 @@ class SharedTextAttention:
         query = attn.to_q(hidden_states)
         key = attn.to_k(encoder_hidden_states)
         value = attn.to_v(encoder_hidden_states)
+        # One copy per sample of the projected keys/values (77 tokens: cheap), so that every SDPA kernel sees the
+        # strides it expects; its backward sums the samples' gradients into the one projection.
+        key, value = key.expand(batch, -1, -1).contiguous(), value.expand(batch, -1, -1).contiguous()
         heads, head_dim = attn.heads, key.shape[-1] // attn.heads
         query = query.view(batch, -1, heads, head_dim).transpose(1, 2)
-        key = key.view(1, -1, heads, head_dim).transpose(1, 2).expand(batch, -1, -1, -1)
-        value = value.view(1, -1, heads, head_dim).transpose(1, 2).expand(batch, -1, -1, -1)
+        key = key.view(batch, -1, heads, head_dim).transpose(1, 2)
+        value = value.view(batch, -1, heads, head_dim).transpose(1, 2)
         out = F.scaled_dot_product_attention(query, key, value, dropout_p=0.0, is_causal=False)
         out = out.transpose(1, 2).reshape(batch, -1, heads * head_dim).to(query.dtype)
         out = attn.to_out[1](attn.to_out[0](out))

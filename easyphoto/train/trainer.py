@@ -409,9 +409,16 @@ def shares_cross_attention(config: TrainConfig, device: torch.device) -> bool:
     return config.shared_cross_attention and config.attention == "sdpa" and several
 
 
+# The SD 1.5 UNet's lowest level is resolution / 64 pixels wide (SDXL's resolution / 32): maps of at most 4×4
+# pixels, where small_conv_matmul acts, exist up to 256 px.
+SMALL_CONV_MAX_RESOLUTION = 256
+
+
 def uses_small_conv_matmul(config: TrainConfig, device: torch.device) -> bool:
-    """small_conv_matmul in effect: a CPU, and no torch.compile (which generates its own kernels)."""
-    return config.small_conv_matmul and device.type == "cpu" and not config.compile_unet
+    """small_conv_matmul in effect: a CPU, a resolution with feature maps that small, and no torch.compile (which
+    generates its own kernels)."""
+    return (config.small_conv_matmul and device.type == "cpu" and not config.compile_unet
+            and config.resolution <= SMALL_CONV_MAX_RESOLUTION)
 
 
 def levers_in_use(config: TrainConfig, device: str | torch.device) -> list[str]:
