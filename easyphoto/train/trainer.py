@@ -40,8 +40,8 @@ No pickle anywhere. Speed levers (TrainConfig), each described in TrainConfig an
 
 - exact (the same learned weights up to float rounding; each one tested against the lever-off run):
   cache_latents, batch_micro_steps, shared_text_pass, shared_cross_attention, small_conv_matmul (these two in
-  easyphoto.train.kernels), fused_optimizer, channels_last, gradient_checkpointing, attention, low_vram, and one host-device sync per optimizer step (the loss is read once per step, not per
-  micro-step);
+  easyphoto.train.kernels), fused_optimizer, channels_last, gradient_checkpointing, attention, low_vram, and one
+  host-device sync per optimizer step (the loss is read once per step, not per micro-step);
 - not exact, labelled so: mixed_precision (fp16/bf16 autocast; bf16 also on a CPU with bf16 instructions), tf32;
 - opt-in: compile_unet (torch.compile of the UNet's training pass; its compile time is reported).
 
