@@ -68,7 +68,7 @@ def test_training_controls_come_from_the_train_config(tmp_path):
 
 
 def test_portrait_tab_controls_flow_and_face_picking(tmp_path):
-    from easyphoto.config import PortraitConfig
+    from easyphoto.config import CompareConfig, PortraitConfig
     from easyphoto.ui import portrait_tab as pt
     from easyphoto.ui.config_controls import ConfigForm
 
@@ -87,6 +87,12 @@ def test_portrait_tab_controls_flow_and_face_picking(tmp_path):
     ctx.identities.create("amy")
     [(status, _, _)] = list(pt.portrait_flow(ctx, ["amy"], "0, x", ["user/x.png"], None, "", values))
     assert status.startswith("**Invalid portrait settings:** Face numbers must be whole numbers")
+    compare = [getattr(CompareConfig(), n) for n in pt.COMPARE_FIELDS]
+    [(status, shown, job)] = list(pt.compare_flow(ctx, ["amy", "bo"], "", ["user/x.png"], None, "", compare, values))
+    assert status.startswith("**Cannot compare:** Compare renders one identity on one template.")
+    assert shown == [] and job == ""
+    [(status, _, _)] = list(pt.compare_flow(ctx, ["amy"], "0, x", ["user/x.png"], None, "", compare, values))
+    assert status.startswith("**Invalid settings:** Face numbers must be whole numbers")
     assert pt.parse_face_numbers("2; 0 5") == [2, 0, 5] and pt.parse_face_numbers(" ") is None
     boxes = [[0, 0, 10, 10], [8, 0, 30, 10]]
     assert (pt.face_at(boxes, 5, 5), pt.face_at(boxes, 9, 5), pt.face_at(boxes, 20, 5), pt.face_at(boxes, 50, 5)) == (

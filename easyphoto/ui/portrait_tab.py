@@ -17,7 +17,7 @@ from easyphoto.config import CompareConfig, PortraitConfig
 from easyphoto.context import AppContext
 from easyphoto.errors import EasyPhotoError
 from easyphoto.ui.config_controls import ConfigForm, field_names, values_to_config
-from easyphoto.ui.job_updates import cancel, failure_text, follow
+from easyphoto.ui.job_updates import cancel, failure_text, follow, submit_and_follow
 
 PREFIX = "easyphoto_portrait"
 PORTRAIT_FIELDS = field_names(PortraitConfig)  # every field: the form's components and portrait_flow's values
@@ -121,41 +121,28 @@ def compare_flow(ctx: AppContext, identity_ids: Sequence[str], face_text: str, t
                  uploads, base: str, compare_values: Sequence, values: Sequence) -> Iterator[tuple]:
     """The "Compare LoRA vs training-free" button: the first chosen identity on the first template, both renders
     with their likeness side by side. Yields (status, gallery items, job id)."""
-    from easyphoto.operations import submit
-    from easyphoto.portrait.compare import check_request
-    from easyphoto.ui.train_tab import upload_paths
 
-    try:
-        identity_ids = [i for i in (identity_ids or []) if i]
+    def checked() -> dict:
+        from easyphoto.job_params import ComparePortraitParams
+        from easyphoto.portrait.compare import check_request
+        from easyphoto.ui.train_tab import upload_paths
+
+        ids = [i for i in (identity_ids or []) if i]
         templates = [*(template_names or []), *(str(p) for p in upload_paths(uploads))]
-        if len(identity_ids) != 1 or not templates:
+        if len(ids) != 1 or not templates:
             raise EasyPhotoError("Compare renders one identity on one template.",
                                  hint="Choose exactly one identity and a template (the first one is used).")
         faces = parse_face_numbers(face_text)
-        params = {"identity_id": identity_ids[0], "template": templates[0], "face_index": faces[0] if faces else None,
+        params = {"identity_id": ids[0], "template": templates[0], "face_index": faces[0] if faces else None,
                   "config": values_to_config(PortraitConfig, PORTRAIT_FIELDS, values).non_default(),
                   "compare": values_to_config(CompareConfig, COMPARE_FIELDS, compare_values).to_dict()}
         if base and base.strip():
             params["base"] = base.strip()
-        from easyphoto.job_params import ComparePortraitParams
-
         check_request(ctx, ComparePortraitParams.checked(params, "portrait_compare"))
-        job = submit(ctx, "portrait_compare", params)
-    except EasyPhotoError as exc:
-        yield f"**Cannot compare:** {exc.message} {exc.hint}".strip(), [], ""
-        return
-    except ValueError as exc:
-        yield f"**Invalid settings:** {exc}", [], ""
-        return
-    for record in follow(ctx, job.id):
-        if record.is_final:
-            break
-        p = record.progress
-        yield f"{p.phase or record.state.value}: {p.message}".strip(), [], job.id
-    if record.state.value != "succeeded":
-        yield failure_text("Compare", record), [], ""
-        return
-    yield compare_text(record.result or {}), compare_gallery(record.result or {}), ""
+        return params
+
+    yield from submit_and_follow(ctx, "portrait_compare", checked, "compare", "", "Compare",
+                                 lambda result: (compare_text(result), compare_gallery(result)))
 
 
 def compare_gallery(result: dict) -> list[tuple[str, str]]:
